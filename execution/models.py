@@ -1,0 +1,207 @@
+"""Exchange accounts, the orders we place for signals, their fills, and positions."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+class ExchangeAccount(models.Model):
+    class Exchange(models.TextChoices):
+        BYBIT = "bybit", "Bybit"
+        BINANCE = "binanceusdm", "Binance USD-M"
+        BITGET = "bitget", "Bitget"
+        OKX = "okx", "OKX"
+
+    class Mode(models.TextChoices):
+        PAPER = "paper", "Paper (simulated, no exchange)"
+        TESTNET = "testnet", "Testnet / local emulator"
+        LIVE = "live", "Live"
+
+    class MarketType(models.TextChoices):
+        SPOT = "spot", "Spot"
+        LINEAR = "linear", "Linear perpetual"
+
+    class PositionMode(models.TextChoices):
+        ONE_WAY = "one_way", "One-way"
+        HEDGE = "hedge", "Hedge"
+
+    label = models.CharField(max_length=80, unique=True)
+    exchange = models.CharField(max_length=16, choices=Exchange.choices, default=Exchange.BYBIT)
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.PAPER)
+    market_type = models.CharField(max_length=8, choices=MarketType.choices, default=MarketType.LINEAR)
+    position_mode = models.CharField(max_length=8, choices=PositionMode.choices, default=PositionMode.ONE_WAY)
+    # Fernet tokens (settings.CREDENTIALS_ENCRYPTION_KEYS); never displayed back.
+    api_key_enc = models.TextField(blank=True)
+    api_secret_enc = models.TextField(blank=True)
+    api_password_enc = models.TextField(blank=True, help_text="OKX/Bitget API passphrase")
+    base_url = models.URLField(
+        blank=True, help_text="Testnet only: send this account's requests to this base URL (e.g. the local emulator)."
+    )
+    halted = models.BooleanField(default=False, help_text="Kill switch for every strategy on this account.")
+    halted_at = models.DateTimeField(null=True, blank=True)
+    halted_by = models.CharField(max_length=150, blank=True)
+    halt_reason = models.CharField(max_length=255, blank=True)
+    max_orders_per_second = models.DecimalField(
+        max_digits=8, decimal_places=2, default=Decimal("10"), help_text="Shared by every worker process."
+    )
+    paper_fee_bps = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("5.5"))
+    paper_slippage_bps = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("2"))
+    paper_quote_currency = models.CharField(max_length=10, default="USDT")
+    paper_starting_balance = models.DecimalField(max_digits=30, decimal_places=8, default=Decimal("10000"))
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["label"]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.get_exchange_display()}, {self.mode})"
+
+    @property
+    def is_paper(self) -> bool:
+        return self.mode == self.Mode.PAPER
+
+    def clean(self) -> None:
+        from django.conf import settings
+
+        if self.mode == self.Mode.LIVE and not settings.LIVE_TRADING:
+            raise ValidationError(
+                {"mode": "Live trading is switched off (set LIVE_TRADING=true to allow live accounts)."}
+            )
+        if self.base_url and self.mode != self.Mode.TESTNET:
+            raise ValidationError({"base_url": "A base URL override is only allowed on testnet accounts."})
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUBMITTING = "submitting", "Submitting"
+        OPEN = "open", "Open"
+        PARTIALLY_FILLED = "partially_filled", "Partially filled"
+        FILLED = "filled", "Filled"
+        CANCELLED = "cancelled", "Cancelled"
+        REJECTED = "rejected", "Rejected"
+        UNKNOWN = "unknown", "Unknown (being resolved)"
+
+    TERMINAL_STATUSES = (Status.FILLED, Status.CANCELLED, Status.REJECTED)
+
+    class Side(models.TextChoices):
+        BUY = "buy", "Buy"
+        SELL = "sell", "Sell"
+
+    class Purpose(models.TextChoices):
+        OPEN = "open", "Open / add"
+        CLOSE = "close", "Close"
+
+    signal = models.ForeignKey("signals.Signal", on_delete=models.PROTECT, related_name="orders")
+    strategy = models.ForeignKey("strategies.Strategy", on_delete=models.PROTECT, related_name="orders")
+    account = models.ForeignKey(ExchangeAccount, on_delete=models.PROTECT, related_name="orders")
+    leg = models.PositiveSmallIntegerField()
+    purpose = models.CharField(max_length=8, choices=Purpose.choices)
+    client_order_id = models.CharField(max_length=32)
+    symbol = models.CharField(max_length=64)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    order_type = models.CharField(max_length=8)  # market / limit
+    reduce_only = models.BooleanField(default=False)
+    requested_qty = models.DecimalField(max_digits=30, decimal_places=12)
+    limit_price = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    signal_price = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    status = models.CharField(max_length=18, choices=Status.choices, default=Status.PENDING, db_index=True)
+    exchange_order_id = models.CharField(max_length=64, blank=True)
+    filled_qty = models.DecimalField(max_digits=30, decimal_places=12, default=0)
+    avg_price = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    fee = models.DecimalField(max_digits=30, decimal_places=12, default=0)
+    fee_currency = models.CharField(max_length=16, blank=True)
+    slippage_bps = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    reason = models.TextField(blank=True, help_text="The exchange's reason for a rejection, in words")
+    replies = models.JSONField(default=list, blank=True, help_text="Exchange replies, redacted")
+    submit_count = models.PositiveSmallIntegerField(default=0)
+    lookup_count = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    acked_at = models.DateTimeField(null=True, blank=True)
+    first_fill_at = models.DateTimeField(null=True, blank=True)
+    last_fill_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "client_order_id"], name="order_unique_client_id_per_account"),
+            models.UniqueConstraint(fields=["signal", "leg"], name="order_unique_leg_per_signal"),
+        ]
+        indexes = [models.Index(fields=["account", "status"], name="order_account_status")]
+
+    def __str__(self) -> str:
+        return f"{self.client_order_id} {self.side} {self.requested_qty} {self.symbol} [{self.status}]"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL_STATUSES
+
+
+class Fill(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="fills")
+    trade_id = models.CharField(max_length=64)
+    qty = models.DecimalField(max_digits=30, decimal_places=12)
+    price = models.DecimalField(max_digits=30, decimal_places=12)
+    fee = models.DecimalField(max_digits=30, decimal_places=12, default=0)
+    fee_currency = models.CharField(max_length=16, blank=True)
+    filled_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["order", "trade_id"], name="fill_unique_trade_per_order")]
+
+    def __str__(self) -> str:
+        return f"{self.qty} @ {self.price}"
+
+
+class Position(models.Model):
+    """Net position per account and symbol (signed: + long, - short), and per strategy
+    when `strategy` is set (that strategy's attributed share)."""
+
+    account = models.ForeignKey(ExchangeAccount, on_delete=models.CASCADE, related_name="positions")
+    strategy = models.ForeignKey(
+        "strategies.Strategy", null=True, blank=True, on_delete=models.CASCADE, related_name="positions"
+    )
+    symbol = models.CharField(max_length=64)
+    qty = models.DecimalField(max_digits=30, decimal_places=12, default=0)
+    avg_price = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    realized_pnl = models.DecimalField(max_digits=30, decimal_places=12, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["account", "symbol"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "symbol"],
+                condition=models.Q(strategy__isnull=True),
+                name="position_unique_account_symbol",
+            ),
+            models.UniqueConstraint(
+                fields=["account", "strategy", "symbol"],
+                condition=models.Q(strategy__isnull=False),
+                name="position_unique_strategy_symbol",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        owner = self.strategy.strategy_id if self.strategy_id else "account"
+        return f"{self.account.label}/{owner} {self.symbol} {self.qty}"
+
+
+class PaperBalance(models.Model):
+    account = models.ForeignKey(ExchangeAccount, on_delete=models.CASCADE, related_name="paper_balances")
+    currency = models.CharField(max_length=16)
+    total = models.DecimalField(max_digits=30, decimal_places=12, default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "currency"], name="paper_balance_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.currency} {self.total}"

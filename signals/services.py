@@ -1,0 +1,419 @@
+"""Domain verbs for alert intake: authenticate, validate, record exactly once, queue.
+
+The `Signal` row is the outbox. An accepted alert is committed before the webhook answers;
+queueing its execution is only a wake-up sent after the commit, and the sweeper re-queues
+anything the broker lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F
+from django.utils import timezone
+
+from strategies.models import EXIT_ACTIONS, Strategy, TradingControl
+
+from . import payload as payload_mod
+from .models import Signal, WebhookRejection
+
+logger = logging.getLogger("tvtrader.signals")
+
+
+@dataclass
+class IngestResult:
+    http_status: int
+    status: str  # accepted / duplicate / rejected / blocked
+    signal_id: int | None = None
+    reason: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": self.status, "signal_id": self.signal_id}
+        if self.reason:
+            body["reason"] = self.reason
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+UNAUTHORIZED = IngestResult(http_status=401, status="rejected", reason="unauthorized")
+
+
+# --- Source address checks ---------------------------------------------------------------
+
+_allowlist_cache: tuple[tuple, list] | None = None
+
+
+def _allowed_networks() -> list:
+    global _allowlist_cache
+    key = (tuple(settings.TRADINGVIEW_WEBHOOK_IPS), tuple(settings.WEBHOOK_EXTRA_ALLOWED_IPS))
+    if _allowlist_cache is None or _allowlist_cache[0] != key:
+        nets = [ipaddress.ip_network(v.strip(), strict=False) for v in key[0] + key[1] if v.strip()]
+        _allowlist_cache = (key, nets)
+    return _allowlist_cache[1]
+
+
+def source_allowed(remote_addr: str | None) -> bool:
+    if not settings.WEBHOOK_IP_ALLOWLIST_ENABLED:
+        return True
+    try:
+        addr = ipaddress.ip_address(remote_addr or "")
+    except ValueError:
+        return False
+    return any(addr in net for net in _allowed_networks())
+
+
+# --- Rejections that never become signals (bounded, rate-limited logging) -----------------
+
+
+class _LogThrottle:
+    """At most `per_minute` log lines a minute per process for forged-request floods; the
+    rest is summarised in one line when the minute rolls over."""
+
+    def __init__(self, per_minute: int = 20):
+        self.per_minute = per_minute
+        self.minute = 0
+        self.count = 0
+        self.suppressed = 0
+        self.lock = threading.Lock()
+
+    def allow(self) -> bool:
+        now_minute = int(time.time() // 60)
+        with self.lock:
+            if now_minute != self.minute:
+                if self.suppressed:
+                    logger.warning("event=webhook_rejections_suppressed count=%d", self.suppressed)
+                self.minute, self.count, self.suppressed = now_minute, 0, 0
+            self.count += 1
+            if self.count <= self.per_minute:
+                return True
+            self.suppressed += 1
+            return False
+
+
+_rejection_log = _LogThrottle()
+
+
+def webhook_rejection_record(
+    *, source: str | None, reason: str, strategy_key: str = "", user_agent: str = "", at: datetime | None = None
+) -> None:
+    """Count a refused request per day, source and reason; never one row per request."""
+    at = at or timezone.now()
+    day = at.date()
+    source = (source or "unknown")[:64]
+    values = {
+        "count": F("count") + 1,
+        "last_seen": at,
+        "last_strategy_key": strategy_key[:64],
+        "last_user_agent": user_agent[:200],
+    }
+    if _rejection_log.allow():
+        logger.warning(
+            "event=webhook_refused reason=%s source=%s strategy=%s", reason, source, strategy_key[:64] or "-"
+        )
+    try:
+        if WebhookRejection.objects.filter(day=day, source=source, reason=reason).update(**values):
+            return
+        if WebhookRejection.objects.filter(day=day).count() >= settings.WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY:
+            source = "*"
+            if WebhookRejection.objects.filter(day=day, source=source, reason=reason).update(**values):
+                return
+        try:
+            with transaction.atomic():
+                WebhookRejection.objects.create(
+                    day=day,
+                    source=source,
+                    reason=reason,
+                    count=1,
+                    first_seen=at,
+                    last_seen=at,
+                    last_strategy_key=strategy_key[:64],
+                    last_user_agent=user_agent[:200],
+                )
+        except IntegrityError:
+            WebhookRejection.objects.filter(day=day, source=source, reason=reason).update(**values)
+    except Exception:  # counting must never turn a 401 into a 500
+        logger.exception("event=webhook_rejection_count_failed reason=%s", reason)
+
+
+# --- Intake ------------------------------------------------------------------------------
+
+
+def _dedup_key(strategy: Strategy, alert: payload_mod.Alert, received_at: datetime) -> tuple[str, bool]:
+    """The idempotency key. With a bar time it identifies the bar exactly; without one, the
+    alert falls in a window bucket (and the previous bucket is checked under a lock)."""
+    if alert.bar_time is not None:
+        anchor = "bar:" + alert.bar_time.isoformat()
+        windowed = False
+    else:
+        window = max(int(strategy.dedup_window_seconds or 1), 1)
+        anchor = f"win{window}:{int(received_at.timestamp()) // window}"
+        windowed = True
+    parts = [str(strategy.pk), alert.action, alert.ticker, alert.tv_order_id, anchor]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest(), windowed
+
+
+def _authenticate(passphrase: Any, strategy: Strategy | None) -> bool:
+    given = passphrase if isinstance(passphrase, str) else ""
+    # Both comparisons always run, so timing says nothing about which one matters.
+    global_ok = hmac.compare_digest(given.encode(), settings.WEBHOOK_PASSPHRASE.encode())
+    if strategy is not None and strategy.passphrase_hash:
+        return strategy.check_passphrase(given) and bool(given)
+    return global_ok and bool(given)
+
+
+def _load_strategy(strategy_key: Any) -> Strategy | None:
+    if not isinstance(strategy_key, str) or not strategy_key.strip() or len(strategy_key) > 64:
+        return None
+    return (
+        Strategy.objects.select_related("account")
+        .annotate(global_halted=Exists(TradingControl.objects.filter(pk=1, halted=True)))
+        .filter(strategy_id=strategy_key.strip())
+        .first()
+    )
+
+
+def _signal_fields(alert: payload_mod.Alert) -> dict[str, Any]:
+    return {
+        "action": alert.action,
+        "ticker": alert.ticker,
+        "exchange": alert.exchange,
+        "price": alert.price,
+        "volume": alert.volume,
+        "timeframe": alert.timeframe,
+        "bar_time": alert.bar_time,
+        "fired_at": alert.fired_at,
+        "tv_order_id": alert.tv_order_id,
+        "comment": alert.comment,
+        "market_position": alert.market_position,
+        "market_position_size": alert.market_position_size,
+        "position_size": alert.position_size,
+        "prev_market_position": alert.prev_market_position,
+    }
+
+
+def _record_rejected(*, common: dict[str, Any], reason: str, errors: dict | None = None, **fields) -> Signal:
+    return Signal.objects.create(status=Signal.Status.REJECTED, reason=reason, errors=errors, **common, **fields)
+
+
+def signal_ingest(
+    *,
+    body: bytes,
+    content_type: str,
+    remote_addr: str | None,
+    received_at: datetime,
+    user_agent: str = "",
+    on_accepted=None,
+) -> IngestResult:
+    """Take one webhook request to a recorded outcome.
+
+    `on_accepted(signal_id)` runs after the commit (default: queue execution). The caller
+    must treat database errors as "not recorded" (answer 503 so TradingView resends).
+    """
+    if len(body) > settings.WEBHOOK_MAX_BODY_BYTES:
+        webhook_rejection_record(source=remote_addr, reason="body_too_large", user_agent=user_agent, at=received_at)
+        return IngestResult(http_status=413, status="rejected", reason="body too large")
+    if not source_allowed(remote_addr):
+        webhook_rejection_record(source=remote_addr, reason="ip_not_allowed", user_agent=user_agent, at=received_at)
+        return IngestResult(http_status=403, status="rejected", reason="forbidden")
+
+    secrets_to_hide = [settings.WEBHOOK_PASSPHRASE]
+    common: dict[str, Any] = {
+        "content_type": content_type[:100],
+        "remote_addr": remote_addr,
+        "received_at": received_at,
+    }
+    try:
+        data = payload_mod.parse_body(body)
+    except payload_mod.NotJSON as exc:
+        raw = payload_mod.redact_text(body.decode("utf-8", "replace"), secrets_to_hide)
+        signal = _record_rejected(common=common, reason=str(exc), raw_body=raw, committed_at=timezone.now())
+        logger.info("event=signal_rejected strategy=- signal=%s reason=%r", signal.pk, str(exc))
+        return IngestResult(http_status=400, status="rejected", signal_id=signal.pk, reason=str(exc))
+
+    strategy = _load_strategy(data.get("strategy_id"))
+    if not _authenticate(data.get("passphrase"), strategy):
+        key = data.get("strategy_id") if isinstance(data.get("strategy_id"), str) else ""
+        webhook_rejection_record(
+            source=remote_addr, reason="bad_passphrase", strategy_key=key, user_agent=user_agent, at=received_at
+        )
+        return UNAUTHORIZED
+
+    common["payload"] = payload_mod.redacted_payload(data)
+    common["raw_body"] = payload_mod.redact_text(body.decode("utf-8", "replace"), secrets_to_hide)
+    result = payload_mod.validate(data)
+    if result.errors or strategy is None:
+        errors = dict(result.errors)
+        if strategy is None and "strategy_id" not in errors:
+            errors["strategy_id"] = f"no strategy is configured with strategy_id {data.get('strategy_id')!r}"
+        partial = {k: v for k, v in result.partial.items() if k in ("action", "ticker", "exchange", "timeframe")}
+        for key in ("price", "volume", "bar_time", "fired_at", "tv_order_id"):
+            if result.partial.get(key) not in (None, ""):
+                partial[key] = result.partial[key]
+        reason = "invalid alert: " + "; ".join(f"{k} {v}" for k, v in errors.items())
+        signal = _record_rejected(
+            common=common,
+            reason=reason,
+            errors=errors,
+            strategy=strategy,
+            strategy_key=str(result.partial.get("strategy_key") or "")[:64],
+            committed_at=timezone.now(),
+            **partial,
+        )
+        logger.info(
+            "event=signal_rejected strategy=%s signal=%s reason=%r",
+            signal.strategy_key or "-",
+            signal.pk,
+            reason,
+        )
+        return IngestResult(http_status=400, status="rejected", signal_id=signal.pk, reason=reason, errors=errors)
+
+    alert = result.alert
+    assert alert is not None
+    status, reason, http_status = _decide(strategy, alert, received_at)
+    dedup_key, windowed = _dedup_key(strategy, alert, received_at)
+    fields = _signal_fields(alert)
+
+    signal_id: int | None = None
+    duplicate_of: int | None = None
+    try:
+        with transaction.atomic():
+            if windowed:
+                # Serialise alerts of this strategy that carry no bar time, so that a burst of
+                # identical ones straddling a window edge still collapses into one.
+                Strategy.objects.select_for_update().filter(pk=strategy.pk).values_list("pk").first()
+                since = received_at - timedelta(seconds=max(int(strategy.dedup_window_seconds or 1), 1))
+                duplicate_of = (
+                    Signal.objects.filter(
+                        strategy=strategy,
+                        action=alert.action,
+                        ticker=alert.ticker,
+                        tv_order_id=alert.tv_order_id,
+                        bar_time__isnull=True,
+                        dedup_key__isnull=False,
+                        received_at__gte=since,
+                    )
+                    .order_by("-id")
+                    .values_list("pk", flat=True)
+                    .first()
+                )
+            if duplicate_of is None:
+                signal = Signal.objects.create(
+                    strategy=strategy,
+                    strategy_key=strategy.strategy_id,
+                    status=status,
+                    reason=reason,
+                    dedup_key=dedup_key,
+                    committed_at=timezone.now(),
+                    **common,
+                    **fields,
+                )
+                signal_id = signal.pk
+                if status == Signal.Status.ACCEPTED:
+                    transaction.on_commit(lambda: (on_accepted or signal_enqueue)(signal_id))
+    except IntegrityError:
+        duplicate_of = Signal.objects.filter(dedup_key=dedup_key).values_list("pk", flat=True).first()
+        if duplicate_of is None:
+            raise
+
+    if duplicate_of is not None:
+        Signal.objects.filter(pk=duplicate_of).update(
+            duplicate_count=F("duplicate_count") + 1, last_duplicate_at=received_at
+        )
+        logger.info("event=signal_duplicate strategy=%s signal=%s", strategy.strategy_id, duplicate_of)
+        return IngestResult(http_status=200, status="duplicate", signal_id=duplicate_of, reason="duplicate alert")
+
+    logger.info(
+        "event=signal_%s strategy=%s signal=%s action=%s ticker=%s price=%s volume=%s%s",
+        status,
+        strategy.strategy_id,
+        signal_id,
+        alert.action,
+        alert.ticker,
+        alert.price,
+        alert.volume,
+        f" reason={reason!r}" if reason else "",
+    )
+    return IngestResult(http_status=http_status, status=status, signal_id=signal_id, reason=reason)
+
+
+def _decide(strategy: Strategy, alert: payload_mod.Alert, received_at: datetime) -> tuple[str, str, int]:
+    """Accepted, blocked (halted) or rejected (a rule of this strategy says no)."""
+    account = strategy.account
+    if getattr(strategy, "global_halted", False):
+        return Signal.Status.BLOCKED, "blocked: the global kill switch is engaged", 200
+    if strategy.halted:
+        return Signal.Status.BLOCKED, "blocked: this strategy's kill switch is engaged", 200
+    if not strategy.enabled:
+        return Signal.Status.BLOCKED, "blocked: this strategy is disabled", 200
+    if account is not None and account.halted:
+        return Signal.Status.BLOCKED, f"blocked: the kill switch of account {account.label} is engaged", 200
+    if alert.action not in (strategy.allowed_actions or []):
+        return Signal.Status.REJECTED, f"rejected: action {alert.action} is not allowed for this strategy", 422
+    if strategy.max_signal_age_seconds and alert.action not in EXIT_ACTIONS:
+        origin = alert.fired_at or alert.bar_time
+        if origin is not None:
+            age = (received_at - origin).total_seconds()
+            if age > strategy.max_signal_age_seconds:
+                return (
+                    Signal.Status.REJECTED,
+                    f"rejected: stale alert, fired {age:.0f} s ago (limit {strategy.max_signal_age_seconds} s);"
+                    " exits are still let through",
+                    422,
+                )
+    return Signal.Status.ACCEPTED, "", 202
+
+
+# --- Queueing ----------------------------------------------------------------------------
+
+_broker_down_until = 0.0
+
+
+def signal_enqueue(signal_id: int) -> bool:
+    """Send the execution wake-up for a committed signal. Never raises: when the broker is
+    unreachable the sweeper re-queues from the database later. After a failure, further
+    attempts are skipped for a few seconds so a dead broker cannot slow every request."""
+    global _broker_down_until
+    if time.monotonic() < _broker_down_until:
+        return False
+    from execution.tasks import execute_signal
+
+    try:
+        execute_signal.delay(signal_id)
+    except Exception as exc:  # kombu raises a variety of connection errors
+        _broker_down_until = time.monotonic() + 5.0
+        logger.warning("event=enqueue_failed signal=%s error=%s", signal_id, type(exc).__name__)
+        return False
+    return True
+
+
+def signals_sweep(*, older_than_seconds: int | None = None, limit: int = 500) -> int:
+    """Re-queue signals committed but never started (broker down, Redis emptied, worker
+    lost), and signals whose execution lease expired. Returns how many were re-queued."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=older_than_seconds or settings.SIGNAL_REQUEUE_AFTER_SECONDS)
+    waiting = Signal.objects.filter(status=Signal.Status.ACCEPTED, committed_at__lt=cutoff).exclude(
+        enqueued_at__gte=cutoff
+    )
+    stalled = Signal.objects.filter(status=Signal.Status.PROCESSING, lease_until__lt=now)
+    ids = list(waiting.order_by("id").values_list("pk", flat=True)[:limit])
+    ids += list(stalled.order_by("id").values_list("pk", flat=True)[:limit])
+    sent = 0
+    for signal_id in ids:
+        if not signal_enqueue(signal_id):
+            break
+        Signal.objects.filter(pk=signal_id).update(enqueued_at=now, enqueue_count=F("enqueue_count") + 1)
+        sent += 1
+        logger.info("event=signal_requeued signal=%s", signal_id)
+    return sent

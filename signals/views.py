@@ -1,0 +1,68 @@
+"""HTTP adapters: the TradingView webhook and the health check.
+
+The webhook is a plain Django view rather than a DRF one: it must accept `text/plain`
+bodies that are JSON, and every microsecond on this path is latency before an order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from . import selectors
+from .services import signal_enqueue, signal_ingest, webhook_rejection_record
+
+logger = logging.getLogger("tvtrader.signals")
+
+
+def _json(body: dict, status: int) -> HttpResponse:
+    return HttpResponse(json.dumps(body, default=str), status=status, content_type="application/json")
+
+
+@csrf_exempt
+def tv_webhook(request: HttpRequest) -> HttpResponse:
+    started = time.perf_counter()
+    if request.method != "POST":
+        response = _json({"status": "rejected", "reason": "use POST"}, 405)
+        response["Allow"] = "POST"
+        return response
+    received_at = timezone.now()
+    accepted: list[int] = []
+    try:
+        body = request.body
+    except Exception:  # RequestDataTooBig and friends: refuse, never 500
+        webhook_rejection_record(source=request.META.get("REMOTE_ADDR"), reason="body_too_large")
+        return _json({"status": "rejected", "reason": "body too large"}, 413)
+    try:
+        result = signal_ingest(
+            body=body,
+            content_type=request.META.get("CONTENT_TYPE", ""),
+            remote_addr=request.META.get("REMOTE_ADDR"),
+            received_at=received_at,
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            on_accepted=accepted.append,
+        )
+    except DatabaseError:
+        # Nothing was committed: a 5xx makes TradingView resend in 5 s.
+        logger.exception("event=webhook_db_unavailable")
+        return _json({"status": "error", "reason": "database unavailable, retry"}, 503)
+
+    payload = result.as_dict()
+    payload["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    response = _json(payload, result.http_status)
+    if accepted:
+        # Queue after the answer is on the wire: the row is already committed, the broker
+        # is only a wake-up, and a slow or dead broker must not delay TradingView's answer.
+        response._resource_closers.append(lambda: [signal_enqueue(i) for i in accepted])
+    return response
+
+
+def health(request: HttpRequest) -> HttpResponse:
+    report = selectors.health_report()
+    return _json(report, 200 if report["ok"] else 503)

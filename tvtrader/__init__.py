@@ -1,0 +1,5 @@
+"""tvtrader: TradingView alerts in, exchange orders out."""
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]

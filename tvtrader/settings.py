@@ -1,0 +1,231 @@
+"""Settings, all from the environment (django-environ; an optional `.env` beside manage.py).
+
+The defaults are the embedded, paper-trading setup that `make run` brings up with no
+configuration: SQLite in WAL mode under `var/`, Redis on localhost, live trading off.
+Production sets DATABASE_URL (PostgreSQL), REDIS_URL, SECRET_KEY, ALLOWED_HOSTS and the
+webhook settings; see `deploy/` and docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import environ
+from cryptography.fernet import Fernet
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    env.read_env(BASE_DIR / ".env")
+
+# Runtime state the project owns: SQLite database, generated secrets, embedded Redis data.
+VAR_DIR = Path(env("TVTRADER_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _persisted_secret(name: str, make) -> str:
+    """A secret generated on first use and kept (mode 600) under var/, so restarts keep it."""
+    path = VAR_DIR / name
+    if path.exists():
+        return path.read_text().strip()
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+    return value
+
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env("SECRET_KEY", default="") or _persisted_secret("secret_key", lambda: secrets.token_urlsafe(50))
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "strategies",
+    "signals",
+    "execution",
+]
+
+MIDDLEWARE = [
+    "tvtrader.middleware.TrustedProxyMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "tvtrader.urls"
+WSGI_APPLICATION = "tvtrader.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+# PostgreSQL in production; SQLite (WAL) is the embedded default. Persistent connections
+# matter: reconnecting per request costs more than the whole webhook insert.
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'tvtrader.sqlite3'}"),
+}
+_db = DATABASES["default"]
+_db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
+_db["CONN_HEALTH_CHECKS"] = True
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so that a real Celery worker process sees the test database too.
+    _db["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
+elif "postgresql" in _db["ENGINE"]:
+    # Fail fast when PostgreSQL is down so the webhook answers 503 (TradingView resends on
+    # 5xx) well inside its 3-second budget instead of hanging.
+    _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=2))
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", default="UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# gunicorn serves the admin's static files itself (WhiteNoise), so `make run` needs no nginx
+# and the admin never depends on a CDN.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# TradingView messages are small; anything large is not an alert.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=65536)
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=16384)
+
+# --- Redis and Celery -----------------------------------------------------------------
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_EVENT_SERIALIZER = "json"
+# At-least-once delivery; every task is idempotent (conditional claims in the database).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The database is the outbox; the sweeper re-queues what the broker loses, so the
+# visibility timeout is only a backstop. Kept well above any task's time limit.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 900,
+    "socket_connect_timeout": 1,
+    "socket_timeout": 5,
+}
+# A publish must never hold up an answer to TradingView: fail fast, the sweeper retries.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Webhook ---------------------------------------------------------------------------
+# The global passphrase. When unset, one is generated and kept under var/ (and printed by
+# `make run`); a strategy may also carry its own passphrase (stored hashed).
+WEBHOOK_PASSPHRASE = env("WEBHOOK_PASSPHRASE", default="") or _persisted_secret(
+    "webhook_passphrase", lambda: secrets.token_urlsafe(24)
+)
+# Source-IP allowlist, applied to the real peer address. TradingView's published webhook
+# addresses (https://www.tradingview.com/support/solutions/43000529348/) are built in.
+WEBHOOK_IP_ALLOWLIST_ENABLED = env.bool("WEBHOOK_IP_ALLOWLIST_ENABLED", default=False)
+TRADINGVIEW_WEBHOOK_IPS = ["52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7"]
+WEBHOOK_EXTRA_ALLOWED_IPS = env.list("WEBHOOK_EXTRA_ALLOWED_IPS", default=[])
+# X-Forwarded-For is honoured only when the direct peer is one of these (e.g. local nginx).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+# How many rejected (unauthenticated) sources are tracked individually per day before the
+# rest are folded into one row, so a flood cannot fill the disk.
+WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY = env.int("WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY", default=500)
+
+# --- Trading ---------------------------------------------------------------------------
+# Live accounts are refused unless this is switched on explicitly.
+LIVE_TRADING = env.bool("LIVE_TRADING", default=False)
+# Fernet keys for exchange credentials at rest, newest first (MultiFernet: rotate by
+# prepending a new key and running `manage.py rotate_credentials_key`).
+CREDENTIALS_ENCRYPTION_KEYS = env.list("CREDENTIALS_ENCRYPTION_KEYS", default=[]) or [
+    _persisted_secret("credentials_key", lambda: Fernet.generate_key().decode())
+]
+# Signals committed but not started after this many seconds are re-queued by the sweeper.
+SIGNAL_REQUEUE_AFTER_SECONDS = env.int("SIGNAL_REQUEUE_AFTER_SECONDS", default=15)
+WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", default=60)
+
+# --- Logging ---------------------------------------------------------------------------
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"kv": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # One line per refused webhook request would let a flood of forged requests fill the
+        # disk; the webhook counts and throttles its own refusal logs instead.
+        "django.request": {"level": "ERROR"},
+        "ccxt": {"level": "WARNING"},
+    },
+}
+
+# --- Security (production values come from the environment; see deploy/) ----------------
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    # Only safe because nginx overwrites X-Forwarded-Proto (deploy/nginx); see TRUSTED_PROXIES.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+X_FRAME_OPTIONS = "DENY"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+}
