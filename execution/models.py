@@ -64,6 +64,32 @@ class ExchangeAccount(models.Model):
     def is_paper(self) -> bool:
         return self.mode == self.Mode.PAPER
 
+    def set_credentials(
+        self, *, api_key: str | None = None, api_secret: str | None = None, api_password: str | None = None
+    ) -> None:
+        """Store credentials encrypted; None leaves a field unchanged."""
+        from .credentials import encrypt
+
+        if api_key is not None:
+            self.api_key_enc = encrypt(api_key)
+        if api_secret is not None:
+            self.api_secret_enc = encrypt(api_secret)
+        if api_password is not None:
+            self.api_password_enc = encrypt(api_password)
+
+    def credentials(self) -> dict[str, str]:
+        from .credentials import decrypt
+
+        return {
+            "apiKey": decrypt(self.api_key_enc),
+            "secret": decrypt(self.api_secret_enc),
+            "password": decrypt(self.api_password_enc),
+        }
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.api_key_enc and self.api_secret_enc)
+
     def clean(self) -> None:
         from django.conf import settings
 

@@ -54,6 +54,9 @@ class Signal(models.Model):
     content_type = models.CharField(max_length=100, blank=True)
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
 
+    is_test = models.BooleanField(
+        default=False, help_text="A test or replay signal: always executed on paper, whatever the account."
+    )
     dedup_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
     duplicate_count = models.PositiveIntegerField(default=0)
     last_duplicate_at = models.DateTimeField(null=True, blank=True)

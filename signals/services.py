@@ -417,3 +417,48 @@ def signals_sweep(*, older_than_seconds: int | None = None, limit: int = 500) ->
         sent += 1
         logger.info("event=signal_requeued signal=%s", signal_id)
     return sent
+
+
+def signal_send_test(
+    *,
+    strategy: Strategy,
+    actor: Any = None,
+    action: str = "buy",
+    ticker: str = "BTCUSDT.P",
+    price: Any = None,
+    volume: Any = None,
+) -> Signal:
+    """Record a test signal for `strategy` and queue it. Test signals run the whole chain
+    (claim, plan, order, fills) on the paper gateway, whatever the strategy's account is."""
+    from decimal import Decimal
+
+    now = timezone.now()
+    last = Signal.objects.filter(ticker=ticker, price__isnull=False).order_by("-id").values_list("price", flat=True)
+    price = Decimal(str(price)) if price is not None else (last.first() or Decimal("65000"))
+    volume = Decimal(str(volume)) if volume is not None else Decimal("0.01")
+    exchange = (
+        {"binanceusdm": "BINANCE"}.get(strategy.account.exchange, strategy.account.exchange.upper())
+        if (strategy.account_id)
+        else "BYBIT"
+    )
+    actor_name = getattr(actor, "get_username", lambda: str(actor or "system"))()
+    with transaction.atomic():
+        signal = Signal.objects.create(
+            strategy=strategy,
+            strategy_key=strategy.strategy_id,
+            status=Signal.Status.ACCEPTED,
+            is_test=True,
+            action=action,
+            ticker=ticker,
+            exchange=exchange,
+            price=price,
+            volume=volume,
+            payload={"test_signal": True, "sent_by": actor_name},
+            content_type="test",
+            received_at=now,
+            committed_at=now,
+            comment=f"test signal from {actor_name}"[:255],
+        )
+        transaction.on_commit(lambda: signal_enqueue(signal.pk))
+    logger.info("event=test_signal strategy=%s signal=%s actor=%s", strategy.strategy_id, signal.pk, actor_name)
+    return signal
