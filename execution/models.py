@@ -231,3 +231,33 @@ class PaperBalance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.currency} {self.total}"
+
+
+class PaperOrder(models.Model):
+    """The paper exchange's own order book: what a venue would hold. Our `Order` rows are
+    the client side; this table is the "exchange" side, so paper trading exercises the
+    same lookups and idempotency rules as a real venue."""
+
+    account = models.ForeignKey(ExchangeAccount, on_delete=models.CASCADE, related_name="paper_orders")
+    client_order_id = models.CharField(max_length=36)
+    symbol = models.CharField(max_length=64)
+    side = models.CharField(max_length=4)
+    order_type = models.CharField(max_length=8)
+    reduce_only = models.BooleanField(default=False)
+    qty = models.DecimalField(max_digits=30, decimal_places=12)
+    limit_price = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    status = models.CharField(max_length=18)
+    filled = models.DecimalField(max_digits=30, decimal_places=12, default=0)
+    average = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    fee = models.DecimalField(max_digits=30, decimal_places=12, default=0)
+    reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "client_order_id"], name="paper_order_unique_client_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"paper {self.client_order_id} {self.side} {self.qty} {self.symbol} [{self.status}]"

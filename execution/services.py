@@ -1,35 +1,831 @@
-"""Domain verbs for execution. (The engine is being written; the public verbs other parts
-of the project call are listed here with their contracts.)"""
+"""Domain verbs for execution: a signal becomes orders at the exchange, exactly once and in
+order.
+
+The flow for one signal (`signal_execute`):
+1. Claim it with a conditional update (a redelivered or duplicated task does nothing), only
+   when no earlier signal of the same strategy and ticker is still pending — so a close
+   that arrived first is never overtaken by the entry behind it.
+2. Re-check the kill switches, plan the legs, and commit one `Order` row per leg with its
+   deterministic client order id (unique per account in the database).
+3. Only then talk to the exchange, outside any transaction. An ambiguous failure (timeout,
+   5xx, dropped connection) makes the order UNKNOWN; it is resolved by looking it up by its
+   client order id, and resent (same id) only once the venue has kept saying "not found"
+   past a grace period. Definitive rejections fail the order once, with the venue's reason.
+4. Follow each acknowledged order to a final state, recording fills as they arrive, and
+   cancelling a limit order left open past the strategy's timeout.
+5. Finish the signal and wake the next one waiting behind it.
+A worker that dies mid-way leaves the signal PROCESSING with a lease; when the lease
+expires the sweeper re-queues it and the next run resumes each order where it stood.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import time
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from signals.models import Signal
+from strategies.models import Strategy, TradingControl
+
+from .exchanges import (
+    Gateway,
+    GatewayError,
+    Misconfigured,
+    OrderRejected,
+    OrderState,
+    gateway_for,
+)
+from .models import ExchangeAccount, Fill, Order, Position
+from .planner import NothingToDo, PlanError, plan_legs
+from .ratelimit import order_slot_acquire
+
+logger = logging.getLogger("tvtrader.execution")
+
+MAX_SUBMITS = 3
+FOLLOW_MAX_SECONDS = 120
+RESOLVE_BACKOFF = (0.1, 0.25, 0.5, 1, 1, 2, 2, 3, 3, 5)
+FOLLOW_BACKOFF = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 1, 2)
+BPS = Decimal("10000")
+_STATUS_MAP = {
+    "open": Order.Status.OPEN,
+    "partially_filled": Order.Status.PARTIALLY_FILLED,
+    "filled": Order.Status.FILLED,
+    "cancelled": Order.Status.CANCELLED,
+    "rejected": Order.Status.REJECTED,
+}
+
+
+def _install_tag() -> str:
+    # Four characters tied to this installation, so two installs (or a database reset)
+    # sharing one exchange account never collide on client order ids.
+    return hashlib.sha256(settings.SECRET_KEY.encode()).hexdigest()[:4]
+
+
+def client_order_id_for(*, signal_id: int, leg: int) -> str:
+    """Deterministic: `tv` + install tag + signal id (base 36) + `l` + leg. Letters and
+    digits only, at most 32 characters: valid on Bybit, Binance, OKX and Bitget."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    n, encoded = signal_id, ""
+    while True:
+        n, r = divmod(n, 36)
+        encoded = digits[r] + encoded
+        if n == 0:
+            break
+    return f"tv{_install_tag()}{encoded}l{leg}"
+
+
+def _log(signal: Signal, event: str, **fields: Any) -> str:
+    extra = " ".join(f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}" for k, v in fields.items())
+    return f"event={event} strategy={signal.strategy_key or '-'} signal={signal.pk} {extra}".rstrip()
+
+
+# --- claiming ----------------------------------------------------------------------------
+
+
+def _lease(seconds: int | None = None):
+    return timezone.now() + timedelta(seconds=seconds or settings.SIGNAL_LEASE_SECONDS)
+
+
+def _extend_lease(signal: Signal, seconds: int | None = None) -> None:
+    Signal.objects.filter(pk=signal.pk, status=Signal.Status.PROCESSING).update(lease_until=_lease(seconds))
+
+
+def signal_claim(signal: Signal) -> bool:
+    """Take ownership of a signal, or return False (done, owned by another worker, or an
+    earlier signal for the same strategy and ticker still has to run first)."""
+    now = timezone.now()
+    earlier_pending = Signal.objects.filter(
+        strategy_id=signal.strategy_id, ticker=signal.ticker, id__lt=signal.pk, status__in=Signal.PENDING_STATUSES
+    )
+    claimable = Q(status=Signal.Status.ACCEPTED) | Q(status=Signal.Status.PROCESSING, lease_until__lt=now)
+    return bool(
+        Signal.objects.filter(pk=signal.pk)
+        .filter(claimable)
+        .filter(~Exists(earlier_pending))
+        .update(
+            status=Signal.Status.PROCESSING,
+            started_at=Coalesce(F("started_at"), now),
+            attempts=F("attempts") + 1,
+            lease_until=now + timedelta(seconds=settings.SIGNAL_LEASE_SECONDS),
+        )
+    )
+
+
+def _halt_reason(signal: Signal, strategy: Strategy, account: ExchangeAccount | None) -> str:
+    if (signal.payload or {}).get("flatten"):
+        return ""  # flattening is what a halted strategy wants
+    if TradingControl.is_halted():
+        return "blocked at execution: the global kill switch is engaged"
+    if strategy.halted:
+        return "blocked at execution: this strategy's kill switch is engaged"
+    if not strategy.enabled:
+        return "blocked at execution: this strategy is disabled"
+    if account is not None and account.halted:
+        return f"blocked at execution: the kill switch of account {account.label} is engaged"
+    return ""
+
+
+# --- the engine --------------------------------------------------------------------------
 
 
 def signal_execute(*, signal_id: int) -> None:
-    """Claim a signal (conditional update), re-check kill switches, plan legs, write order
-    rows, then talk to the exchange outside any transaction."""
-    raise NotImplementedError
+    signal = Signal.objects.filter(pk=signal_id).first()
+    if signal is None or signal.is_terminal or signal.strategy_id is None:
+        return
+    if not signal_claim(signal):
+        logger.info(_log(signal, "signal_not_claimed", status=signal.status))
+        return
+    signal.refresh_from_db()
+    try:
+        _run(signal)
+    except Exception as exc:
+        logger.exception(_log(signal, "signal_execution_error", error=type(exc).__name__))
+        in_flight = signal.orders.exclude(status__in=[*Order.TERMINAL_STATUSES, Order.Status.PENDING]).exists()
+        if in_flight:
+            # An order may be at the exchange: keep the signal for the sweeper to resume.
+            Signal.objects.filter(pk=signal.pk).update(lease_until=_lease(15))
+        else:
+            _finish(signal, Signal.Status.FAILED, f"internal error during execution: {type(exc).__name__}: {exc}")
+    finally:
+        signal.refresh_from_db()
+        if signal.is_terminal:
+            _wake_next(signal)
 
 
-def strategy_cancel_open_orders(*, strategy: Any, actor: Any) -> int:
+def _finish(signal: Signal, status: str, reason: str = "") -> None:
+    now = timezone.now()
+    updates: dict[str, Any] = {"status": status, "finished_at": now, "lease_until": None}
+    if reason:
+        updates["reason"] = reason[:2000]
+    Signal.objects.filter(pk=signal.pk, status=Signal.Status.PROCESSING).update(**updates)
+    signal.refresh_from_db()
+    level = logging.INFO if status in (Signal.Status.EXECUTED, Signal.Status.SKIPPED) else logging.WARNING
+    logger.log(level, _log(signal, f"signal_{status}", reason=reason or "-"))
+    _notify_finished(signal)
+
+
+def _notify_finished(signal: Signal) -> None:
+    """Tell the trader (notifications run on their own queue; never affects trading)."""
+    try:
+        from . import notifications
+    except ImportError:
+        return
+    try:
+        notifications.signal_finished(signal)
+    except Exception:
+        logger.exception(_log(signal, "notification_failed"))
+
+
+def _wake_next(signal: Signal) -> None:
+    from signals.services import signal_enqueue
+
+    next_id = (
+        Signal.objects.filter(
+            strategy_id=signal.strategy_id, ticker=signal.ticker, id__gt=signal.pk, status=Signal.Status.ACCEPTED
+        )
+        .order_by("id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if next_id is not None:
+        signal_enqueue(next_id)
+
+
+def _strategy_position(strategy: Strategy, account: ExchangeAccount, symbol: str) -> Decimal:
+    row = Position.objects.filter(account=account, strategy=strategy, symbol=symbol).values_list("qty", flat=True)
+    return row.first() or Decimal("0")
+
+
+def _run(signal: Signal) -> None:
+    strategy = Strategy.objects.select_related("account").get(pk=signal.strategy_id)
+    account = strategy.account
+    reason = _halt_reason(signal, strategy, account)
+    if reason:
+        signal.orders.filter(status=Order.Status.PENDING).update(status=Order.Status.CANCELLED, reason=reason)
+        if not signal.orders.exclude(status__in=Order.TERMINAL_STATUSES).exists():
+            _finish(signal, Signal.Status.BLOCKED, reason)
+            return
+    if account is None:
+        _finish(signal, Signal.Status.FAILED, "this strategy has no exchange account configured")
+        return
+    paper = signal.is_test
+    try:
+        gateway = gateway_for(account, paper=paper)
+    except Misconfigured as exc:
+        _finish(signal, Signal.Status.FAILED, f"account {account.label}: {exc}")
+        return
+    book_positions = account.is_paper or not signal.is_test
+
+    orders = list(signal.orders.order_by("leg"))
+    if not orders:
+        try:
+            orders = _plan_orders(signal, strategy, account, gateway, book_positions)
+        except NothingToDo as exc:
+            _finish(signal, Signal.Status.SKIPPED, f"nothing to do: {exc}")
+            return
+        except (PlanError, Misconfigured, ValueError) as exc:
+            _finish(signal, Signal.Status.FAILED, str(exc))
+            return
+        if strategy.leverage:
+            for symbol in {o.symbol for o in orders}:
+                try:
+                    gateway.set_leverage(symbol=symbol, leverage=int(strategy.leverage))
+                except GatewayError as exc:
+                    logger.warning(_log(signal, "set_leverage_failed", symbol=symbol, error=str(exc)[:200]))
+
+    previous: Order | None = None
+    for order in orders:
+        if previous is not None and previous.purpose == Order.Purpose.CLOSE and order.purpose == Order.Purpose.OPEN:
+            if previous.status != Order.Status.FILLED:
+                Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
+                    status=Order.Status.CANCELLED,
+                    reason="not sent: the closing leg before it did not fill",
+                    closed_at=timezone.now(),
+                )
+                order.refresh_from_db()
+        _order_drive(signal, strategy, gateway, order, book_positions)
+        order.refresh_from_db()
+        previous = order
+
+    orders = list(signal.orders.order_by("leg"))
+    if any(not o.is_terminal for o in orders):
+        # Still open or unresolved: the sweeper brings this signal back when the lease ends.
+        logger.info(
+            _log(signal, "signal_waiting_on_orders", orders=",".join(f"{o.client_order_id}:{o.status}" for o in orders))
+        )
+        return
+    _finish_from_orders(signal, orders)
+
+
+def _finish_from_orders(signal: Signal, orders: list[Order]) -> None:
+    fills = [o for o in orders if o.filled_qty > 0]
+    first = min((o.first_fill_at for o in fills if o.first_fill_at), default=None)
+    last = max((o.last_fill_at for o in fills if o.last_fill_at), default=None)
+    Signal.objects.filter(pk=signal.pk).update(first_fill_at=Coalesce(F("first_fill_at"), first), filled_at=last)
+    if orders and all(o.status == Order.Status.FILLED for o in orders):
+        _finish(signal, Signal.Status.EXECUTED)
+    elif fills:
+        reasons = "; ".join(
+            f"leg {o.leg}: {o.get_status_display().lower()}" + (f" ({o.reason})" if o.reason else "")
+            for o in orders
+            if o.status != Order.Status.FILLED
+        )
+        _finish(signal, Signal.Status.PARTIAL, f"partly executed: {reasons}")
+    else:
+        reasons = "; ".join(o.reason for o in orders if o.reason) or "no order filled"
+        _finish(signal, Signal.Status.FAILED, f"order rejected: {reasons}")
+
+
+def _plan_orders(signal, strategy, account, gateway: Gateway, book_positions: bool) -> list[Order]:
+    if signal.action == "close_all":
+        symbols = (
+            list(
+                Position.objects.filter(account=account, strategy=strategy)
+                .exclude(qty=0)
+                .values_list("symbol", flat=True)
+            )
+            if book_positions
+            else []
+        )
+        if not symbols:
+            raise NothingToDo("no open position for this strategy")
+    else:
+        symbols = [gateway.resolve_symbol(signal.ticker, account.market_type, strategy.symbol_override)]
+    legs = []
+    for symbol in symbols:
+        market = gateway.market(symbol)
+        position = _strategy_position(strategy, account, symbol) if book_positions else Decimal("0")
+        equity = (
+            gateway.fetch_equity(account.paper_quote_currency if account.is_paper else market.quote)
+            if (strategy.sizing_mode == "percent_equity" and signal.action in ("buy", "sell"))
+            else None
+        )
+        try:
+            legs += plan_legs(
+                action=signal.action,
+                strategy=strategy,
+                market=market,
+                price=Decimal(signal.price),
+                volume=Decimal(signal.volume),
+                position=position,
+                equity=equity,
+                spot=market.kind == "spot",
+            )
+        except NothingToDo:
+            if signal.action != "close_all":
+                raise
+    if not legs:
+        raise NothingToDo("no open position for this strategy")
+    with transaction.atomic():
+        orders = [
+            Order.objects.create(
+                signal=signal,
+                strategy=strategy,
+                account=account,
+                leg=i,
+                purpose=leg.purpose,
+                client_order_id=client_order_id_for(signal_id=signal.pk, leg=i),
+                symbol=leg.symbol,
+                side=leg.side,
+                order_type=leg.order_type,
+                reduce_only=leg.reduce_only,
+                requested_qty=leg.qty,
+                limit_price=leg.limit_price,
+                signal_price=signal.price,
+            )
+            for i, leg in enumerate(legs, start=1)
+        ]
+    logger.info(
+        _log(
+            signal,
+            "orders_planned",
+            legs=";".join(f"{o.side} {o.requested_qty.normalize()} {o.symbol} {o.order_type}" for o in orders),
+        )
+    )
+    return orders
+
+
+def _order_drive(signal, strategy, gateway: Gateway, order: Order, book_positions: bool) -> None:
+    for _ in range(MAX_SUBMITS * 3):
+        order.refresh_from_db()
+        if order.is_terminal:
+            return
+        if order.status == Order.Status.PENDING:
+            _order_submit(signal, strategy, gateway, order, book_positions)
+        elif order.status in (Order.Status.SUBMITTING, Order.Status.UNKNOWN):
+            if not _order_resolve(signal, gateway, order, book_positions):
+                return  # still unknown: left for a later run
+        elif order.status in (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED):
+            _order_follow(signal, strategy, gateway, order, book_positions)
+            return
+
+
+def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positions: bool) -> None:
+    account = order.account
+    # Wait for a slot in the account's shared order-rate bucket, keeping the lease alive.
+    while not order_slot_acquire(
+        account_id=account.pk,
+        per_second=account.max_orders_per_second,
+        timeout=max(5.0, settings.SIGNAL_LEASE_SECONDS / 3),
+    ):
+        _extend_lease(signal)
+    strategy.refresh_from_db(fields=["halted", "enabled"])
+    account.refresh_from_db(fields=["halted"])
+    reason = _halt_reason(signal, strategy, account)
+    if reason:
+        Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
+            status=Order.Status.CANCELLED, reason=f"not sent: {reason}", closed_at=timezone.now()
+        )
+        return
+    now = timezone.now()
+    claimed = Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
+        status=Order.Status.SUBMITTING, submit_count=F("submit_count") + 1, submitted_at=now
+    )
+    if not claimed:
+        return
+    _extend_lease(signal)
+    Signal.objects.filter(pk=signal.pk, sent_at__isnull=True).update(sent_at=now)
+    order.refresh_from_db()
+    logger.info(
+        _log(
+            signal,
+            "order_sending",
+            order=order.client_order_id,
+            side=order.side,
+            qty=order.requested_qty.normalize(),
+            symbol=order.symbol,
+            type=order.order_type,
+            attempt=order.submit_count,
+        )
+    )
+    try:
+        state = gateway.create_order(
+            symbol=order.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            qty=order.requested_qty,
+            price=order.limit_price,
+            reduce_only=order.reduce_only,
+            client_order_id=order.client_order_id,
+            signal_price=order.signal_price,
+        )
+    except OrderRejected as exc:
+        if order.submit_count > 1:
+            # A resend refused (e.g. "duplicate client id") may mean the first one landed.
+            _mark_unknown(signal, order, f"resend refused ({exc}); looking it up")
+            return
+        _mark_rejected(signal, order, str(exc))
+        _count_error(gateway, "rejected")
+        return
+    except Misconfigured as exc:
+        _mark_rejected(signal, order, f"account or symbol misconfigured: {exc}")
+        _count_error(gateway, "misconfigured")
+        return
+    except GatewayError as exc:  # TemporaryError, RateLimited and anything unclassified
+        _mark_unknown(signal, order, f"outcome unknown after: {exc}")
+        _count_error(gateway, type(exc).__name__)
+        return
+    order_apply_state(order=order, state=state, book_positions=book_positions, reply=True)
+
+
+def _count_error(gateway: Gateway, kind: str) -> None:
+    try:
+        from . import metrics
+    except ImportError:
+        return
+    try:
+        metrics.exchange_error_inc(getattr(gateway, "name", "?"), kind)
+    except Exception:
+        logger.debug("metrics unavailable", exc_info=True)
+
+
+def _mark_rejected(signal, order: Order, reason: str) -> None:
+    Order.objects.filter(pk=order.pk).update(
+        status=Order.Status.REJECTED, reason=reason[:2000], closed_at=timezone.now()
+    )
+    logger.warning(_log(signal, "order_rejected", order=order.client_order_id, reason=reason[:300]))
+
+
+def _mark_unknown(signal, order: Order, reason: str) -> None:
+    Order.objects.filter(pk=order.pk).update(status=Order.Status.UNKNOWN, reason=reason[:2000])
+    logger.warning(_log(signal, "order_unknown", order=order.client_order_id, reason=reason[:300]))
+
+
+def _order_resolve(signal, gateway: Gateway, order: Order, book_positions: bool) -> bool:
+    """Find out what happened to an order whose creation had no clear answer. Returns True
+    when the order left UNKNOWN (found, or proven never received and reset to PENDING)."""
+    grace = settings.ORDER_NOT_FOUND_GRACE_SECONDS
+    if not gateway.client_id_always_unique:
+        # The venue would accept a reused id once the first order is no longer open, so
+        # "not found" must hold much longer before a resend is safe.
+        grace = max(grace * 6, 30.0)
+    for delay in RESOLVE_BACKOFF:
+        _extend_lease(signal)
+        Order.objects.filter(pk=order.pk).update(lookup_count=F("lookup_count") + 1)
+        try:
+            state = gateway.find_order(
+                symbol=order.symbol, client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id
+            )
+        except GatewayError as exc:
+            logger.info(_log(signal, "order_lookup_failed", order=order.client_order_id, error=str(exc)[:200]))
+            time.sleep(delay)
+            continue
+        if state is not None:
+            logger.info(_log(signal, "order_found", order=order.client_order_id, status=state.status))
+            order_apply_state(order=order, state=state, book_positions=book_positions)
+            return True
+        order.refresh_from_db()
+        since = (timezone.now() - order.submitted_at).total_seconds() if order.submitted_at else grace
+        if since >= grace:
+            if order.submit_count >= MAX_SUBMITS:
+                _mark_rejected(
+                    signal, order, f"the exchange never received this order after {order.submit_count} attempts"
+                )
+                return True
+            reset = Order.objects.filter(
+                pk=order.pk, status__in=[Order.Status.UNKNOWN, Order.Status.SUBMITTING]
+            ).update(
+                status=Order.Status.PENDING,
+                reason=f"not received by the exchange (not found for {since:.0f} s); "
+                "resending with the same client order id",
+            )
+            logger.warning(_log(signal, "order_not_received", order=order.client_order_id, after_s=round(since, 1)))
+            return bool(reset)
+        time.sleep(min(delay, max(0.05, grace - since)))
+    # Still unknown: keep the signal leased briefly; the sweeper re-runs it.
+    Order.objects.filter(pk=order.pk, status=Order.Status.SUBMITTING).update(status=Order.Status.UNKNOWN)
+    Signal.objects.filter(pk=signal.pk).update(lease_until=_lease(15))
+    return False
+
+
+def _order_follow(signal, strategy, gateway: Gateway, order: Order, book_positions: bool) -> None:
+    """Poll an acknowledged order to a final state; cancel a limit order past its timeout."""
+    started = time.monotonic()
+    for i in range(10_000):
+        order.refresh_from_db()
+        if order.is_terminal:
+            return
+        age = (timezone.now() - (order.submitted_at or timezone.now())).total_seconds()
+        try:
+            if order.order_type == "limit" and age >= strategy.limit_timeout_seconds:
+                state = gateway.cancel_order(
+                    symbol=order.symbol,
+                    client_order_id=order.client_order_id,
+                    exchange_order_id=order.exchange_order_id,
+                )
+                logger.info(
+                    _log(
+                        signal, "order_timeout_cancel", order=order.client_order_id, filled=order.filled_qty.normalize()
+                    )
+                )
+            else:
+                state = gateway.find_order(
+                    symbol=order.symbol,
+                    client_order_id=order.client_order_id,
+                    exchange_order_id=order.exchange_order_id,
+                )
+        except GatewayError as exc:
+            logger.info(_log(signal, "order_poll_failed", order=order.client_order_id, error=str(exc)[:200]))
+            state = None
+        if state is not None:
+            order_apply_state(order=order, state=state, book_positions=book_positions)
+            order.refresh_from_db()
+            if order.is_terminal:
+                return
+        if time.monotonic() - started > FOLLOW_MAX_SECONDS:
+            remaining = strategy.limit_timeout_seconds - age if order.order_type == "limit" else 30
+            Signal.objects.filter(pk=signal.pk).update(lease_until=_lease(int(max(5, remaining))))
+            return
+        _extend_lease(signal)
+        time.sleep(FOLLOW_BACKOFF[min(i, len(FOLLOW_BACKOFF) - 1)])
+
+
+# --- recording what the exchange says ---------------------------------------------------
+
+
+def order_apply_state(*, order: Order, state: OrderState, book_positions: bool = True, reply: bool = False) -> None:
+    """Record a venue's view of an order: status, new fills (as deltas of the cumulative
+    filled quantity, each a `Fill` row, idempotent), positions and the latency chain."""
+    now = timezone.now()
+    with transaction.atomic():
+        current = Order.objects.select_for_update().get(pk=order.pk)
+        updates: dict[str, Any] = {}
+        if state.exchange_order_id and not current.exchange_order_id:
+            updates["exchange_order_id"] = state.exchange_order_id[:64]
+        if current.acked_at is None:
+            updates["acked_at"] = now
+        replies = list(current.replies or [])
+        if len(replies) < 20:
+            replies.append(
+                {"at": now.isoformat(), "status": state.status, "filled": str(state.filled), "info": _redact(state.raw)}
+            )
+            updates["replies"] = replies
+        delta = state.filled - current.filled_qty
+        if delta > 0:
+            prior_cost = (current.avg_price or Decimal("0")) * current.filled_qty
+            total_cost = (state.average or current.avg_price or Decimal("0")) * state.filled
+            fill_price = (total_cost - prior_cost) / delta if total_cost else (state.average or Decimal("0"))
+            fee_delta = max(state.fee - current.fee, Decimal("0"))
+            Fill.objects.get_or_create(
+                order=current,
+                trade_id=f"{state.exchange_order_id or current.client_order_id}:{state.filled}",
+                defaults={
+                    "qty": delta,
+                    "price": fill_price,
+                    "fee": fee_delta,
+                    "fee_currency": state.fee_currency,
+                    "filled_at": now,
+                },
+            )
+            updates.update(
+                filled_qty=state.filled,
+                avg_price=state.average or fill_price,
+                fee=state.fee,
+                fee_currency=state.fee_currency[:16],
+                last_fill_at=now,
+            )
+            if current.first_fill_at is None:
+                updates["first_fill_at"] = now
+            average = state.average or fill_price
+            if current.signal_price:
+                signed = (average - current.signal_price) if current.side == "buy" else (current.signal_price - average)
+                updates["slippage_bps"] = (signed / current.signal_price * BPS).quantize(Decimal("0.01"))
+            if book_positions:
+                _position_apply(current, delta, fill_price)
+        status = _STATUS_MAP.get(state.status, current.status)
+        if status != current.status and current.status not in Order.TERMINAL_STATUSES:
+            updates["status"] = status
+            if status in Order.TERMINAL_STATUSES:
+                updates["closed_at"] = now
+            if status == Order.Status.REJECTED and state.reason:
+                updates["reason"] = state.reason[:2000]
+        elif current.status == Order.Status.UNKNOWN:
+            updates["status"] = status
+        if updates:
+            Order.objects.filter(pk=current.pk).update(**updates)
+        signal_updates: dict[str, Any] = {"acked_at": Coalesce(F("acked_at"), now)}
+        if delta > 0:
+            signal_updates["first_fill_at"] = Coalesce(F("first_fill_at"), now)
+        Signal.objects.filter(pk=current.signal_id).update(**signal_updates)
+
+
+def _redact(info: dict[str, Any]) -> dict[str, Any]:
+    hidden = ("key", "secret", "sign", "passphrase", "password", "token")
+    return {k: ("[redacted]" if any(h in str(k).lower() for h in hidden) else v) for k, v in list(info.items())[:60]}
+
+
+def _position_row(account_id: int, strategy_id: int | None, symbol: str) -> Position:
+    lookup = {"account_id": account_id, "strategy_id": strategy_id, "symbol": symbol}
+    row = Position.objects.select_for_update().filter(**lookup).first()
+    if row is None:
+        try:
+            with transaction.atomic():
+                Position.objects.create(**lookup)
+        except IntegrityError:
+            pass
+        row = Position.objects.select_for_update().get(**lookup)
+    return row
+
+
+def _position_apply(order: Order, qty: Decimal, price: Decimal) -> None:
+    """Apply one fill to the account's net position and to the strategy's share of it."""
+    signed = qty if order.side == "buy" else -qty
+    for strategy_id in (None, order.strategy_id):
+        row = _position_row(order.account_id, strategy_id, order.symbol)
+        old = row.qty
+        new = old + signed
+        if old == 0 or (old > 0) == (signed > 0):
+            # Opening or adding: weighted average entry.
+            base = (row.avg_price or price) * abs(old)
+            row.avg_price = (base + price * abs(signed)) / abs(new) if new else None
+        else:
+            closed = min(abs(old), abs(signed))
+            direction = 1 if old > 0 else -1
+            row.realized_pnl += (price - (row.avg_price or price)) * closed * direction
+            if new == 0:
+                row.avg_price = None
+            elif (new > 0) != (old > 0):
+                row.avg_price = price  # flipped through zero: the rest opened at this price
+        row.qty = new
+        row.save(update_fields=["qty", "avg_price", "realized_pnl", "updated_at"])
+
+
+# --- operator verbs ---------------------------------------------------------------------
+
+
+def strategy_cancel_open_orders(*, strategy: Strategy, actor: Any) -> int:
     """Cancel every open order of `strategy` at the exchange; returns how many."""
-    raise NotImplementedError
+    cancelled = 0
+    open_orders = Order.objects.filter(
+        strategy=strategy, status__in=[Order.Status.OPEN, Order.Status.PARTIALLY_FILLED]
+    ).select_related("account", "signal")
+    for order in open_orders:
+        gateway = gateway_for(order.account, paper=order.signal.is_test)
+        try:
+            state = gateway.cancel_order(
+                symbol=order.symbol, client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id
+            )
+        except GatewayError as exc:
+            logger.warning(
+                "event=cancel_failed strategy=%s order=%s error=%s",
+                strategy.strategy_id,
+                order.client_order_id,
+                str(exc)[:200],
+            )
+            continue
+        if state is not None:
+            order_apply_state(
+                order=order, state=state, book_positions=order.account.is_paper or not order.signal.is_test
+            )
+        cancelled += 1
+    logger.warning("event=orders_cancelled strategy=%s count=%d actor=%s", strategy.strategy_id, cancelled, actor)
+    return cancelled
 
 
-def strategy_flatten(*, strategy: Any, actor: Any) -> Any:
-    """Close every position of `strategy` (a synthetic close_all signal through the normal
-    chain, bypassing the kill switch). Returns the Signal."""
-    raise NotImplementedError
+def strategy_flatten(*, strategy: Strategy, actor: Any) -> Signal | None:
+    """Close every position of `strategy`: a close_all signal through the normal chain
+    (ordered behind anything pending, allowed through the kill switch). Returns the signal,
+    or None when the strategy holds nothing."""
+    from signals.services import signal_enqueue
+
+    if strategy.account_id is None:
+        return None
+    positions = Position.objects.filter(strategy=strategy, account_id=strategy.account_id).exclude(qty=0)
+    first = positions.first()
+    if first is None:
+        return None
+    last_price = (
+        (
+            Order.objects.filter(strategy=strategy, symbol=first.symbol, avg_price__isnull=False)
+            .order_by("-id")
+            .values_list("avg_price", flat=True)
+            .first()
+        )
+        or first.avg_price
+        or Decimal("1")
+    )
+    ticker = (
+        Signal.objects.filter(strategy=strategy)
+        .exclude(ticker="")
+        .order_by("-id")
+        .values_list("ticker", flat=True)
+        .first()
+    ) or first.symbol.split("/")[0] + "USDT.P"
+    name = getattr(actor, "get_username", lambda: str(actor or "system"))()
+    now = timezone.now()
+    with transaction.atomic():
+        signal = Signal.objects.create(
+            strategy=strategy,
+            strategy_key=strategy.strategy_id,
+            status=Signal.Status.ACCEPTED,
+            action="close_all",
+            ticker=ticker,
+            exchange="",
+            price=last_price,
+            volume=abs(first.qty),
+            received_at=now,
+            committed_at=now,
+            content_type="flatten",
+            payload={"flatten": True, "requested_by": name},
+            comment=f"flatten requested by {name}"[:255],
+        )
+        transaction.on_commit(lambda: signal_enqueue(signal.pk))
+    logger.warning("event=flatten_requested strategy=%s signal=%s actor=%s", strategy.strategy_id, signal.pk, name)
+    return signal
 
 
-def signal_replay_on_paper(*, signal: Any, actor: Any) -> dict:
-    """What `signal` would do now: the planned legs (symbol, side, quantity, type, price)
-    computed against a paper gateway, without placing anything. Returns a dict."""
-    raise NotImplementedError
+def signal_replay_on_paper(*, signal: Signal, actor: Any = None) -> dict:
+    """What `signal` would do now, planned against the paper exchange and the strategy's
+    current position — nothing is placed. Returns {"ok", "legs" | "reason"}."""
+    strategy = signal.strategy
+    if strategy is None or strategy.account is None:
+        return {"ok": False, "reason": "the signal's strategy has no exchange account"}
+    if not signal.action or signal.price is None or signal.volume is None:
+        return {"ok": False, "reason": "the signal was rejected at intake and has nothing to replay"}
+    account = strategy.account
+    gateway = gateway_for(account, paper=True)
+    try:
+        symbol = gateway.resolve_symbol(signal.ticker, account.market_type, strategy.symbol_override)
+        market = gateway.market(symbol)
+        position = _strategy_position(strategy, account, symbol)
+        equity = gateway.fetch_equity() if strategy.sizing_mode == "percent_equity" else None
+        legs = plan_legs(
+            action=signal.action,
+            strategy=strategy,
+            market=market,
+            price=Decimal(signal.price),
+            volume=Decimal(signal.volume),
+            position=position,
+            equity=equity,
+            spot=market.kind == "spot",
+        )
+    except NothingToDo as exc:
+        return {"ok": True, "legs": [], "reason": f"nothing to do: {exc}"}
+    except (PlanError, GatewayError, ValueError) as exc:
+        return {"ok": False, "reason": str(exc)}
+    return {
+        "ok": True,
+        "position": str(position.normalize()),
+        "legs": [
+            {
+                "symbol": leg.symbol,
+                "side": leg.side,
+                "qty": str(leg.qty.normalize()),
+                "type": leg.order_type,
+                "limit_price": str(leg.limit_price.normalize()) if leg.limit_price is not None else None,
+                "reduce_only": leg.reduce_only,
+                "purpose": leg.purpose,
+            }
+            for leg in legs
+        ],
+    }
 
 
-def account_test_connection(*, account: Any) -> dict:
-    """Check an account's credentials and connectivity (a balance fetch). Returns
-    {"ok": bool, "detail": str}."""
-    raise NotImplementedError
+def account_test_connection(*, account: ExchangeAccount) -> dict:
+    """Check credentials and connectivity with one balance read (and markets)."""
+    try:
+        gateway = gateway_for(account)
+        equity = gateway.fetch_equity(account.paper_quote_currency if account.is_paper else "USDT")
+    except GatewayError as exc:
+        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:  # credentials that cannot be decrypted, etc.
+        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "detail": f"connected; equity {equity.normalize()}"}
+
+
+def gateways_warm() -> int:
+    """Load markets for every account an enabled strategy trades on (worker start-up)."""
+    warmed = 0
+    accounts = ExchangeAccount.objects.filter(strategies__enabled=True).exclude(mode=ExchangeAccount.Mode.PAPER)
+    for account in accounts.distinct():
+        try:
+            gateway = gateway_for(account)
+            warm = getattr(gateway, "warm", None)
+            if warm:
+                warm()
+                warmed += 1
+        except Exception as exc:
+            logger.warning("event=warm_failed account=%s error=%s", account.label, str(exc)[:200])
+    return warmed
+
+
+__all__ = [
+    "signal_execute",
+    "signal_claim",
+    "order_apply_state",
+    "client_order_id_for",
+    "strategy_cancel_open_orders",
+    "strategy_flatten",
+    "signal_replay_on_paper",
+    "account_test_connection",
+    "gateways_warm",
+]

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from celery.signals import worker_ready
+
+logger = logging.getLogger("tvtrader.execution")
 
 
-@shared_task(name="execution.execute_signal", ignore_result=True, acks_late=True, time_limit=300, soft_time_limit=280)
+@shared_task(name="execution.execute_signal", ignore_result=True, acks_late=True)
 def execute_signal(signal_id: int) -> None:
+    # No Celery retry here on purpose: the engine never resends an order blindly, and a
+    # signal it could not finish stays leased in the database for the sweeper to resume.
     from .services import signal_execute
 
     signal_execute(signal_id=signal_id)
+
+
+@worker_ready.connect
+def _warm_on_start(**_kwargs) -> None:
+    """Load exchange markets before the first alert needs them, and pick up anything the
+    broker lost while no worker was running."""
+    from signals.services import signals_sweep
+
+    from .services import gateways_warm
+
+    try:
+        warmed = gateways_warm()
+        requeued = signals_sweep(older_than_seconds=0)
+        logger.info("event=worker_started gateways_warmed=%d signals_requeued=%d", warmed, requeued)
+    except Exception:
+        logger.exception("event=worker_start_hook_failed")

@@ -402,7 +402,8 @@ def signals_sweep(*, older_than_seconds: int | None = None, limit: int = 500) ->
     """Re-queue signals committed but never started (broker down, Redis emptied, worker
     lost), and signals whose execution lease expired. Returns how many were re-queued."""
     now = timezone.now()
-    cutoff = now - timedelta(seconds=older_than_seconds or settings.SIGNAL_REQUEUE_AFTER_SECONDS)
+    wait = settings.SIGNAL_REQUEUE_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
+    cutoff = now - timedelta(seconds=wait)
     waiting = Signal.objects.filter(status=Signal.Status.ACCEPTED, committed_at__lt=cutoff).exclude(
         enqueued_at__gte=cutoff
     )

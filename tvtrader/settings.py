@@ -191,6 +191,13 @@ CREDENTIALS_ENCRYPTION_KEYS = env.list("CREDENTIALS_ENCRYPTION_KEYS", default=[]
 ]
 # Signals committed but not started after this many seconds are re-queued by the sweeper.
 SIGNAL_REQUEUE_AFTER_SECONDS = env.int("SIGNAL_REQUEUE_AFTER_SECONDS", default=15)
+# Execution. Exchange HTTP timeout; how long a lookup must keep saying "not found" before an
+# order whose creation failed ambiguously counts as never received (and is resent, once,
+# with the same client order id); how long a worker owns a signal before another may take
+# it over (renewed while it works).
+EXCHANGE_TIMEOUT_SECONDS = env.float("EXCHANGE_TIMEOUT_SECONDS", default=10.0)
+ORDER_NOT_FOUND_GRACE_SECONDS = env.float("ORDER_NOT_FOUND_GRACE_SECONDS", default=5.0)
+SIGNAL_LEASE_SECONDS = env.int("SIGNAL_LEASE_SECONDS", default=60)
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", default=60)
 
 # --- Logging ---------------------------------------------------------------------------

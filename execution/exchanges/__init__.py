@@ -1,0 +1,65 @@
+"""Exchange access. Everything outside this package talks to venues through
+`gateway_for(account)`; nothing else imports ccxt."""
+
+from __future__ import annotations
+
+import threading
+
+from .base import Gateway, MarketInfo, OrderState, PositionInfo, tradingview_to_ccxt
+from .errors import GatewayError, Misconfigured, OrderNotFound, OrderRejected, RateLimited, TemporaryError
+
+__all__ = [
+    "Gateway",
+    "MarketInfo",
+    "OrderState",
+    "PositionInfo",
+    "tradingview_to_ccxt",
+    "gateway_for",
+    "GatewayError",
+    "Misconfigured",
+    "OrderNotFound",
+    "OrderRejected",
+    "RateLimited",
+    "TemporaryError",
+]
+
+_gateways: dict[tuple, Gateway] = {}
+_lock = threading.Lock()
+
+
+def gateway_for(account, *, paper: bool = False) -> Gateway:
+    """The gateway for `account` in this process: paper when the account is paper (or the
+    caller asks for paper, e.g. test signals), else ccxt. One per account per process,
+    rebuilt when the account row changes (credentials, mode, base URL)."""
+    from django.conf import settings
+
+    use_paper = paper or account.mode == "paper"
+    key = (account.pk, account.updated_at, use_paper)
+    gateway = _gateways.get(key)
+    if gateway is not None:
+        return gateway
+    with _lock:
+        gateway = _gateways.get(key)
+        if gateway is None:
+            if use_paper:
+                from .paper import PaperGateway
+
+                gateway = PaperGateway(account)
+            else:
+                if account.mode == "live" and not settings.LIVE_TRADING:
+                    raise Misconfigured("live trading is switched off (LIVE_TRADING=false)")
+                from .ccxt_gateway import CcxtGateway
+
+                gateway = CcxtGateway(
+                    account_id=account.pk,
+                    exchange=account.exchange,
+                    mode=account.mode,
+                    market_type=account.market_type,
+                    credentials=account.credentials(),
+                    base_url=account.base_url,
+                    label=account.label,
+                )
+            for stale in [k for k in _gateways if k[0] == account.pk and k[2] == use_paper]:
+                del _gateways[stale]
+            _gateways[key] = gateway
+    return gateway

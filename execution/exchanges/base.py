@@ -1,0 +1,135 @@
+"""The one gateway interface every venue (and the paper exchange) implements, plus the
+TradingView ticker → ccxt symbol rules."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MarketInfo:
+    symbol: str  # ccxt unified, e.g. BTC/USDT:USDT
+    base: str
+    quote: str
+    kind: str  # "spot" or "linear"
+    amount_step: Decimal
+    price_step: Decimal
+    min_qty: Decimal
+    min_notional: Decimal = Decimal("0")
+    max_leverage: int | None = None
+
+    def round_qty(self, qty: Decimal) -> Decimal:
+        if self.amount_step <= 0:
+            return qty
+        return (qty / self.amount_step).to_integral_value(rounding=ROUND_DOWN) * self.amount_step
+
+    def round_price(self, price: Decimal, *, up: bool) -> Decimal:
+        if self.price_step <= 0:
+            return price
+        from decimal import ROUND_CEILING, ROUND_FLOOR
+
+        steps = (price / self.price_step).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR)
+        return steps * self.price_step
+
+
+@dataclass
+class OrderState:
+    """What the venue says about one order."""
+
+    client_order_id: str
+    exchange_order_id: str
+    status: str  # open / partially_filled / filled / cancelled / rejected
+    filled: Decimal = Decimal("0")
+    average: Decimal | None = None
+    fee: Decimal = Decimal("0")
+    fee_currency: str = ""
+    amount: Decimal | None = None
+    reason: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in ("filled", "cancelled", "rejected")
+
+
+@dataclass
+class PositionInfo:
+    symbol: str
+    qty: Decimal  # signed: + long, - short
+    avg_price: Decimal | None = None
+    unrealized_pnl: Decimal | None = None
+    mark_price: Decimal | None = None
+
+
+class Gateway(ABC):
+    """One exchange account. Implementations must be safe to call from several threads."""
+
+    #: Does the venue refuse a second order with the same client id forever (not only
+    #: while the first is open)? Decides whether a proven-unseen order may be resent.
+    client_id_always_unique: bool = True
+    name: str = ""
+
+    @abstractmethod
+    def market(self, symbol: str) -> MarketInfo: ...
+
+    @abstractmethod
+    def create_order(
+        self,
+        *,
+        symbol: str,
+        side: str,
+        order_type: str,
+        qty: Decimal,
+        price: Decimal | None,
+        reduce_only: bool,
+        client_order_id: str,
+        signal_price: Decimal | None = None,
+    ) -> OrderState: ...
+
+    @abstractmethod
+    def find_order(self, *, symbol: str, client_order_id: str, exchange_order_id: str = "") -> OrderState | None:
+        """The order's state, or None when the venue says it does not have it."""
+
+    @abstractmethod
+    def cancel_order(self, *, symbol: str, client_order_id: str, exchange_order_id: str = "") -> OrderState | None: ...
+
+    @abstractmethod
+    def fetch_positions(self, symbols: list[str] | None = None) -> list[PositionInfo]: ...
+
+    @abstractmethod
+    def fetch_equity(self, currency: str = "USDT") -> Decimal: ...
+
+    def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        return []
+
+    def set_leverage(self, *, symbol: str, leverage: int) -> None:
+        return None
+
+    def resolve_symbol(self, ticker: str, market_type: str, override: str = "") -> str:
+        return override or tradingview_to_ccxt(ticker, market_type)
+
+
+_QUOTES = ("USDT", "USDC", "BUSD", "FDUSD", "USD", "BTC", "ETH", "EUR")
+
+
+def tradingview_to_ccxt(ticker: str, market_type: str) -> str:
+    """`BTCUSDT.P` → `BTC/USDT:USDT`; `BTCUSDT` → spot `BTC/USDT` or the perp, per the
+    account's market type; an exchange prefix (`BYBIT:`) is dropped."""
+    ticker = ticker.upper().split(":")[-1].strip()
+    perp = ticker.endswith(".P")
+    core = ticker[:-2] if perp else ticker
+    core = re.sub(r"PERP$", "", core)
+    for quote in _QUOTES:
+        if core.endswith(quote) and len(core) > len(quote):
+            base = core[: -len(quote)]
+            break
+    else:
+        raise ValueError(f"cannot tell the quote currency of ticker {ticker!r}; set a symbol override")
+    if perp or market_type == "linear":
+        settle = quote if quote != "USD" else base
+        return f"{base}/{quote}:{settle}"
+    return f"{base}/{quote}"

@@ -1,0 +1,330 @@
+"""The ccxt gateway: Bybit V5, Binance USD-M, Bitget and OKX behind one interface.
+
+Per worker process and account: markets are loaded once (restricted to the account's
+market type, no currency/account probes) and shared; ccxt instances are kept in a small
+LIFO pool (one per concurrent thread — the sync ccxt client is not thread-safe) and copied
+from the loaded one, so the hot path never calls `load_markets`. ccxt's own retries and
+rate limiter are off: creations are never retried blindly, and the rate limit is ours
+(shared by every process through Redis).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+import ccxt
+from django.conf import settings
+
+from .base import Gateway, MarketInfo, OrderState, PositionInfo
+from .errors import GatewayError, Misconfigured, OrderNotFound, OrderRejected, RateLimited, TemporaryError
+
+logger = logging.getLogger("tvtrader.exchanges")
+
+MARKETS_MAX_AGE_SECONDS = 6 * 3600
+
+
+def _dec(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except Exception:
+        return None
+
+
+def translate(exc: Exception, *, creating: bool = False) -> GatewayError:
+    """ccxt exception → our hierarchy. Order matters: subclasses first."""
+    message = f"{type(exc).__name__}: {str(exc)[:300]}"
+    if isinstance(exc, ccxt.InsufficientFunds):
+        return OrderRejected(f"insufficient funds ({message})")
+    if isinstance(exc, ccxt.OrderNotFound):
+        return OrderNotFound(message)
+    if isinstance(exc, ccxt.InvalidOrder):
+        return OrderRejected(f"invalid order ({message})")
+    if isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
+        return RateLimited(message)
+    if isinstance(exc, ccxt.NetworkError):  # timeouts, 5xx, refused, InvalidNonce
+        return TemporaryError(message)
+    if isinstance(exc, (ccxt.AuthenticationError, ccxt.AccountSuspended, ccxt.BadSymbol, ccxt.NotSupported)):
+        return Misconfigured(message)
+    if isinstance(exc, ccxt.BadRequest):
+        return OrderRejected(f"bad request ({message})")
+    if isinstance(exc, ccxt.ExchangeError):
+        # Bare ExchangeError covers venue "internal error"/"server timeout" codes and unknown
+        # ones: for a creation that is ambiguous, so it must be looked up, not trusted.
+        return TemporaryError(message) if creating else GatewayError(message)
+    return TemporaryError(message)
+
+
+def _order_state(order: dict[str, Any], client_order_id: str = "") -> OrderState:
+    status = order.get("status")
+    filled = _dec(order.get("filled")) or Decimal("0")
+    amount = _dec(order.get("amount"))
+    if status == "closed":
+        mapped = "filled"
+    elif status in ("canceled", "cancelled", "expired"):
+        mapped = "cancelled"
+    elif status == "rejected":
+        mapped = "rejected"
+    else:
+        mapped = "partially_filled" if filled > 0 else "open"
+    fee = Decimal("0")
+    fee_currency = ""
+    fees = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
+    for item in fees:
+        if item and item.get("cost") is not None:
+            fee += _dec(item.get("cost")) or Decimal("0")
+            fee_currency = item.get("currency") or fee_currency
+    info = order.get("info") or {}
+    return OrderState(
+        client_order_id=order.get("clientOrderId") or client_order_id,
+        exchange_order_id=str(order.get("id") or ""),
+        status=mapped,
+        filled=filled,
+        average=_dec(order.get("average")) if filled > 0 else None,
+        fee=fee,
+        fee_currency=fee_currency,
+        amount=amount,
+        reason=str(info.get("rejectReason") or "") if mapped == "rejected" else "",
+        raw=info if isinstance(info, dict) else {},
+    )
+
+
+class CcxtGateway(Gateway):
+    def __init__(
+        self,
+        *,
+        account_id: int,
+        exchange: str,
+        mode: str,
+        market_type: str,
+        credentials: dict[str, str],
+        base_url: str = "",
+        label: str = "",
+    ):
+        self.account_id = account_id
+        self.exchange_id = exchange
+        self.name = exchange
+        self.mode = mode
+        self.market_type = market_type
+        self.label = label
+        self._credentials = credentials
+        self._base_url = base_url
+        self._lock = threading.Lock()
+        self._pool: list[ccxt.Exchange] = []
+        self._primary: ccxt.Exchange | None = None
+        self._markets_loaded_at = 0.0
+        self._leverage_set: set[tuple[str, int]] = set()
+        # Binance accepts a reused client id once the earlier order is no longer open.
+        self.client_id_always_unique = exchange != "binanceusdm"
+
+    # --- instances and markets ---------------------------------------------------------
+
+    def _config(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"maxRetriesOnFailure": 0}
+        if self.exchange_id == "bybit":
+            options.update(
+                fetchMarkets={"types": ["spot"] if self.market_type == "spot" else ["linear"]},
+                enableUnifiedAccount=True,
+                enableUnifiedMargin=False,
+                defaultType="spot" if self.market_type == "spot" else "swap",
+            )
+        elif self.exchange_id == "okx":
+            options.update(
+                fetchMarkets={"types": ["spot"] if self.market_type == "spot" else ["swap"]},
+                defaultType="spot" if self.market_type == "spot" else "swap",
+            )
+        elif self.exchange_id == "bitget":
+            options.update(defaultType="spot" if self.market_type == "spot" else "swap")
+        config: dict[str, Any] = {
+            "enableRateLimit": False,
+            "timeout": int(settings.EXCHANGE_TIMEOUT_SECONDS * 1000),
+            "options": options,
+            "has": {"fetchCurrencies": False},
+        }
+        for key in ("apiKey", "secret", "password"):
+            if self._credentials.get(key):
+                config[key] = self._credentials[key]
+        return config
+
+    def _new_instance(self) -> ccxt.Exchange:
+        cls = getattr(ccxt, self.exchange_id)
+        ex = cls(self._config())
+        if self.mode == "testnet":
+            if self._base_url:
+                from .redirect import redirect_exchange
+
+                redirect_exchange(ex, self._base_url)
+            else:
+                ex.set_sandbox_mode(True)
+        return ex
+
+    def _ensure_markets(self) -> ccxt.Exchange:
+        with self._lock:
+            if self._primary is None or time.monotonic() - self._markets_loaded_at > MARKETS_MAX_AGE_SECONDS:
+                primary = self._new_instance()
+                try:
+                    primary.load_markets(True)
+                except Exception as exc:
+                    raise translate(exc) from exc
+                self._primary = primary
+                self._markets_loaded_at = time.monotonic()
+                self._pool = [primary]
+                logger.info(
+                    "event=markets_loaded account=%s exchange=%s markets=%d",
+                    self.label,
+                    self.exchange_id,
+                    len(primary.markets),
+                )
+            return self._primary
+
+    def warm(self) -> None:
+        """Load markets now (worker start-up), so no alert pays for it."""
+        self._ensure_markets()
+
+    @contextmanager
+    def _client(self):
+        primary = self._ensure_markets()
+        with self._lock:
+            ex = self._pool.pop() if self._pool else None
+        if ex is None:
+            ex = self._new_instance()
+            ex.set_markets_from_exchange(primary)
+        try:
+            yield ex
+        finally:
+            with self._lock:
+                self._pool.append(ex)
+
+    # --- the interface ------------------------------------------------------------------
+
+    def market(self, symbol: str) -> MarketInfo:
+        primary = self._ensure_markets()
+        m = primary.markets.get(symbol)
+        if m is None:
+            raise Misconfigured(f"{symbol} is not a market on {self.exchange_id} ({self.market_type})")
+        limits = m.get("limits") or {}
+        precision = m.get("precision") or {}
+        return MarketInfo(
+            symbol=symbol,
+            base=m.get("base", ""),
+            quote=m.get("quote", ""),
+            kind="spot" if m.get("spot") else "linear",
+            amount_step=_dec(precision.get("amount")) or Decimal("0"),
+            price_step=_dec(precision.get("price")) or Decimal("0"),
+            min_qty=_dec((limits.get("amount") or {}).get("min")) or Decimal("0"),
+            min_notional=_dec((limits.get("cost") or {}).get("min")) or Decimal("0"),
+            max_leverage=int(_dec((limits.get("leverage") or {}).get("max")) or 0) or None,
+        )
+
+    def symbols(self) -> list[str]:
+        return list(self._ensure_markets().markets)
+
+    def create_order(
+        self, *, symbol, side, order_type, qty, price, reduce_only, client_order_id, signal_price=None
+    ) -> OrderState:
+        params: dict[str, Any] = {"clientOrderId": client_order_id}
+        if reduce_only:
+            params["reduceOnly"] = True
+        with self._client() as ex:
+            try:
+                order = ex.create_order(
+                    symbol, order_type, side, float(qty), float(price) if price is not None else None, params
+                )
+            except Exception as exc:
+                raise translate(exc, creating=True) from exc
+        if not order or not order.get("id"):
+            # An HTTP 200 with a body ccxt could not read raises nothing: still ambiguous.
+            raise TemporaryError("the exchange's reply carried no order id")
+        return _order_state(order, client_order_id)
+
+    def find_order(self, *, symbol, client_order_id, exchange_order_id="") -> OrderState | None:
+        with self._client() as ex:
+            try:
+                if self.exchange_id == "bybit":
+                    # Bybit lookups by client id need orderLinkId on the list endpoints
+                    # (fetch_order with id=None would send orderId=None).
+                    params = {"orderLinkId": client_order_id}
+                    found = ex.fetch_open_orders(symbol, None, None, params)
+                    if not found:
+                        found = ex.fetch_canceled_and_closed_orders(symbol, None, None, params)
+                    return _order_state(found[0], client_order_id) if found else None
+                order = ex.fetch_order(exchange_order_id or None, symbol, {"clientOrderId": client_order_id})
+                return _order_state(order, client_order_id)
+            except ccxt.OrderNotFound:
+                return None
+            except Exception as exc:
+                raise translate(exc) from exc
+
+    def cancel_order(self, *, symbol, client_order_id, exchange_order_id="") -> OrderState | None:
+        with self._client() as ex:
+            try:
+                if self.exchange_id == "bybit":
+                    ex.cancel_order(None, symbol, {"orderLinkId": client_order_id})
+                else:
+                    ex.cancel_order(exchange_order_id or None, symbol, {"clientOrderId": client_order_id})
+            except ccxt.OrderNotFound:
+                pass  # already final; the lookup below says how it ended
+            except Exception as exc:
+                raise translate(exc) from exc
+        return self.find_order(symbol=symbol, client_order_id=client_order_id, exchange_order_id=exchange_order_id)
+
+    def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        with self._client() as ex:
+            try:
+                return [_order_state(o) for o in ex.fetch_open_orders(symbol)]
+            except Exception as exc:
+                raise translate(exc) from exc
+
+    def fetch_positions(self, symbols: list[str] | None = None) -> list[PositionInfo]:
+        if self.market_type == "spot":
+            return []
+        with self._client() as ex:
+            try:
+                rows = ex.fetch_positions(symbols)
+            except Exception as exc:
+                raise translate(exc) from exc
+        result = []
+        for row in rows:
+            contracts = _dec(row.get("contracts")) or Decimal("0")
+            size = contracts * (_dec(row.get("contractSize")) or Decimal("1"))
+            if not size:
+                continue
+            sign = -1 if row.get("side") == "short" else 1
+            result.append(
+                PositionInfo(
+                    symbol=row["symbol"],
+                    qty=sign * size,
+                    avg_price=_dec(row.get("entryPrice")),
+                    unrealized_pnl=_dec(row.get("unrealizedPnl")),
+                    mark_price=_dec(row.get("markPrice")),
+                )
+            )
+        return result
+
+    def fetch_equity(self, currency: str = "USDT") -> Decimal:
+        with self._client() as ex:
+            try:
+                balance = ex.fetch_balance()
+            except Exception as exc:
+                raise translate(exc) from exc
+        return _dec((balance.get("total") or {}).get(currency)) or Decimal("0")
+
+    def set_leverage(self, *, symbol: str, leverage: int) -> None:
+        if self.market_type == "spot" or (symbol, leverage) in self._leverage_set:
+            return
+        with self._client() as ex:
+            try:
+                ex.set_leverage(leverage, symbol)
+            except ccxt.BadRequest as exc:
+                # Bybit 110043 "leverage not modified" is a no-op, not an error.
+                if "110043" not in str(exc) and "not modified" not in str(exc).lower():
+                    raise translate(exc) from exc
+            except Exception as exc:
+                raise translate(exc) from exc
+        self._leverage_set.add((symbol, leverage))

@@ -1,0 +1,268 @@
+"""The paper exchange: a gateway like any other, with its book and balances in the
+database. Market orders fill at the signal price plus a configurable slippage and fee;
+limit orders fill when marketable against the latest known price, else rest until the
+strategy's timeout cancels them. It is the embedded default, so `make run` trades on paper
+out of the box."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+
+from .base import Gateway, MarketInfo, OrderState, PositionInfo
+from .errors import OrderNotFound, OrderRejected
+
+# Lot steps for common bases; anything else trades in steps of 0.001.
+_AMOUNT_STEPS = {
+    "BTC": Decimal("0.001"),
+    "ETH": Decimal("0.01"),
+    "SOL": Decimal("0.1"),
+    "BNB": Decimal("0.01"),
+    "XRP": Decimal("1"),
+    "DOGE": Decimal("1"),
+    "ADA": Decimal("1"),
+    "LTC": Decimal("0.1"),
+    "AVAX": Decimal("0.1"),
+    "LINK": Decimal("0.1"),
+    "DOT": Decimal("0.1"),
+    "TRX": Decimal("1"),
+}
+BPS = Decimal("10000")
+
+
+class PaperGateway(Gateway):
+    name = "paper"
+    client_id_always_unique = True
+
+    # Latest price seen per (account, symbol), shared by the threads of this process.
+    _marks: dict[tuple[int, str], Decimal] = {}
+    _marks_lock = threading.Lock()
+
+    def __init__(self, account):
+        self.account = account
+        self.account_id = account.pk
+        self.market_type = account.market_type
+        self.fee_rate = Decimal(account.paper_fee_bps) / BPS
+        self.slippage = Decimal(account.paper_slippage_bps) / BPS
+        self.quote = account.paper_quote_currency
+        self.leverage: dict[str, int] = {}
+
+    # --- market data --------------------------------------------------------------------
+
+    def market(self, symbol: str) -> MarketInfo:
+        base, _, rest = symbol.partition("/")
+        quote = rest.split(":")[0]
+        if not base or not quote:
+            from .errors import Misconfigured
+
+            raise Misconfigured(f"{symbol!r} is not a ccxt symbol like BTC/USDT:USDT")
+        step = _AMOUNT_STEPS.get(base, Decimal("0.001"))
+        linear = ":" in symbol
+        return MarketInfo(
+            symbol=symbol,
+            base=base,
+            quote=quote,
+            kind="linear" if linear else "spot",
+            amount_step=step,
+            price_step=Decimal("0.01"),
+            min_qty=step,
+            min_notional=Decimal("5") if linear else Decimal("1"),
+            max_leverage=100 if linear else None,
+        )
+
+    def _set_mark(self, symbol: str, price: Decimal | None) -> None:
+        if price:
+            with self._marks_lock:
+                self._marks[(self.account_id, symbol)] = price
+
+    def _mark(self, symbol: str) -> Decimal | None:
+        with self._marks_lock:
+            return self._marks.get((self.account_id, symbol))
+
+    # --- orders -------------------------------------------------------------------------
+
+    def create_order(
+        self, *, symbol, side, order_type, qty, price, reduce_only, client_order_id, signal_price=None
+    ) -> OrderState:
+        from execution.models import PaperOrder
+
+        reference = signal_price or price or self._mark(symbol)
+        if reference is None:
+            raise OrderRejected("paper exchange has no price for this symbol (the alert carried none)")
+        self._set_mark(symbol, reference)
+        try:
+            with transaction.atomic():
+                order = PaperOrder.objects.create(
+                    account_id=self.account_id,
+                    client_order_id=client_order_id,
+                    symbol=symbol,
+                    side=side,
+                    order_type=order_type,
+                    reduce_only=reduce_only,
+                    qty=qty,
+                    limit_price=price,
+                    status="open",
+                )
+                self._check_and_fill(order, reference)
+        except IntegrityError as exc:
+            raise OrderRejected(f"duplicate client order id {client_order_id}") from exc
+        return self._state(order)
+
+    def _fill_price(self, side: str, reference: Decimal) -> Decimal:
+        return reference * (1 + self.slippage) if side == "buy" else reference * (1 - self.slippage)
+
+    def _check_and_fill(self, order, reference: Decimal) -> None:
+        """Fill `order` (inside the caller's transaction) if it is marketable."""
+        fill_price = self._fill_price(order.side, reference)
+        if order.order_type == "limit" and order.limit_price is not None:
+            if order.side == "buy" and order.limit_price < reference:
+                return
+            if order.side == "sell" and order.limit_price > reference:
+                return
+            fill_price = (
+                min(fill_price, order.limit_price) if order.side == "buy" else max(fill_price, order.limit_price)
+            )
+        position = self._position_qty(order.symbol)
+        if order.reduce_only:
+            reducible = -position if order.side == "buy" else position
+            if reducible <= 0:
+                order.status, order.reason = "rejected", "reduce-only order would not reduce the position"
+                order.save(update_fields=["status", "reason", "updated_at"])
+                raise OrderRejected(order.reason)
+            order.qty = min(order.qty, reducible)
+        notional = order.qty * fill_price
+        cash = self._cash_locked()
+        if order.side == "buy" and not order.reduce_only:
+            if self.market_type == "spot" and notional * (1 + self.fee_rate) > cash.total:
+                raise OrderRejected(f"insufficient funds: {notional:.2f} {self.quote} needed, {cash.total:.2f} free")
+            if self.market_type != "spot":
+                equity = self._equity(cash.total)
+                if notional / Decimal(self.leverage.get(order.symbol, 1)) > equity:
+                    raise OrderRejected(
+                        f"insufficient margin: {notional:.2f} {self.quote} notional, "
+                        f"{equity:.2f} equity at {self.leverage.get(order.symbol, 1)}x"
+                    )
+        if order.side == "sell" and self.market_type == "spot" and order.qty > position and not order.reduce_only:
+            raise OrderRejected(f"insufficient balance: selling {order.qty}, holding {position}")
+        fee = notional * self.fee_rate
+        cash.total += (-notional if order.side == "buy" else notional) - fee
+        cash.save(update_fields=["total"])
+        order.status, order.filled, order.average, order.fee = "filled", order.qty, fill_price, fee
+        order.save(update_fields=["status", "filled", "average", "fee", "qty", "updated_at"])
+
+    def _cash_locked(self):
+        from execution.models import PaperBalance
+
+        balance, _ = PaperBalance.objects.select_for_update().get_or_create(
+            account_id=self.account_id,
+            currency=self.quote,
+            defaults={"total": self.account.paper_starting_balance},
+        )
+        return balance
+
+    def _position_qty(self, symbol: str) -> Decimal:
+        from execution.models import PaperOrder
+
+        rows = (
+            PaperOrder.objects.filter(account_id=self.account_id, symbol=symbol, filled__gt=0)
+            .values("side")
+            .annotate(total=Sum("filled"))
+        )
+        qty = Decimal("0")
+        for row in rows:
+            qty += row["total"] if row["side"] == "buy" else -row["total"]
+        return qty
+
+    def _state(self, order) -> OrderState:
+        return OrderState(
+            client_order_id=order.client_order_id,
+            exchange_order_id=f"paper-{order.pk}",
+            status=order.status,
+            filled=order.filled,
+            average=order.average,
+            fee=order.fee,
+            fee_currency=self.quote,
+            amount=order.qty,
+            reason=order.reason,
+            raw={"paper": True, "status": order.status},
+        )
+
+    def find_order(self, *, symbol, client_order_id, exchange_order_id="") -> OrderState | None:
+        from execution.models import PaperOrder
+
+        order = PaperOrder.objects.filter(account_id=self.account_id, client_order_id=client_order_id).first()
+        if order is None:
+            return None
+        if order.status == "open" and (mark := self._mark(symbol)) is not None:
+            try:
+                with transaction.atomic():
+                    order = PaperOrder.objects.select_for_update().get(pk=order.pk)
+                    if order.status == "open":
+                        self._check_and_fill(order, mark)
+            except OrderRejected:
+                order.refresh_from_db()
+        return self._state(order)
+
+    def cancel_order(self, *, symbol, client_order_id, exchange_order_id="") -> OrderState | None:
+        from execution.models import PaperOrder
+
+        updated = PaperOrder.objects.filter(
+            account_id=self.account_id, client_order_id=client_order_id, status="open"
+        ).update(status="cancelled")
+        if (
+            not updated
+            and not PaperOrder.objects.filter(account_id=self.account_id, client_order_id=client_order_id).exists()
+        ):
+            raise OrderNotFound(client_order_id)
+        return self.find_order(symbol=symbol, client_order_id=client_order_id)
+
+    def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        from execution.models import PaperOrder
+
+        rows = PaperOrder.objects.filter(account_id=self.account_id, status="open")
+        if symbol:
+            rows = rows.filter(symbol=symbol)
+        return [self._state(o) for o in rows]
+
+    def fetch_positions(self, symbols: list[str] | None = None) -> list[PositionInfo]:
+        from execution.models import PaperOrder
+
+        wanted = PaperOrder.objects.filter(account_id=self.account_id, filled__gt=0)
+        if symbols:
+            wanted = wanted.filter(symbol__in=symbols)
+        result = []
+        for symbol in sorted(set(wanted.values_list("symbol", flat=True))):
+            qty = self._position_qty(symbol)
+            if qty:
+                mark = self._mark(symbol)
+                result.append(PositionInfo(symbol=symbol, qty=qty, mark_price=mark))
+        return result
+
+    def _equity(self, cash: Decimal) -> Decimal:
+        equity = cash
+        for position in self.fetch_positions():
+            mark = position.mark_price
+            if mark is None:
+                from execution.models import PaperOrder
+
+                last = (
+                    PaperOrder.objects.filter(account_id=self.account_id, symbol=position.symbol, average__isnull=False)
+                    .order_by("-id")
+                    .first()
+                )
+                mark = last.average if last else Decimal("0")
+            equity += position.qty * mark
+        return equity
+
+    def fetch_equity(self, currency: str = "USDT") -> Decimal:
+        from execution.models import PaperBalance
+
+        balance = PaperBalance.objects.filter(account_id=self.account_id, currency=self.quote).first()
+        cash = balance.total if balance else self.account.paper_starting_balance
+        return self._equity(cash)
+
+    def set_leverage(self, *, symbol: str, leverage: int) -> None:
+        self.leverage[symbol] = leverage

@@ -1,0 +1,44 @@
+"""One order-rate bucket per exchange account, shared by every worker process and host
+through Redis (pyrate-limiter's Redis bucket: a sliding log, so no rolling second ever
+holds more than the limit). Callers block until a slot frees up: a burst is smoothed
+under the venue's limit instead of being rejected."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+from pyrate_limiter import Duration, Limiter, Rate, RedisBucket
+
+_limiters: dict[tuple[int, Decimal], Limiter] = {}
+_lock = threading.Lock()
+# A small guard on the window, so that network jitter between taking a slot and the
+# request reaching the venue cannot squeeze an extra order into the venue's second.
+WINDOW_MS = Duration.SECOND + 30
+
+
+def _limiter(account_id: int, per_second: Decimal) -> Limiter:
+    key = (account_id, per_second)
+    limiter = _limiters.get(key)
+    if limiter is None:
+        with _lock:
+            limiter = _limiters.get(key)
+            if limiter is None:
+                from signals.selectors import redis_client
+
+                # Fractional limits (e.g. 0.5/s) become N per N/rate seconds.
+                if per_second >= 1:
+                    rate = Rate(int(per_second), WINDOW_MS)
+                else:
+                    rate = Rate(1, int(WINDOW_MS / float(per_second)))
+                bucket = RedisBucket.init([rate], redis_client(), f"tvtrader:ratelimit:account:{account_id}")
+                limiter = Limiter(bucket, buffer_ms=5)
+                _limiters[key] = limiter
+    return limiter
+
+
+def order_slot_acquire(*, account_id: int, per_second: Decimal, timeout: float = 120.0) -> bool:
+    """Block until this account may send one more order (or `timeout` passes)."""
+    if not per_second or per_second <= 0:
+        return True
+    return bool(_limiter(account_id, Decimal(per_second)).try_acquire(f"account-{account_id}", timeout=timeout))
