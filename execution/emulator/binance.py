@@ -25,7 +25,7 @@ from .engine import OPEN_STATUSES, Account, Engine, Order, Reject
 from .markets import Market, fmt, step_decimals
 from .wire import BookingEffects, WireRequest, WireResponse, json_response
 
-__all__ = ["BinanceVenue", "BINANCE_MESSAGES"]
+__all__ = ["BINANCE_MESSAGES", "BinanceVenue"]
 
 BINANCE_MESSAGES = {
     -1000: "An unknown error occured while processing the request.",
@@ -144,8 +144,16 @@ class BinanceVenue:
             ("DELETE", "/fapi/v1/order"): ("cancel_order", True, self._cancel),
             ("GET", "/fapi/v1/openOrders"): ("query_order", True, self._open_orders),
             ("GET", "/fapi/v1/userTrades"): ("executions", True, self._user_trades),
-            ("GET", "/fapi/v3/positionRisk"): ("positions", True, self._position_risk_v3),
-            ("GET", "/fapi/v2/positionRisk"): ("positions", True, self._position_risk_v2),
+            ("GET", "/fapi/v3/positionRisk"): (
+                "positions",
+                True,
+                self._position_risk_v3,
+            ),
+            ("GET", "/fapi/v2/positionRisk"): (
+                "positions",
+                True,
+                self._position_risk_v2,
+            ),
             ("GET", "/fapi/v1/leverageBracket"): (
                 "leverage_brackets",
                 True,
@@ -157,7 +165,11 @@ class BinanceVenue:
             ("GET", "/fapi/v1/positionSide/dual"): ("account_info", True, self._dual),
             # fetchCurrencies when credentials are set and has.fetchCurrencies
             # is left on; answered so that default options work, with no coins.
-            ("GET", "/sapi/v1/capital/config/getall"): ("currencies", True, self._coins),
+            ("GET", "/sapi/v1/capital/config/getall"): (
+                "currencies",
+                True,
+                self._coins,
+            ),
         }
 
     # ------------------------------------------------------------ plumbing
@@ -176,8 +188,14 @@ class BinanceVenue:
             params.get("newClientOrderId") or params.get("origClientOrderId") or None
         )
 
-    def error(self, code: int, msg: str | None = None, *, status: int | None = None,
-              outcome: str | None = None) -> WireResponse:
+    def error(
+        self,
+        code: int,
+        msg: str | None = None,
+        *,
+        status: int | None = None,
+        outcome: str | None = None,
+    ) -> WireResponse:
         body = {"code": code, "msg": msg or BINANCE_MESSAGES.get(code, "error")}
         return json_response(
             status or _HTTP_FOR_CODE.get(code, 400),
@@ -206,9 +224,13 @@ class BinanceVenue:
         return self.error(code, msg)
 
     def not_found(self) -> WireResponse:
-        return WireResponse(status=404, body=b"", content_type="text/html", outcome="not_found")
+        return WireResponse(
+            status=404, body=b"", content_type="text/html", outcome="not_found"
+        )
 
-    def fault_error(self, code: int, msg: str | None, status: int | None) -> WireResponse:
+    def fault_error(
+        self, code: int, msg: str | None, status: int | None
+    ) -> WireResponse:
         return self.error(code, msg, status=status, outcome=f"fault:ret_code:{code}")
 
     def handle(self, req: WireRequest, effects: BookingEffects) -> WireResponse:
@@ -238,21 +260,34 @@ class BinanceVenue:
         body, b_sig = _strip_signature(req.body)
         given = q_sig or b_sig
         if not given:
-            return self.error(-1102, "Mandatory parameter 'signature' was not sent, was"
-                              " empty/null, or malformed.", outcome="auth:-1102")
+            return self.error(
+                -1102,
+                "Mandatory parameter 'signature' was not sent, was"
+                " empty/null, or malformed.",
+                outcome="auth:-1102",
+            )
         # Binance signs totalParams = query string + request body, as sent.
         payload = query + body
-        expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        expected = hmac.new(
+            secret.encode(), payload.encode(), hashlib.sha256
+        ).hexdigest()
         if not hmac.compare_digest(expected, given.lower()):
             return self.error(-1022, outcome="auth:-1022")
         ts_text = req.params.get("timestamp", "")
         if not ts_text.isdigit():
-            return self.error(-1102, "Mandatory parameter 'timestamp' was not sent, was"
-                              " empty/null, or malformed.", outcome="auth:-1102")
+            return self.error(
+                -1102,
+                "Mandatory parameter 'timestamp' was not sent, was"
+                " empty/null, or malformed.",
+                outcome="auth:-1102",
+            )
         recv_text = req.params.get("recvWindow", "5000")
         if not recv_text.isdigit() or int(recv_text) > 60000:
-            return self.error(-1131 if recv_text.isdigit() else -1102,
-                              "recvWindow must be less than 60000", outcome="auth:-1131")
+            return self.error(
+                -1131 if recv_text.isdigit() else -1102,
+                "recvWindow must be less than 60000",
+                outcome="auth:-1131",
+            )
         if self.check_recv_window:
             now, ts, recv = self.engine.now_ms(), int(ts_text), int(recv_text)
             # Binance: reject if timestamp >= serverTime + 1000 or
@@ -262,13 +297,19 @@ class BinanceVenue:
         return None
 
     # -------------------------------------------------------------- public
-    def _ping(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
+    def _ping(
+        self, req: WireRequest, acct: None, effects: BookingEffects
+    ) -> WireResponse:
         return json_response(200, {})
 
-    def _time(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
+    def _time(
+        self, req: WireRequest, acct: None, effects: BookingEffects
+    ) -> WireResponse:
         return json_response(200, {"serverTime": self.engine.now_ms()})
 
-    def _exchange_info(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
+    def _exchange_info(
+        self, req: WireRequest, acct: None, effects: BookingEffects
+    ) -> WireResponse:
         with self.engine.lock:
             markets = list(self.engine.markets.values())
         body = {
@@ -276,16 +317,32 @@ class BinanceVenue:
             "serverTime": self.engine.now_ms(),
             "futuresType": "U_MARGINED",
             "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
-                 "intervalNum": 1, "limit": 2400},
-                {"rateLimitType": "ORDERS", "interval": "MINUTE",
-                 "intervalNum": 1, "limit": 1200},
-                {"rateLimitType": "ORDERS", "interval": "SECOND",
-                 "intervalNum": 10, "limit": 300},
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": 2400,
+                },
+                {
+                    "rateLimitType": "ORDERS",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": 1200,
+                },
+                {
+                    "rateLimitType": "ORDERS",
+                    "interval": "SECOND",
+                    "intervalNum": 10,
+                    "limit": 300,
+                },
             ],
             "exchangeFilters": [],
             "assets": [
-                {"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}
+                {
+                    "asset": "USDT",
+                    "marginAvailable": True,
+                    "autoAssetExchange": "-10000",
+                }
             ],
             "symbols": [self._symbol_info(m) for m in markets],
         }
@@ -317,48 +374,83 @@ class BinanceVenue:
             "marketTakeBound": "0.05",
             "maxMoveOrderLimit": 10000,
             "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": fmt(m.tick),
-                 "maxPrice": fmt(m.tick * 20_000_000), "tickSize": str(m.tick)},
-                {"filterType": "LOT_SIZE", "minQty": str(m.min_qty),
-                 "maxQty": str(m.max_qty), "stepSize": str(m.qty_step)},
-                {"filterType": "MARKET_LOT_SIZE", "minQty": str(m.min_qty),
-                 "maxQty": fmt(m.max_qty / 10), "stepSize": str(m.qty_step)},
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": fmt(m.tick),
+                    "maxPrice": fmt(m.tick * 20_000_000),
+                    "tickSize": str(m.tick),
+                },
+                {
+                    "filterType": "LOT_SIZE",
+                    "minQty": str(m.min_qty),
+                    "maxQty": str(m.max_qty),
+                    "stepSize": str(m.qty_step),
+                },
+                {
+                    "filterType": "MARKET_LOT_SIZE",
+                    "minQty": str(m.min_qty),
+                    "maxQty": fmt(m.max_qty / 10),
+                    "stepSize": str(m.qty_step),
+                },
                 {"filterType": "MAX_NUM_ORDERS", "limit": 200},
                 {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
                 {"filterType": "MIN_NOTIONAL", "notional": fmt(m.binance_min_notional)},
-                {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500",
-                 "multiplierDown": "0.9500", "multiplierDecimal": "4"},
+                {
+                    "filterType": "PERCENT_PRICE",
+                    "multiplierUp": "1.0500",
+                    "multiplierDown": "0.9500",
+                    "multiplierDecimal": "4",
+                },
             ],
-            "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT",
-                           "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"],
+            "orderTypes": [
+                "LIMIT",
+                "MARKET",
+                "STOP",
+                "STOP_MARKET",
+                "TAKE_PROFIT",
+                "TAKE_PROFIT_MARKET",
+                "TRAILING_STOP_MARKET",
+            ],
             "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
             "permissionSets": ["GRID", "COPY"],
         }
 
-    def _ticker_price(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
+    def _ticker_price(
+        self, req: WireRequest, acct: None, effects: BookingEffects
+    ) -> WireResponse:
         now = self.engine.now_ms()
         symbol = req.params.get("symbol")
         with self.engine.lock:
             if symbol:
                 m = self.engine.market(symbol)
-                return json_response(200, {"symbol": m.symbol, "price": fmt(m.price), "time": now})
-            rows = [{"symbol": m.symbol, "price": fmt(m.price), "time": now}
-                    for m in self.engine.markets.values()]
+                return json_response(
+                    200, {"symbol": m.symbol, "price": fmt(m.price), "time": now}
+                )
+            rows = [
+                {"symbol": m.symbol, "price": fmt(m.price), "time": now}
+                for m in self.engine.markets.values()
+            ]
         return json_response(200, rows)
 
-    def _coins(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _coins(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         return json_response(200, [])
 
-    def _dual(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _dual(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         return json_response(200, {"dualSidePosition": False})
 
     # -------------------------------------------------------------- orders
-    def order_body(self, o: Order, *, ack: bool = False, with_time: bool = True) -> dict:
+    def order_body(
+        self, o: Order, *, ack: bool = False, with_time: bool = True
+    ) -> dict:
         """A USD-M order object; ``ack`` renders the pre-fill ACK state."""
         status = "NEW" if ack else _STATUS.get(o.status, o.status.upper())
-        filled = Decimal("0") if ack else o.cum_qty
-        value = Decimal("0") if ack else o.cum_value
-        avg = (value / filled) if filled else Decimal("0")
+        filled = Decimal(0) if ack else o.cum_qty
+        value = Decimal(0) if ack else o.cum_value
+        avg = (value / filled) if filled else Decimal(0)
         market = self.engine.markets[o.symbol]
         body = {
             "orderId": int(o.order_id),
@@ -390,28 +482,44 @@ class BinanceVenue:
             body["time"] = o.created_ms
         return body
 
-    def _create(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _create(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         p = req.params
         for name in ("symbol", "side", "type"):
             if not p.get(name):
-                return self.error(-1102, f"Mandatory parameter '{name}' was not sent, was"
-                                  " empty/null, or malformed.")
+                return self.error(
+                    -1102,
+                    f"Mandatory parameter '{name}' was not sent, was"
+                    " empty/null, or malformed.",
+                )
         order_type = p["type"].upper()
         if order_type not in ("MARKET", "LIMIT"):
-            return self.error(-1116, f"Invalid orderType: {order_type} is not emulated.")
+            return self.error(
+                -1116, f"Invalid orderType: {order_type} is not emulated."
+            )
         if not p.get("quantity"):
-            return self.error(-1102, "Mandatory parameter 'quantity' was not sent, was"
-                              " empty/null, or malformed.")
+            return self.error(
+                -1102,
+                "Mandatory parameter 'quantity' was not sent, was"
+                " empty/null, or malformed.",
+            )
         if p.get("positionSide", "BOTH").upper() != "BOTH":
             return self.error(-4061)
         tif = ""
         if order_type == "LIMIT":
             if not p.get("price"):
-                return self.error(-1102, "Mandatory parameter 'price' was not sent, was"
-                                  " empty/null, or malformed.")
+                return self.error(
+                    -1102,
+                    "Mandatory parameter 'price' was not sent, was"
+                    " empty/null, or malformed.",
+                )
             if not p.get("timeInForce"):
-                return self.error(-1102, "Mandatory parameter 'timeinforce' was not sent,"
-                                  " was empty/null, or malformed.")
+                return self.error(
+                    -1102,
+                    "Mandatory parameter 'timeinforce' was not sent,"
+                    " was empty/null, or malformed.",
+                )
             tif = _TIF.get(p["timeInForce"].upper(), "")
             if not tif:
                 return self.error(-1115, "Invalid timeInForce.")
@@ -452,10 +560,14 @@ class BinanceVenue:
         if not p.get("symbol"):
             raise Reject("invalid_param", "Mandatory parameter 'symbol' was not sent")
         if not (order_id or cid):
-            raise Reject("invalid_param", "Either orderId or origClientOrderId must be sent.")
+            raise Reject(
+                "invalid_param", "Either orderId or origClientOrderId must be sent."
+            )
         return order_id, cid
 
-    def _query(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _query(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         order_id, cid = self._order_ref(req.params)
         order = self.engine.lookup_one(
             acct,
@@ -468,7 +580,9 @@ class BinanceVenue:
             return self.error(-2013)
         return json_response(200, self.order_body(order))
 
-    def _cancel(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _cancel(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         order_id, cid = self._order_ref(req.params)
         try:
             order = self.engine.cancel(
@@ -480,52 +594,67 @@ class BinanceVenue:
             )
         except Reject as exc:
             return self._reject(exc)
-        return json_response(200, self.order_body(order, with_time=False),
-                             order_id=order.order_id)
+        return json_response(
+            200, self.order_body(order, with_time=False), order_id=order.order_id
+        )
 
-    def _open_orders(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _open_orders(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         orders = self.engine.query(
-            acct, category="linear", symbol=req.params.get("symbol") or None,
+            acct,
+            category="linear",
+            symbol=req.params.get("symbol") or None,
             statuses=OPEN_STATUSES,
         )
         return json_response(200, [self.order_body(o) for o in orders])
 
-    def _user_trades(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _user_trades(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         p = req.params
         if not p.get("symbol"):
-            return self.error(-1102, "Mandatory parameter 'symbol' was not sent, was"
-                              " empty/null, or malformed.")
+            return self.error(
+                -1102,
+                "Mandatory parameter 'symbol' was not sent, was"
+                " empty/null, or malformed.",
+            )
         execs = self.engine.executions(
-            acct, category="linear", symbol=p["symbol"], order_id=p.get("orderId") or None
+            acct,
+            category="linear",
+            symbol=p["symbol"],
+            order_id=p.get("orderId") or None,
         )
         rows = []
         for e in reversed(execs[: int(p.get("limit") or 500)]):
-            rows.append({
-                "buyer": e.side == "Buy",
-                "commission": fmt(e.fee),
-                "commissionAsset": e.fee_coin,
-                "id": e.seq,
-                "maker": e.is_maker,
-                "orderId": int(e.order_id),
-                "price": fmt(e.price),
-                "qty": fmt(e.qty),
-                "quoteQty": fmt(e.value),
-                "realizedPnl": "0",
-                "side": e.side.upper(),
-                "positionSide": "BOTH",
-                "symbol": e.symbol,
-                "time": e.time_ms,
-            })
+            rows.append(
+                {
+                    "buyer": e.side == "Buy",
+                    "commission": fmt(e.fee),
+                    "commissionAsset": e.fee_coin,
+                    "id": e.seq,
+                    "maker": e.is_maker,
+                    "orderId": int(e.order_id),
+                    "price": fmt(e.price),
+                    "qty": fmt(e.qty),
+                    "quoteQty": fmt(e.value),
+                    "realizedPnl": "0",
+                    "side": e.side.upper(),
+                    "positionSide": "BOTH",
+                    "symbol": e.symbol,
+                    "time": e.time_ms,
+                }
+            )
         return json_response(200, rows)
 
     # ------------------------------------------------------------ positions
     def _position_numbers(self, acct: Account, m: Market) -> dict:
         pos = acct.positions.get(m.symbol)
-        size = pos.size if pos else Decimal("0")
-        entry = pos.entry_price if pos else Decimal("0")
+        size = pos.size if pos else Decimal(0)
+        entry = pos.entry_price if pos else Decimal(0)
         lev = acct.leverage_for(m.symbol)
         notional = size * m.price
-        liq = Decimal("0")
+        liq = Decimal(0)
         if size > 0:
             liq = (entry * (1 - 1 / lev + Decimal("0.004"))).quantize(m.tick)
         elif size < 0:
@@ -556,85 +685,114 @@ class BinanceVenue:
                 out.append((m, n))
             return out
 
-    def _position_risk_v3(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _position_risk_v3(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         rows = []
         # v3 lists only symbols with a position.
-        for m, n in self._position_rows(acct, req.params.get("symbol"), include_flat=False):
-            rows.append({
-                "symbol": m.symbol,
-                "positionSide": "BOTH",
-                "positionAmt": fmt(n["size"]),
-                "entryPrice": fmt(n["entry"]),
-                "breakEvenPrice": fmt(n["entry"]),
-                "markPrice": fmt(m.price),
-                "unRealizedProfit": fmt(n["upnl"]),
-                "liquidationPrice": fmt(n["liq"]),
-                "isolatedMargin": "0",
-                "notional": fmt(n["notional"]),
-                "marginAsset": m.quote,
-                "isolatedWallet": "0",
-                "initialMargin": fmt(n["im"]),
-                "maintMargin": fmt(n["mm"]),
-                "positionInitialMargin": fmt(n["im"]),
-                "openOrderInitialMargin": "0",
-                "adl": 2,
-                "bidNotional": "0",
-                "askNotional": "0",
-                "updateTime": n["updated"],
-            })
+        for m, n in self._position_rows(
+            acct, req.params.get("symbol"), include_flat=False
+        ):
+            rows.append(
+                {
+                    "symbol": m.symbol,
+                    "positionSide": "BOTH",
+                    "positionAmt": fmt(n["size"]),
+                    "entryPrice": fmt(n["entry"]),
+                    "breakEvenPrice": fmt(n["entry"]),
+                    "markPrice": fmt(m.price),
+                    "unRealizedProfit": fmt(n["upnl"]),
+                    "liquidationPrice": fmt(n["liq"]),
+                    "isolatedMargin": "0",
+                    "notional": fmt(n["notional"]),
+                    "marginAsset": m.quote,
+                    "isolatedWallet": "0",
+                    "initialMargin": fmt(n["im"]),
+                    "maintMargin": fmt(n["mm"]),
+                    "positionInitialMargin": fmt(n["im"]),
+                    "openOrderInitialMargin": "0",
+                    "adl": 2,
+                    "bidNotional": "0",
+                    "askNotional": "0",
+                    "updateTime": n["updated"],
+                }
+            )
         return json_response(200, rows)
 
-    def _position_risk_v2(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _position_risk_v2(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         rows = []
-        for m, n in self._position_rows(acct, req.params.get("symbol"), include_flat=True):
-            rows.append({
-                "symbol": m.symbol,
-                "positionAmt": fmt(n["size"]),
-                "entryPrice": fmt(n["entry"]),
-                "breakEvenPrice": fmt(n["entry"]),
-                "markPrice": fmt(m.price),
-                "unRealizedProfit": fmt(n["upnl"]),
-                "liquidationPrice": fmt(n["liq"]),
-                "leverage": fmt(n["lev"]),
-                "maxNotionalValue": "1000000",
-                "marginType": "cross",
-                "isolatedMargin": "0",
-                "isAutoAddMargin": "false",
-                "positionSide": "BOTH",
-                "notional": fmt(n["notional"]),
-                "isolatedWallet": "0",
-                "updateTime": n["updated"],
-            })
+        for m, n in self._position_rows(
+            acct, req.params.get("symbol"), include_flat=True
+        ):
+            rows.append(
+                {
+                    "symbol": m.symbol,
+                    "positionAmt": fmt(n["size"]),
+                    "entryPrice": fmt(n["entry"]),
+                    "breakEvenPrice": fmt(n["entry"]),
+                    "markPrice": fmt(m.price),
+                    "unRealizedProfit": fmt(n["upnl"]),
+                    "liquidationPrice": fmt(n["liq"]),
+                    "leverage": fmt(n["lev"]),
+                    "maxNotionalValue": "1000000",
+                    "marginType": "cross",
+                    "isolatedMargin": "0",
+                    "isAutoAddMargin": "false",
+                    "positionSide": "BOTH",
+                    "notional": fmt(n["notional"]),
+                    "isolatedWallet": "0",
+                    "updateTime": n["updated"],
+                }
+            )
         return json_response(200, rows)
 
-    def _leverage_bracket(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _leverage_bracket(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         symbol = req.params.get("symbol")
         with self.engine.lock:
-            markets = [self.engine.market(symbol)] if symbol else list(self.engine.markets.values())
+            markets = (
+                [self.engine.market(symbol)]
+                if symbol
+                else list(self.engine.markets.values())
+            )
         entries = []
         for m in markets:
-            caps = [(50_000, "0.004"), (600_000, "0.005"), (3_000_000, "0.01"),
-                    (12_000_000, "0.025"), (70_000_000, "0.05")]
+            caps = [
+                (50_000, "0.004"),
+                (600_000, "0.005"),
+                (3_000_000, "0.01"),
+                (12_000_000, "0.025"),
+                (70_000_000, "0.05"),
+            ]
             brackets, floor = [], 0
             lev = m.max_leverage
             for i, (cap, mmr) in enumerate(caps, start=1):
-                brackets.append({
-                    "bracket": i,
-                    "initialLeverage": max(1, lev),
-                    "notionalCap": cap,
-                    "notionalFloor": floor,
-                    "maintMarginRatio": float(mmr),
-                    "cum": 0.0,
-                })
+                brackets.append(
+                    {
+                        "bracket": i,
+                        "initialLeverage": max(1, lev),
+                        "notionalCap": cap,
+                        "notionalFloor": floor,
+                        "maintMarginRatio": float(mmr),
+                        "cum": 0.0,
+                    }
+                )
                 floor, lev = cap, lev // 2
-            entries.append({"symbol": m.symbol, "notionalCoef": 1.0, "brackets": brackets})
+            entries.append(
+                {"symbol": m.symbol, "notionalCoef": 1.0, "brackets": brackets}
+            )
         # With a symbol Binance answers the object itself, else a list.
         return json_response(200, entries[0] if symbol else entries)
 
-    def _account(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _account(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         v2 = req.path.startswith("/fapi/v2/")
         with self.engine.lock:
-            wallet = acct.balances.get("USDT", Decimal("0"))
+            wallet = acct.balances.get("USDT", Decimal(0))
             upnl = self.engine.total_unrealised(acct)
             pos_im = self.engine.position_im(acct)
             ord_im = self.engine.order_im(acct)
@@ -654,7 +812,7 @@ class BinanceVenue:
             "crossWalletBalance": fmt(wallet),
             "crossUnPnl": fmt(upnl),
             "availableBalance": fmt(available),
-            "maxWithdrawAmount": fmt(max(available, Decimal("0"))),
+            "maxWithdrawAmount": fmt(max(available, Decimal(0))),
             # ccxt skips assets whose updateTime is 0.
             "updateTime": now,
         }
@@ -675,17 +833,19 @@ class BinanceVenue:
                 "updateTime": n["updated"],
             }
             if v2:
-                row.update({
-                    "leverage": fmt(n["lev"]),
-                    "entryPrice": fmt(n["entry"]),
-                    "breakEvenPrice": fmt(n["entry"]),
-                    "maxNotional": "1000000",
-                    "isolated": False,
-                    "positionInitialMargin": fmt(n["im"]),
-                    "openOrderInitialMargin": "0",
-                    "bidNotional": "0",
-                    "askNotional": "0",
-                })
+                row.update(
+                    {
+                        "leverage": fmt(n["lev"]),
+                        "entryPrice": fmt(n["entry"]),
+                        "breakEvenPrice": fmt(n["entry"]),
+                        "maxNotional": "1000000",
+                        "isolated": False,
+                        "positionInitialMargin": fmt(n["im"]),
+                        "openOrderInitialMargin": "0",
+                        "bidNotional": "0",
+                        "askNotional": "0",
+                    }
+                )
             pos_rows.append(row)
         body = {
             "totalInitialMargin": fmt(pos_im + ord_im),
@@ -698,17 +858,27 @@ class BinanceVenue:
             "totalCrossWalletBalance": fmt(wallet),
             "totalCrossUnPnl": fmt(upnl),
             "availableBalance": fmt(available),
-            "maxWithdrawAmount": fmt(max(available, Decimal("0"))),
+            "maxWithdrawAmount": fmt(max(available, Decimal(0))),
             "assets": [asset],
             "positions": pos_rows,
         }
         if v2:
-            body.update({"feeTier": 0, "canTrade": True, "canDeposit": True,
-                         "canWithdraw": True, "updateTime": 0, "multiAssetsMargin": False,
-                         "tradeGroupId": -1})
+            body.update(
+                {
+                    "feeTier": 0,
+                    "canTrade": True,
+                    "canDeposit": True,
+                    "canWithdraw": True,
+                    "updateTime": 0,
+                    "multiAssetsMargin": False,
+                    "tradeGroupId": -1,
+                }
+            )
         return json_response(200, body)
 
-    def _set_leverage(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _set_leverage(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         p = req.params
         if not p.get("symbol") or not p.get("leverage"):
             return self.error(-1102)
@@ -718,8 +888,11 @@ class BinanceVenue:
         # Binance answers the same body whether or not the value changed.
         self.engine.set_leverage(acct, p["symbol"], Decimal(lev))
         market = self.engine.market(p["symbol"])
-        return json_response(200, {
-            "leverage": int(lev),
-            "maxNotionalValue": "1000000",
-            "symbol": market.symbol,
-        })
+        return json_response(
+            200,
+            {
+                "leverage": int(lev),
+                "maxNotionalValue": "1000000",
+                "symbol": market.symbol,
+            },
+        )

@@ -24,7 +24,7 @@ from .engine import FINAL_STATUSES, OPEN_STATUSES, Account, Engine, Order, Rejec
 from .markets import Market, fmt, step_decimals
 from .wire import BookingEffects, WireRequest, WireResponse, json_response
 
-__all__ = ["BybitVenue", "BYBIT_MESSAGES"]
+__all__ = ["BYBIT_MESSAGES", "BybitVenue"]
 
 # Default retMsg per retCode, used for rejections and for ``ret_code`` faults.
 BYBIT_MESSAGES = {
@@ -118,7 +118,11 @@ class BybitVenue:
         # (method, path) -> (operation, private?, handler)
         self.routes: dict[tuple[str, str], tuple[str, bool, Callable]] = {
             ("GET", "/v5/market/time"): ("time", False, self._time),
-            ("GET", "/v5/market/instruments-info"): ("markets", False, self._instruments),
+            ("GET", "/v5/market/instruments-info"): (
+                "markets",
+                False,
+                self._instruments,
+            ),
             ("GET", "/v5/market/tickers"): ("tickers", False, self._tickers),
             ("GET", "/v5/user/query-api"): ("api_key_info", True, self._query_api),
             ("GET", "/v5/account/info"): ("account_info", True, self._account_info),
@@ -229,24 +233,39 @@ class BybitVenue:
                     f"server_timestamp[{now}],recv_window[{recv}]"
                 )
                 return self.error(10002, msg, outcome="auth:10002")
-        payload = ts_text + key + recv_text + (req.body if req.method == "POST" else req.query)
-        expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        payload = (
+            ts_text
+            + key
+            + recv_text
+            + (req.body if req.method == "POST" else req.query)
+        )
+        expected = hmac.new(
+            secret.encode(), payload.encode(), hashlib.sha256
+        ).hexdigest()
         given = (req.header("x-bapi-sign") or "").lower()
         if not hmac.compare_digest(expected, given):
             return self.error(10004, outcome="auth:10004")
         return None
 
-    def fault_error(self, code: int, msg: str | None, status: int | None) -> WireResponse:
+    def fault_error(
+        self, code: int, msg: str | None, status: int | None
+    ) -> WireResponse:
         """Answer for a ``ret_code`` fault: the venue's error envelope."""
-        return self.error(code, msg, status=status or 200, outcome=f"fault:ret_code:{code}")
+        return self.error(
+            code, msg, status=status or 200, outcome=f"fault:ret_code:{code}"
+        )
 
     # -------------------------------------------------------------- public
-    def _time(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
+    def _time(
+        self, req: WireRequest, acct: None, effects: BookingEffects
+    ) -> WireResponse:
         now_ns = time.time_ns() + self.engine.clock_offset_ms * 1_000_000
         result = {"timeSecond": str(now_ns // 1_000_000_000), "timeNano": str(now_ns)}
         return json_response(200, self.envelope(result))
 
-    def _instruments(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
+    def _instruments(
+        self, req: WireRequest, acct: None, effects: BookingEffects
+    ) -> WireResponse:
         p = req.params
         category = p.get("category", "")
         if category not in ("spot", "linear", "inverse", "option"):
@@ -334,7 +353,9 @@ class BybitVenue:
             "riskParameters": {"priceLimitRatioX": "0.05", "priceLimitRatioY": "0.05"},
         }
 
-    def _tickers(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
+    def _tickers(
+        self, req: WireRequest, acct: None, effects: BookingEffects
+    ) -> WireResponse:
         p = req.params
         category = p.get("category", "")
         if category not in ("spot", "linear"):
@@ -375,7 +396,9 @@ class BybitVenue:
         return json_response(200, self.envelope({"category": category, "list": rows}))
 
     # ------------------------------------------------------------- account
-    def _query_api(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _query_api(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         result = {
             "id": "1",
             "note": "tvtrader exchange emulator",
@@ -413,7 +436,9 @@ class BybitVenue:
         }
         return json_response(200, self.envelope(result))
 
-    def _account_info(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _account_info(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         result = {
             "unifiedMarginStatus": 6,
             "marginMode": "REGULAR_MARGIN",
@@ -426,7 +451,9 @@ class BybitVenue:
         }
         return json_response(200, self.envelope(result))
 
-    def _coins(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _coins(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         with self.engine.lock:
             coins = ["USDT"] + [m.base for m in self.engine.markets.values()]
         rows = []
@@ -455,18 +482,24 @@ class BybitVenue:
         return json_response(200, self.envelope({"rows": rows}))
 
     # -------------------------------------------------------------- orders
-    def _create(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _create(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         p = req.params
         category = p.get("category")
         if category not in ("linear", "spot"):
-            return self.error(10001, "params error: category only support linear or spot")
+            return self.error(
+                10001, "params error: category only support linear or spot"
+            )
         for name in ("symbol", "side", "orderType", "qty"):
             if p.get(name) in (None, ""):
                 return self.error(10001, f"params error: {name} is required")
         if str(p.get("positionIdx", "0")) != "0":
             return self.error(10001, "position idx not match position mode")
         if p.get("triggerPrice") or p.get("orderFilter") not in (None, "", "Order"):
-            return self.error(10001, "params error: conditional orders are not emulated")
+            return self.error(
+                10001, "params error: conditional orders are not emulated"
+            )
         cid = str(p.get("orderLinkId") or "")
         headers = self._limit_headers(acct)
         try:
@@ -531,18 +564,23 @@ class BybitVenue:
             "settle_coin": p.get("settleCoin") or None,
         }
 
-    def _realtime(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _realtime(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         p = req.params
         filters = self._list_filters(p)
         order_id = p.get("orderId") or None
         link_id = p.get("orderLinkId") or None
         if (
             filters["category"] == "linear"
-            and not (filters["symbol"] or filters["base_coin"] or filters["settle_coin"])
+            and not (
+                filters["symbol"] or filters["base_coin"] or filters["settle_coin"]
+            )
             and not (order_id or link_id)
         ):
             return self.error(
-                10001, "Missing some parameters that must be filled in, symbol or settleCoin or baseCoin"
+                10001,
+                "Missing some parameters that must be filled in, symbol or settleCoin or baseCoin",
             )
         if order_id or link_id:
             # Bybit's priority is orderId > orderLinkId; ccxt's literal
@@ -566,7 +604,9 @@ class BybitVenue:
         result = {"category": filters["category"], "list": rows, "nextPageCursor": ""}
         return json_response(200, self.envelope(result))
 
-    def _history(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _history(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         p = req.params
         filters = self._list_filters(p)
         order_id = p.get("orderId") or None
@@ -595,11 +635,15 @@ class BybitVenue:
         result = {"category": filters["category"], "list": rows, "nextPageCursor": ""}
         return json_response(200, self.envelope(result))
 
-    def _cancel(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _cancel(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         p = req.params
         category = p.get("category")
         if category not in ("linear", "spot"):
-            return self.error(10001, "params error: category only support linear or spot")
+            return self.error(
+                10001, "params error: category only support linear or spot"
+            )
         if not p.get("symbol"):
             return self.error(10001, "params error: symbol is required")
         order_id = p.get("orderId") or None
@@ -619,7 +663,7 @@ class BybitVenue:
     def order_row(self, o: Order) -> dict:
         """A V5 order-list item."""
         leaves = o.leaves_qty
-        ref_price = o.price if o.price is not None else Decimal("0")
+        ref_price = o.price if o.price is not None else Decimal(0)
         row = {
             "orderId": o.order_id,
             "orderLinkId": o.client_order_id,
@@ -671,22 +715,33 @@ class BybitVenue:
         else:
             # ccxt treats a row with "tpslMode" as a contract order.
             row.update(
-                {"tpslMode": "", "tpLimitPrice": "0", "slLimitPrice": "0", "ocoTriggerBy": ""}
+                {
+                    "tpslMode": "",
+                    "tpLimitPrice": "0",
+                    "slLimitPrice": "0",
+                    "ocoTriggerBy": "",
+                }
             )
         return row
 
-    def _executions(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _executions(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         p = req.params
         category = p.get("category")
         if category not in ("linear", "spot"):
-            return self.error(10001, "params error: category only support linear or spot")
+            return self.error(
+                10001, "params error: category only support linear or spot"
+            )
         exec_type = p.get("execType")
         execs = self.engine.executions(
             acct,
             category=category,
             symbol=p.get("symbol") or None,
             order_id=p.get("orderId") or None,
-            client_order_id=None if p.get("orderId") else (p.get("orderLinkId") or None),
+            client_order_id=None
+            if p.get("orderId")
+            else (p.get("orderLinkId") or None),
         )
         if exec_type and exec_type != "Trade":
             execs = []
@@ -705,7 +760,9 @@ class BybitVenue:
                     "orderId": e.order_id,
                     "orderLinkId": e.client_order_id,
                     "side": e.side,
-                    "orderPrice": fmt(e.order_price) if e.order_price is not None else "0",
+                    "orderPrice": fmt(e.order_price)
+                    if e.order_price is not None
+                    else "0",
                     "orderQty": fmt(e.order_qty),
                     "leavesQty": fmt(e.leaves_qty),
                     "createType": "CreateByUser",
@@ -736,14 +793,17 @@ class BybitVenue:
         return json_response(200, self.envelope(result))
 
     # ------------------------------------------------------------ positions
-    def _positions(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _positions(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         p = req.params
         if p.get("category") != "linear":
             return self.error(10001, "params error: category only support linear")
         symbol, settle, base = p.get("symbol"), p.get("settleCoin"), p.get("baseCoin")
         if not (symbol or settle or base):
             return self.error(
-                10001, "Missing some parameters that must be filled in, symbol or settleCoin or baseCoin"
+                10001,
+                "Missing some parameters that must be filled in, symbol or settleCoin or baseCoin",
             )
         rows = []
         with self.engine.lock:
@@ -767,8 +827,8 @@ class BybitVenue:
 
     def position_row(self, acct: Account, market: Market) -> dict:
         pos = acct.positions.get(market.symbol)
-        size = pos.size if pos else Decimal("0")
-        entry = pos.entry_price if pos else Decimal("0")
+        size = pos.size if pos else Decimal(0)
+        entry = pos.entry_price if pos else Decimal(0)
         lev = acct.leverage_for(market.symbol)
         mark = market.price
         value = abs(size) * entry
@@ -811,8 +871,8 @@ class BybitVenue:
             "stopLoss": "0",
             "trailingStop": "0",
             "unrealisedPnl": fmt(upnl),
-            "curRealisedPnl": fmt(pos.realised_pnl if pos else Decimal("0")),
-            "cumRealisedPnl": fmt(pos.cum_realised_pnl if pos else Decimal("0")),
+            "curRealisedPnl": fmt(pos.realised_pnl if pos else Decimal(0)),
+            "cumRealisedPnl": fmt(pos.cum_realised_pnl if pos else Decimal(0)),
             "sessionAvgPrice": "",
             "createdTime": str(pos.created_ms) if pos and pos.created_ms else now,
             "updatedTime": str(pos.updated_ms) if pos and pos.updated_ms else now,
@@ -822,7 +882,9 @@ class BybitVenue:
             "leverageSysUpdatedTime": "",
         }
 
-    def _wallet(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _wallet(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         p = req.params
         if p.get("accountType") != "UNIFIED":
             return self.error(10001, "accountType only support UNIFIED")
@@ -833,18 +895,18 @@ class BybitVenue:
             pos_im = self.engine.position_im(acct)
             ord_im = self.engine.order_im(acct)
             coins = []
-            total_equity = Decimal("0")
+            total_equity = Decimal(0)
             for coin, wallet in sorted(acct.balances.items()):
                 if wanted and coin not in wanted:
                     continue
                 if wallet == 0 and coin != "USDT":
                     continue
                 if coin == "USDT":
-                    price = Decimal("1")
+                    price = Decimal(1)
                 else:
                     price = self.engine.markets[f"{coin}USDT"].price
                 is_usdt = coin == "USDT"
-                coin_upnl = upnl if is_usdt else Decimal("0")
+                coin_upnl = upnl if is_usdt else Decimal(0)
                 equity = wallet + coin_upnl
                 total_equity += equity * price
                 coins.append(
@@ -853,24 +915,24 @@ class BybitVenue:
                         "equity": fmt(equity),
                         "usdValue": fmt(equity * price),
                         "walletBalance": fmt(wallet),
-                        "locked": fmt(locked.get(coin, Decimal("0"))),
+                        "locked": fmt(locked.get(coin, Decimal(0))),
                         "spotHedgingQty": "0",
                         "borrowAmount": "0",
                         # Real UTA answers "" here; ccxt then derives "used".
                         "availableToWithdraw": "",
                         "availableToBorrow": "",
                         "accruedInterest": "0",
-                        "totalOrderIM": fmt(ord_im if is_usdt else Decimal("0")),
-                        "totalPositionIM": fmt(pos_im if is_usdt else Decimal("0")),
-                        "totalPositionMM": fmt(pos_im / 20 if is_usdt else Decimal("0")),
+                        "totalOrderIM": fmt(ord_im if is_usdt else Decimal(0)),
+                        "totalPositionIM": fmt(pos_im if is_usdt else Decimal(0)),
+                        "totalPositionMM": fmt(pos_im / 20 if is_usdt else Decimal(0)),
                         "unrealisedPnl": fmt(coin_upnl),
                         "cumRealisedPnl": fmt(
                             sum(
                                 (x.cum_realised_pnl for x in acct.positions.values()),
-                                start=Decimal("0"),
+                                start=Decimal(0),
                             )
                             if is_usdt
-                            else Decimal("0")
+                            else Decimal(0)
                         ),
                         "bonus": "0",
                         "marginCollateral": True,
@@ -881,7 +943,9 @@ class BybitVenue:
             available = self.engine.available(acct, "USDT")
         entry = {
             "accountType": "UNIFIED",
-            "accountIMRate": fmt((pos_im + ord_im) / total_equity) if total_equity else "0",
+            "accountIMRate": fmt((pos_im + ord_im) / total_equity)
+            if total_equity
+            else "0",
             "accountMMRate": fmt(pos_im / 20 / total_equity) if total_equity else "0",
             "totalEquity": fmt(total_equity),
             "totalWalletBalance": fmt(total_equity - upnl),
@@ -895,7 +959,9 @@ class BybitVenue:
         }
         return json_response(200, self.envelope({"list": [entry]}))
 
-    def _set_leverage(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+    def _set_leverage(
+        self, req: WireRequest, acct: Account, effects: BookingEffects
+    ) -> WireResponse:
         p = req.params
         if p.get("category") != "linear":
             return self.error(10001, "params error: category only support linear")
@@ -903,11 +969,15 @@ class BybitVenue:
             return self.error(10001, "params error: symbol is required")
         buy, sell = p.get("buyLeverage"), p.get("sellLeverage")
         if buy in (None, "") or sell in (None, ""):
-            return self.error(10001, "params error: buyLeverage and sellLeverage are required")
+            return self.error(
+                10001, "params error: buyLeverage and sellLeverage are required"
+            )
         if _d(buy, "buyLeverage") != _d(sell, "sellLeverage"):
             # One-way mode: both sides must be equal.
             return self.error(10001, "buy leverage must be equal to sell leverage")
-        changed = self.engine.set_leverage(acct, str(p["symbol"]), _d(buy, "buyLeverage"))
+        changed = self.engine.set_leverage(
+            acct, str(p["symbol"]), _d(buy, "buyLeverage")
+        )
         if not changed:
             return self.error(110043)
         return json_response(200, self.envelope({}))

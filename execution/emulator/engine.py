@@ -28,14 +28,14 @@ from decimal import ROUND_DOWN, Decimal
 from .markets import Market, dec, default_markets
 
 __all__ = [
+    "FINAL_STATUSES",
+    "OPEN_STATUSES",
     "Account",
     "Engine",
     "Execution",
     "Order",
     "Position",
     "Reject",
-    "OPEN_STATUSES",
-    "FINAL_STATUSES",
 ]
 
 OPEN_STATUSES = frozenset({"New", "PartiallyFilled"})
@@ -50,7 +50,7 @@ FEES = {
     ("binance", "linear"): (Decimal("0.0005"), Decimal("0.0002")),
 }
 
-DEFAULT_LEVERAGE = Decimal("10")
+DEFAULT_LEVERAGE = Decimal(10)
 BINANCE_CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 
 
@@ -116,19 +116,19 @@ class Order:
     market_unit: str = ""  # spot only: "baseCoin" | "quoteCoin" | ""
     quote_qty: Decimal | None = None  # spot market orders sized in quote
     status: str = "New"
-    cum_qty: Decimal = Decimal("0")
-    cum_value: Decimal = Decimal("0")
-    cum_fee: Decimal = Decimal("0")
+    cum_qty: Decimal = Decimal(0)
+    cum_value: Decimal = Decimal(0)
+    cum_fee: Decimal = Decimal(0)
     fee_coin: str = ""
     created_ms: int = 0
     updated_ms: int = 0
-    last_price_on_created: Decimal = Decimal("0")
+    last_price_on_created: Decimal = Decimal(0)
     booked_wall: float = 0.0
     booked_mono: float = 0.0
     # Eventual consistency: lookups do not see the order before this instant.
     visible_at_mono: float = 0.0
     # partial_fill fault: quantity held back until fill_rest / N lookups.
-    pending_qty: Decimal = Decimal("0")
+    pending_qty: Decimal = Decimal(0)
     fill_after_lookups: int | None = None
     lookups: int = 0
     faults: list[str] = field(default_factory=list)
@@ -136,15 +136,15 @@ class Order:
     @property
     def avg_price(self) -> Decimal:
         if self.cum_qty == 0:
-            return Decimal("0")
+            return Decimal(0)
         return self.cum_value / self.cum_qty
 
     @property
     def leaves_qty(self) -> Decimal:
         if self.status in FINAL_STATUSES:
-            return Decimal("0")
+            return Decimal(0)
         if self.quote_qty is not None:
-            return Decimal("0") if self.status == "Filled" else self.pending_qty
+            return Decimal(0) if self.status == "Filled" else self.pending_qty
         return self.qty - self.cum_qty
 
     @property
@@ -170,10 +170,10 @@ class Position:
     """One-way-mode position; ``size`` is signed (negative = short)."""
 
     symbol: str
-    size: Decimal = Decimal("0")
-    entry_price: Decimal = Decimal("0")
-    realised_pnl: Decimal = Decimal("0")
-    cum_realised_pnl: Decimal = Decimal("0")
+    size: Decimal = Decimal(0)
+    entry_price: Decimal = Decimal(0)
+    realised_pnl: Decimal = Decimal(0)
+    cum_realised_pnl: Decimal = Decimal(0)
     created_ms: int = 0
     updated_ms: int = 0
 
@@ -219,8 +219,7 @@ class Engine:
         for market in markets if markets is not None else default_markets():
             self.markets[market.symbol] = market
         self.initial_balances = {
-            coin: dec(v)
-            for coin, v in (initial_balances or {"USDT": 100000}).items()
+            coin: dec(v) for coin, v in (initial_balances or {"USDT": 100000}).items()
         }
         self.realtime_by_id_any_status = realtime_by_id_any_status
         self.clock_offset_ms = 0
@@ -237,7 +236,9 @@ class Engine:
         with self.lock:
             acct = self.accounts.get((venue, key))
             if acct is None:
-                acct = Account(venue=venue, key=key, balances=dict(self.initial_balances))
+                acct = Account(
+                    venue=venue, key=key, balances=dict(self.initial_balances)
+                )
                 self.accounts[(venue, key)] = acct
             return acct
 
@@ -309,18 +310,18 @@ class Engine:
     def unrealised(self, acct: Account, symbol: str) -> Decimal:
         pos = acct.positions.get(symbol)
         if pos is None or pos.size == 0:
-            return Decimal("0")
+            return Decimal(0)
         return pos.size * (self.markets[symbol].price - pos.entry_price)
 
     def position_im(self, acct: Account) -> Decimal:
-        total = Decimal("0")
+        total = Decimal(0)
         for sym, pos in acct.positions.items():
             if pos.size != 0:
                 total += abs(pos.size) * pos.entry_price / acct.leverage_for(sym)
         return total
 
     def order_im(self, acct: Account) -> Decimal:
-        total = Decimal("0")
+        total = Decimal(0)
         for order in acct.orders.values():
             if order.category == "linear" and order.is_open and not order.reduce_only:
                 ref = order.price or self.markets[order.symbol].price
@@ -338,25 +339,23 @@ class Engine:
                 coin, amount = market.quote, order.leaves_qty * ref
             else:
                 coin, amount = market.base, order.leaves_qty
-            locked[coin] = locked.get(coin, Decimal("0")) + amount
+            locked[coin] = locked.get(coin, Decimal(0)) + amount
         return locked
 
     def total_unrealised(self, acct: Account) -> Decimal:
-        return sum(
-            (self.unrealised(acct, s) for s in acct.positions), start=Decimal("0")
-        )
+        return sum((self.unrealised(acct, s) for s in acct.positions), start=Decimal(0))
 
     def available(self, acct: Account, coin: str = "USDT") -> Decimal:
         """Free margin (USDT) or free spot balance (other coins)."""
-        wallet = acct.balances.get(coin, Decimal("0"))
-        locked = self.spot_locked(acct).get(coin, Decimal("0"))
+        wallet = acct.balances.get(coin, Decimal(0))
+        locked = self.spot_locked(acct).get(coin, Decimal(0))
         if coin != "USDT":
             return wallet - locked
         upnl = self.total_unrealised(acct)
         # Unrealised profit is not spendable; unrealised loss is.
         return (
             wallet
-            + min(upnl, Decimal("0"))
+            + min(upnl, Decimal(0))
             - self.position_im(acct)
             - self.order_im(acct)
             - locked
@@ -460,7 +459,7 @@ class Engine:
         reduce_only = bool(kw["reduce_only"]) and category == "linear"
         if reduce_only:
             pos = acct.positions.get(market.symbol)
-            size = pos.size if pos else Decimal("0")
+            size = pos.size if pos else Decimal(0)
             reduces = (size > 0 and side == "Sell") or (size < 0 and side == "Buy")
             if not reduces:
                 raise Reject("reduce_only", "reduce-only order would not reduce")
@@ -478,7 +477,8 @@ class Engine:
             self._check_funds(acct, market, category, side, base_qty, ref_price)
 
         marketable = order_type == "Market" or (
-            (side == "Buy" and price >= now_price) or (side == "Sell" and price <= now_price)
+            (side == "Buy" and price >= now_price)
+            or (side == "Sell" and price <= now_price)
         )
         post_only_cross = (
             kw["time_in_force"] == "PostOnly" and marketable and order_type == "Limit"
@@ -531,16 +531,19 @@ class Engine:
             fraction = kw["partial_fraction"]
             if fraction is not None and 0 < fraction < 1:
                 step = (
-                    market.spot_base_precision if category == "spot" else market.qty_step
+                    market.spot_base_precision
+                    if category == "spot"
+                    else market.qty_step
                 )
                 fill_qty = max(step, _floor_to(base_qty * dec(fraction), step))
-                if fill_qty >= base_qty:
-                    fill_qty = base_qty
+                fill_qty = min(base_qty, fill_qty)
             order.pending_qty = base_qty - fill_qty
             self._fill(acct, order, fill_qty, now_price, False)
         return order
 
-    def _check_client_id(self, acct: Account, category: str, symbol: str, cid: str) -> None:
+    def _check_client_id(
+        self, acct: Account, category: str, symbol: str, cid: str
+    ) -> None:
         if not cid:
             return
         if acct.venue == "binance":
@@ -577,8 +580,8 @@ class Engine:
                 raise Reject("insufficient", f"insufficient {coin} balance")
             return
         pos = acct.positions.get(market.symbol)
-        size = pos.size if pos else Decimal("0")
-        closing = Decimal("0")
+        size = pos.size if pos else Decimal(0)
+        closing = Decimal(0)
         if (size > 0 and side == "Sell") or (size < 0 and side == "Buy"):
             closing = min(qty, abs(size))
         opening = qty - closing
@@ -598,7 +601,7 @@ class Engine:
         taker, maker = FEES[(acct.venue, order.category)]
         rate = maker if is_maker else taker
         value = qty * price
-        closed = Decimal("0")
+        closed = Decimal(0)
         if order.category == "spot":
             if order.side == "Buy":
                 fee, fee_coin = qty * rate, market.base
@@ -650,7 +653,7 @@ class Engine:
 
     @staticmethod
     def _credit(acct: Account, coin: str, amount: Decimal) -> None:
-        acct.balances[coin] = acct.balances.get(coin, Decimal("0")) + amount
+        acct.balances[coin] = acct.balances.get(coin, Decimal(0)) + amount
 
     def _apply_position(
         self, acct: Account, symbol: str, side: str, qty: Decimal, price: Decimal
@@ -659,7 +662,7 @@ class Engine:
         pos = acct.position(symbol)
         now_ms = self.now_ms()
         delta = qty if side == "Buy" else -qty
-        closed = Decimal("0")
+        closed = Decimal(0)
         if pos.size == 0 or (pos.size > 0) == (delta > 0):
             total = abs(pos.size) + qty
             pos.entry_price = (abs(pos.size) * pos.entry_price + qty * price) / total
@@ -676,7 +679,7 @@ class Engine:
             remainder = qty - closed
             pos.size += delta
             if pos.size == 0:
-                pos.entry_price = Decimal("0")
+                pos.entry_price = Decimal(0)
             elif remainder > 0:
                 # Flipped through zero: the new position opens at this price.
                 pos.entry_price = price
@@ -690,7 +693,7 @@ class Engine:
             if order.pending_qty > 0 and order.is_open:
                 acct = self.accounts[(order.venue, order.account)]
                 qty = order.pending_qty
-                order.pending_qty = Decimal("0")
+                order.pending_qty = Decimal(0)
                 self._fill(acct, order, qty, self.markets[order.symbol].price, False)
             return order
 
@@ -718,7 +721,7 @@ class Engine:
                 order.status = "PartiallyFilledCanceled"
             else:
                 order.status = "Cancelled"
-            order.pending_qty = Decimal("0")
+            order.pending_qty = Decimal(0)
             order.updated_ms = self.now_ms()
             return order
 

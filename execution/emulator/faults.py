@@ -142,9 +142,9 @@ class FaultRule:
             return False
         if self.symbol and self.symbol != (facts.symbol or "").upper():
             return False
-        if self.client_order_id and self.client_order_id != facts.client_order_id:
-            return False
-        return True
+        return not (
+            self.client_order_id and self.client_order_id != facts.client_order_id
+        )
 
 
 class FaultBook:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-__all__ = ["Market", "default_markets", "dec", "fmt", "step_decimals"]
+__all__ = ["Market", "dec", "default_markets", "fmt", "step_decimals"]
 
 
 def dec(value: object) -> Decimal:
@@ -53,17 +53,17 @@ class Market:
     min_qty: Decimal
     max_qty: Decimal
     max_leverage: int = 100
-    min_notional: Decimal = Decimal("5")
+    min_notional: Decimal = Decimal(5)
     # Binance USD-M has higher minimum notionals on the majors.
-    binance_min_notional: Decimal = Decimal("5")
+    binance_min_notional: Decimal = Decimal(5)
     # Spot pair (Bybit spot).
     spot: bool = True
     spot_tick: Decimal | None = None
     spot_base_precision: Decimal | None = None
     spot_min_qty: Decimal | None = None
-    spot_max_qty: Decimal = Decimal("1000000")
-    spot_min_amt: Decimal = Decimal("1")
-    spot_max_amt: Decimal = Decimal("2000000")
+    spot_max_qty: Decimal = Decimal(1000000)
+    spot_min_amt: Decimal = Decimal(1)
+    spot_max_amt: Decimal = Decimal(2000000)
     quote: str = "USDT"
     launch_time_ms: int = 1585526400000
     extra: dict = field(default_factory=dict)
@@ -100,11 +100,27 @@ def _m(base: str, price: str, tick: str, step: str, max_qty: str, **kw) -> Marke
 def default_markets() -> list[Market]:
     """The default instrument set: 30 USDT pairs, each with perp and spot."""
     return [
-        _m("BTC", "65000", "0.10", "0.001", "1190", binance_min_notional=dec(100),
-           spot_tick=dec("0.01"), spot_base_precision=dec("0.000001"),
-           spot_min_qty=dec("0.000048")),
-        _m("ETH", "3400", "0.01", "0.01", "7240", binance_min_notional=dec(20),
-           spot_base_precision=dec("0.00001"), spot_min_qty=dec("0.00062")),
+        _m(
+            "BTC",
+            "65000",
+            "0.10",
+            "0.001",
+            "1190",
+            binance_min_notional=dec(100),
+            spot_tick=dec("0.01"),
+            spot_base_precision=dec("0.000001"),
+            spot_min_qty=dec("0.000048"),
+        ),
+        _m(
+            "ETH",
+            "3400",
+            "0.01",
+            "0.01",
+            "7240",
+            binance_min_notional=dec(20),
+            spot_base_precision=dec("0.00001"),
+            spot_min_qty=dec("0.00062"),
+        ),
         _m("SOL", "150", "0.010", "0.1", "79770", max_leverage=75),
         _m("XRP", "0.55", "0.0001", "1", "4802000", max_leverage=75),
         _m("DOGE", "0.15", "0.00001", "1", "26604000", max_leverage=75),

@@ -26,6 +26,7 @@ import copy
 import itertools
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -34,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address
+from typing import Self
 from urllib.parse import parse_qsl, urlsplit
 
 from .binance import BinanceVenue
@@ -43,12 +45,29 @@ from .faults import FaultBook, FaultRule, RequestFacts
 from .markets import Market, dec
 from .wire import BookingEffects, WireRequest, WireResponse, json_response
 
-__all__ = ["ExchangeEmulator", "RequestRecord", "VENUES"]
+__all__ = ["VENUES", "ExchangeEmulator", "RequestRecord"]
 
 log = logging.getLogger(__name__)
 
 VENUES = ("bybit", "binance")
 
+_DECIMAL_FIELDS = frozenset(
+    {
+        "tick",
+        "qty_step",
+        "min_qty",
+        "max_qty",
+        "min_notional",
+        "binance_min_notional",
+        "spot_tick",
+        "spot_base_precision",
+        "spot_min_qty",
+        "spot_max_qty",
+        "spot_min_amt",
+        "spot_max_amt",
+    }
+)
+_SIGNATURE_RE = re.compile(r"(^|&)signature=[^&]*")
 _PRE_ACTIONS = ("http_5xx_before_booking", "ret_code", "http_status")
 _HTML_5XX = (
     "<html><head><title>{status} Service Temporarily Unavailable</title></head>"
@@ -133,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (TimeoutError, ConnectionError, OSError):
             self.close_connection = True
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
 
@@ -256,7 +275,7 @@ class ExchangeEmulator:
         self._httpd = None
         self._thread = None
 
-    def __enter__(self) -> ExchangeEmulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -396,21 +415,24 @@ class ExchangeEmulator:
         with self.engine.lock:
             return self.engine.price(symbol)
 
-    def add_market(self, market: Market | str, price: object = None, **kwargs: object) -> Market:
-        """Add a market: a :class:`Market`, or ``add_market("PEPE", "0.00001",
-        tick="0.0000001", qty_step="100", max_qty="1000000000")``."""
+    def add_market(
+        self, market: Market | str, price: object = None, **kwargs: object
+    ) -> Market:
+        """Add (or replace) a market, as a :class:`Market` or by fields.
+
+        ``add_market("PEPE", "0.00001", tick="0.0000001", qty_step="100")``;
+        unspecified filters get permissive defaults.
+        """
         if not isinstance(market, Market):
-            fields_ = {"base": market.upper(), "price": dec(price)}
-            for name in ("tick", "qty_step", "min_qty", "max_qty"):
-                if name in kwargs:
-                    fields_[name] = dec(kwargs.pop(name))
-            fields_.setdefault("min_qty", fields_.get("qty_step"))
-            fields_.setdefault("max_qty", Decimal("1000000"))
-            for name, value in list(kwargs.items()):
-                if isinstance(value, (int, float, str)) and name not in ("spot",):
-                    if name.startswith(("spot_", "min_", "binance_")):
-                        kwargs[name] = dec(value)
-            market = Market(**fields_, **kwargs)
+            values = {
+                k: dec(v) if k in _DECIMAL_FIELDS and v is not None else v
+                for k, v in kwargs.items()
+            }
+            values.setdefault("tick", Decimal("0.0001"))
+            values.setdefault("qty_step", Decimal(1))
+            values.setdefault("min_qty", values["qty_step"])
+            values.setdefault("max_qty", Decimal(10_000_000))
+            market = Market(base=market.upper(), price=dec(price), **values)
         self.engine.add_market(market)
         return market
 
@@ -430,7 +452,7 @@ class ExchangeEmulator:
     def balance(self, coin: str = "USDT", *, account: str, venue: str) -> Decimal:
         with self.engine.lock:
             acct = self.engine.account(venue, account)
-            return acct.balances.get(coin.upper(), Decimal("0"))
+            return acct.balances.get(coin.upper(), Decimal(0))
 
     def set_position(
         self,
@@ -451,14 +473,16 @@ class ExchangeEmulator:
                     dec(entry_price) if entry_price is not None else market.price
                 )
                 if pos.size == 0:
-                    pos.entry_price = Decimal("0")
+                    pos.entry_price = Decimal(0)
                 pos.created_ms = pos.updated_ms = self.engine.now_ms()
 
     def position(self, symbol: str, *, account: str, venue: str) -> Position:
         with self.engine.lock:
             acct = self.engine.account(venue, account)
             market = self.engine.market(symbol)
-            return copy.deepcopy(acct.positions.get(market.symbol, Position(market.symbol)))
+            return copy.deepcopy(
+                acct.positions.get(market.symbol, Position(market.symbol))
+            )
 
     def set_leverage(
         self,
@@ -544,7 +568,8 @@ class ExchangeEmulator:
             recv_wall=req.recv_wall,
             method=req.method,
             path=req.path,
-            query=req.query,
+            # Signatures are not secrets, but they are noise in the log.
+            query=_SIGNATURE_RE.sub("", req.query).lstrip("&"),
             venue=req.venue,
             operation=req.operation,
             account=req.account,
@@ -555,7 +580,9 @@ class ExchangeEmulator:
         with self._records_lock:
             self._records.append(record)
         if venue is None:
-            self._finish(h, record, WireResponse(404, b"", "text/plain", outcome="not_found"))
+            self._finish(
+                h, record, WireResponse(404, b"", "text/plain", outcome="not_found")
+            )
             return
 
         facts = RequestFacts(
@@ -594,10 +621,14 @@ class ExchangeEmulator:
         try:
             resp = venue.handle(req, effects)
         except Reject as exc:  # a rejection that escaped a handler
-            resp = json_response(400, {"error": str(exc)}, code=None, outcome="rejected")
+            resp = json_response(
+                400, {"error": str(exc)}, code=None, outcome="rejected"
+            )
         except Exception:
             log.exception("emulator bug while serving %s %s", req.method, req.path)
-            resp = WireResponse(500, b"emulator error", "text/plain", outcome="emulator_error")
+            resp = WireResponse(
+                500, b"emulator error", "text/plain", outcome="emulator_error"
+            )
         record.booked = resp.booked
         record.order_id = resp.order_id
 
@@ -636,8 +667,12 @@ class ExchangeEmulator:
             body, ctype = _HTML_5XX.format(status=status).encode(), "text/html"
         else:
             body = rule.body.encode()
-            ctype = "application/json" if rule.body.lstrip()[:1] in "{[" else "text/plain"
-        return WireResponse(status, body, ctype, outcome=f"fault:{rule.action}:{status}")
+            ctype = (
+                "application/json" if rule.body.lstrip()[:1] in "{[" else "text/plain"
+            )
+        return WireResponse(
+            status, body, ctype, outcome=f"fault:{rule.action}:{status}"
+        )
 
     def _finish(self, h: _Handler, record: RequestRecord, resp: WireResponse) -> None:
         record.status = resp.status
@@ -734,7 +769,9 @@ class ExchangeEmulator:
             )
             return ok([o.as_dict() for o in orders])
         if method != "POST":
-            return json_response(404, {"error": f"no admin route {method} {route}"}, code=None)
+            return json_response(
+                404, {"error": f"no admin route {method} {route}"}, code=None
+            )
         target = {"account": data.get("account"), "venue": data.get("venue")}
         if route == "price":
             filled = self.set_price(data["symbol"], data["price"])
@@ -743,7 +780,9 @@ class ExchangeEmulator:
             self.set_balance(data["amount"], data.get("coin", "USDT"), **target)
             return ok()
         if route == "position":
-            self.set_position(data["symbol"], data["size"], data.get("entry_price"), **target)
+            self.set_position(
+                data["symbol"], data["size"], data.get("entry_price"), **target
+            )
             return ok()
         if route == "leverage":
             self.set_leverage(data["symbol"], data["leverage"], **target)
@@ -763,4 +802,3 @@ class ExchangeEmulator:
             market = self.add_market(data.pop("base"), data.pop("price"), **data)
             return ok({"ok": True, "symbol": market.symbol})
         return json_response(404, {"error": f"no admin route POST {route}"}, code=None)
-

@@ -36,7 +36,9 @@ class RedirectAdapter(HTTPAdapter):
     def __init__(self, base_url: str, **kwargs: Any) -> None:
         target = urlsplit(base_url)
         if target.scheme not in ("http", "https") or not target.netloc:
-            raise ValueError(f"base_url must be http(s)://host[:port], not {base_url!r}")
+            raise ValueError(
+                f"base_url must be http(s)://host[:port], not {base_url!r}"
+            )
         if target.path not in ("", "/"):
             raise ValueError("base_url must not have a path; paths are kept as sent")
         self.scheme = target.scheme
