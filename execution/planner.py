@@ -99,6 +99,11 @@ def plan_legs(
         return [_close_leg(strategy, market, position, price)]
 
     side = "buy" if action == "buy" else "sell"
+    if spot and side == "sell":
+        # A spot account cannot go short: a sell closes what is held, and nothing more.
+        if position > 0:
+            return [_close_leg(strategy, market, position, price)]
+        raise NothingToDo("spot accounts cannot open a short; nothing is held to sell")
     opposite = (side == "buy" and position < 0) or (side == "sell" and position > 0)
     legs: list[Leg] = []
     if opposite:
@@ -108,11 +113,6 @@ def plan_legs(
         if strategy.on_opposite == "close_only":
             return legs
         position = Decimal("0")
-    if spot and side == "sell" and not opposite:
-        if position > 0:
-            # On spot, a sell closes what is held (a spot account cannot go short).
-            return [_close_leg(strategy, market, position, price)]
-        raise NothingToDo("spot accounts cannot open a short; nothing is held to sell")
 
     qty = entry_size(strategy=strategy, signal_volume=volume, price=price, equity=equity)
     if strategy.max_position is not None:

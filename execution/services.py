@@ -600,7 +600,16 @@ def order_apply_state(*, order: Order, state: OrderState, book_positions: bool =
                 signed = (average - current.signal_price) if current.side == "buy" else (current.signal_price - average)
                 updates["slippage_bps"] = (signed / current.signal_price * BPS).quantize(Decimal("0.01"))
             if book_positions:
-                _position_apply(current, delta, fill_price)
+                # A spot buy's fee taken in the base coin leaves less of it to sell later.
+                held = delta
+                if (
+                    state.fee_currency
+                    and state.fee_currency == current.symbol.split("/")[0]
+                    and ":" not in (current.symbol)
+                    and current.side == "buy"
+                ):
+                    held = max(delta - fee_delta, Decimal("0"))
+                _position_apply(current, held, fill_price)
         status = _STATUS_MAP.get(state.status, current.status)
         if status != current.status and current.status not in Order.TERMINAL_STATUSES:
             updates["status"] = status

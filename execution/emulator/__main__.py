@@ -25,12 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", type=int, default=8800, help="0 picks a free port")
     parser.add_argument("--key", help="API key (default: a demo key)")
-    parser.add_argument(
-        "--secret", help="API secret (default: a generated demo secret)"
-    )
-    parser.add_argument(
-        "--balance", default="100000", help="starting USDT balance of each account"
-    )
+    parser.add_argument("--secret", help="API secret (default: a generated demo secret)")
+    parser.add_argument("--balance", default="100000", help="starting USDT balance of each account")
     parser.add_argument(
         "--realtime-open-only",
         action="store_true",
@@ -59,12 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     print("  venues : Bybit V5 (/v5/...), Binance USD-M (/fapi/...)")
     print(f"  api key: {key}")
     print(f"  secret : {shown}")
-    print(
-        f"  admin  : {emu.url}/__emulator/health, /faults, /requests, /orders, /reset"
-    )
-    print(
-        "  ccxt   : redirect_exchange(exchange, url) from execution.exchanges.redirect"
-    )
+    print(f"  admin  : {emu.url}/__emulator/health, /faults, /requests, /orders, /reset")
+    print("  ccxt   : redirect_exchange(exchange, url) from execution.exchanges.redirect")
     print("Ctrl-C to stop.", flush=True)
 
     stop = threading.Event()

@@ -34,8 +34,7 @@ BINANCE_MESSAGES = {
         "Too many requests; current limit of IP is 2400 requests per minute."
         " Please use the websocket for live updates to avoid polling the API."
     ),
-    -1007: "Timeout waiting for response from backend server. Send status unknown;"
-    " execution status unknown.",
+    -1007: "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
     -1021: "Timestamp for this request is outside of the recvWindow.",
     -1022: "Signature for this request is not valid.",
     -1102: "A mandatory parameter was not sent, was empty/null, or malformed.",
@@ -56,8 +55,7 @@ BINANCE_MESSAGES = {
     -4061: "Order's position side does not match user's setting.",
     -4116: "ClientOrderId is duplicated.",
     -4164: "Order's notional must be no smaller than 5 (unless you choose reduce only).",
-    -5022: "Due to the order could not be executed as maker, the Post Only order"
-    " will be rejected.",
+    -5022: "Due to the order could not be executed as maker, the Post Only order will be rejected.",
 }
 
 # HTTP status Binance uses with a code (default 400).
@@ -184,9 +182,7 @@ class BinanceVenue:
         params.pop("signature", None)
         req.params = params
         req.symbol = params.get("symbol") or None
-        req.client_order_id = (
-            params.get("newClientOrderId") or params.get("origClientOrderId") or None
-        )
+        req.client_order_id = params.get("newClientOrderId") or params.get("origClientOrderId") or None
 
     def error(
         self,
@@ -215,22 +211,15 @@ class BinanceVenue:
             msg = f"Parameter error: {exc.message}"
         elif code == -4164 and exc.message:
             minimum = exc.message.rsplit(" ", 1)[-1]
-            msg = (
-                f"Order's notional must be no smaller than {minimum}"
-                " (unless you choose reduce only)."
-            )
+            msg = f"Order's notional must be no smaller than {minimum} (unless you choose reduce only)."
         elif code == -4028 and exc.message:
             msg = f"Leverage {exc.message.split()[1]} is not valid"
         return self.error(code, msg)
 
     def not_found(self) -> WireResponse:
-        return WireResponse(
-            status=404, body=b"", content_type="text/html", outcome="not_found"
-        )
+        return WireResponse(status=404, body=b"", content_type="text/html", outcome="not_found")
 
-    def fault_error(
-        self, code: int, msg: str | None, status: int | None
-    ) -> WireResponse:
+    def fault_error(self, code: int, msg: str | None, status: int | None) -> WireResponse:
         return self.error(code, msg, status=status, outcome=f"fault:ret_code:{code}")
 
     def handle(self, req: WireRequest, effects: BookingEffects) -> WireResponse:
@@ -262,23 +251,19 @@ class BinanceVenue:
         if not given:
             return self.error(
                 -1102,
-                "Mandatory parameter 'signature' was not sent, was"
-                " empty/null, or malformed.",
+                "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.",
                 outcome="auth:-1102",
             )
         # Binance signs totalParams = query string + request body, as sent.
         payload = query + body
-        expected = hmac.new(
-            secret.encode(), payload.encode(), hashlib.sha256
-        ).hexdigest()
+        expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, given.lower()):
             return self.error(-1022, outcome="auth:-1022")
         ts_text = req.params.get("timestamp", "")
         if not ts_text.isdigit():
             return self.error(
                 -1102,
-                "Mandatory parameter 'timestamp' was not sent, was"
-                " empty/null, or malformed.",
+                "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.",
                 outcome="auth:-1102",
             )
         recv_text = req.params.get("recvWindow", "5000")
@@ -297,19 +282,13 @@ class BinanceVenue:
         return None
 
     # -------------------------------------------------------------- public
-    def _ping(
-        self, req: WireRequest, acct: None, effects: BookingEffects
-    ) -> WireResponse:
+    def _ping(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
         return json_response(200, {})
 
-    def _time(
-        self, req: WireRequest, acct: None, effects: BookingEffects
-    ) -> WireResponse:
+    def _time(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
         return json_response(200, {"serverTime": self.engine.now_ms()})
 
-    def _exchange_info(
-        self, req: WireRequest, acct: None, effects: BookingEffects
-    ) -> WireResponse:
+    def _exchange_info(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
         with self.engine.lock:
             markets = list(self.engine.markets.values())
         body = {
@@ -415,37 +394,24 @@ class BinanceVenue:
             "permissionSets": ["GRID", "COPY"],
         }
 
-    def _ticker_price(
-        self, req: WireRequest, acct: None, effects: BookingEffects
-    ) -> WireResponse:
+    def _ticker_price(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
         now = self.engine.now_ms()
         symbol = req.params.get("symbol")
         with self.engine.lock:
             if symbol:
                 m = self.engine.market(symbol)
-                return json_response(
-                    200, {"symbol": m.symbol, "price": fmt(m.price), "time": now}
-                )
-            rows = [
-                {"symbol": m.symbol, "price": fmt(m.price), "time": now}
-                for m in self.engine.markets.values()
-            ]
+                return json_response(200, {"symbol": m.symbol, "price": fmt(m.price), "time": now})
+            rows = [{"symbol": m.symbol, "price": fmt(m.price), "time": now} for m in self.engine.markets.values()]
         return json_response(200, rows)
 
-    def _coins(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _coins(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         return json_response(200, [])
 
-    def _dual(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _dual(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         return json_response(200, {"dualSidePosition": False})
 
     # -------------------------------------------------------------- orders
-    def order_body(
-        self, o: Order, *, ack: bool = False, with_time: bool = True
-    ) -> dict:
+    def order_body(self, o: Order, *, ack: bool = False, with_time: bool = True) -> dict:
         """A USD-M order object; ``ack`` renders the pre-fill ACK state."""
         status = "NEW" if ack else _STATUS.get(o.status, o.status.upper())
         filled = Decimal(0) if ack else o.cum_qty
@@ -482,27 +448,21 @@ class BinanceVenue:
             body["time"] = o.created_ms
         return body
 
-    def _create(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _create(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         p = req.params
         for name in ("symbol", "side", "type"):
             if not p.get(name):
                 return self.error(
                     -1102,
-                    f"Mandatory parameter '{name}' was not sent, was"
-                    " empty/null, or malformed.",
+                    f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.",
                 )
         order_type = p["type"].upper()
         if order_type not in ("MARKET", "LIMIT"):
-            return self.error(
-                -1116, f"Invalid orderType: {order_type} is not emulated."
-            )
+            return self.error(-1116, f"Invalid orderType: {order_type} is not emulated.")
         if not p.get("quantity"):
             return self.error(
                 -1102,
-                "Mandatory parameter 'quantity' was not sent, was"
-                " empty/null, or malformed.",
+                "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
             )
         if p.get("positionSide", "BOTH").upper() != "BOTH":
             return self.error(-4061)
@@ -511,14 +471,12 @@ class BinanceVenue:
             if not p.get("price"):
                 return self.error(
                     -1102,
-                    "Mandatory parameter 'price' was not sent, was"
-                    " empty/null, or malformed.",
+                    "Mandatory parameter 'price' was not sent, was empty/null, or malformed.",
                 )
             if not p.get("timeInForce"):
                 return self.error(
                     -1102,
-                    "Mandatory parameter 'timeinforce' was not sent,"
-                    " was empty/null, or malformed.",
+                    "Mandatory parameter 'timeinforce' was not sent, was empty/null, or malformed.",
                 )
             tif = _TIF.get(p["timeInForce"].upper(), "")
             if not tif:
@@ -560,14 +518,10 @@ class BinanceVenue:
         if not p.get("symbol"):
             raise Reject("invalid_param", "Mandatory parameter 'symbol' was not sent")
         if not (order_id or cid):
-            raise Reject(
-                "invalid_param", "Either orderId or origClientOrderId must be sent."
-            )
+            raise Reject("invalid_param", "Either orderId or origClientOrderId must be sent.")
         return order_id, cid
 
-    def _query(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _query(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         order_id, cid = self._order_ref(req.params)
         order = self.engine.lookup_one(
             acct,
@@ -580,9 +534,7 @@ class BinanceVenue:
             return self.error(-2013)
         return json_response(200, self.order_body(order))
 
-    def _cancel(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _cancel(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         order_id, cid = self._order_ref(req.params)
         try:
             order = self.engine.cancel(
@@ -594,13 +546,9 @@ class BinanceVenue:
             )
         except Reject as exc:
             return self._reject(exc)
-        return json_response(
-            200, self.order_body(order, with_time=False), order_id=order.order_id
-        )
+        return json_response(200, self.order_body(order, with_time=False), order_id=order.order_id)
 
-    def _open_orders(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _open_orders(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         orders = self.engine.query(
             acct,
             category="linear",
@@ -609,15 +557,12 @@ class BinanceVenue:
         )
         return json_response(200, [self.order_body(o) for o in orders])
 
-    def _user_trades(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _user_trades(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         p = req.params
         if not p.get("symbol"):
             return self.error(
                 -1102,
-                "Mandatory parameter 'symbol' was not sent, was"
-                " empty/null, or malformed.",
+                "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
             )
         execs = self.engine.executions(
             acct,
@@ -685,14 +630,10 @@ class BinanceVenue:
                 out.append((m, n))
             return out
 
-    def _position_risk_v3(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _position_risk_v3(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         rows = []
         # v3 lists only symbols with a position.
-        for m, n in self._position_rows(
-            acct, req.params.get("symbol"), include_flat=False
-        ):
+        for m, n in self._position_rows(acct, req.params.get("symbol"), include_flat=False):
             rows.append(
                 {
                     "symbol": m.symbol,
@@ -719,13 +660,9 @@ class BinanceVenue:
             )
         return json_response(200, rows)
 
-    def _position_risk_v2(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _position_risk_v2(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         rows = []
-        for m, n in self._position_rows(
-            acct, req.params.get("symbol"), include_flat=True
-        ):
+        for m, n in self._position_rows(acct, req.params.get("symbol"), include_flat=True):
             rows.append(
                 {
                     "symbol": m.symbol,
@@ -748,16 +685,10 @@ class BinanceVenue:
             )
         return json_response(200, rows)
 
-    def _leverage_bracket(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _leverage_bracket(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         symbol = req.params.get("symbol")
         with self.engine.lock:
-            markets = (
-                [self.engine.market(symbol)]
-                if symbol
-                else list(self.engine.markets.values())
-            )
+            markets = [self.engine.market(symbol)] if symbol else list(self.engine.markets.values())
         entries = []
         for m in markets:
             caps = [
@@ -781,15 +712,11 @@ class BinanceVenue:
                     }
                 )
                 floor, lev = cap, lev // 2
-            entries.append(
-                {"symbol": m.symbol, "notionalCoef": 1.0, "brackets": brackets}
-            )
+            entries.append({"symbol": m.symbol, "notionalCoef": 1.0, "brackets": brackets})
         # With a symbol Binance answers the object itself, else a list.
         return json_response(200, entries[0] if symbol else entries)
 
-    def _account(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _account(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         v2 = req.path.startswith("/fapi/v2/")
         with self.engine.lock:
             wallet = acct.balances.get("USDT", Decimal(0))
@@ -876,9 +803,7 @@ class BinanceVenue:
             )
         return json_response(200, body)
 
-    def _set_leverage(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _set_leverage(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         p = req.params
         if not p.get("symbol") or not p.get("leverage"):
             return self.error(-1102)

@@ -228,44 +228,26 @@ class BybitVenue:
             ts, recv = int(ts_text), int(recv_text)
             # Bybit's rule: server_time - recv_window <= timestamp < server_time + 1000
             if not (now - recv <= ts < now + 1000):
-                msg = (
-                    f"{BYBIT_MESSAGES[10002]}. req_timestamp[{ts}],"
-                    f"server_timestamp[{now}],recv_window[{recv}]"
-                )
+                msg = f"{BYBIT_MESSAGES[10002]}. req_timestamp[{ts}],server_timestamp[{now}],recv_window[{recv}]"
                 return self.error(10002, msg, outcome="auth:10002")
-        payload = (
-            ts_text
-            + key
-            + recv_text
-            + (req.body if req.method == "POST" else req.query)
-        )
-        expected = hmac.new(
-            secret.encode(), payload.encode(), hashlib.sha256
-        ).hexdigest()
+        payload = ts_text + key + recv_text + (req.body if req.method == "POST" else req.query)
+        expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
         given = (req.header("x-bapi-sign") or "").lower()
         if not hmac.compare_digest(expected, given):
             return self.error(10004, outcome="auth:10004")
         return None
 
-    def fault_error(
-        self, code: int, msg: str | None, status: int | None
-    ) -> WireResponse:
+    def fault_error(self, code: int, msg: str | None, status: int | None) -> WireResponse:
         """Answer for a ``ret_code`` fault: the venue's error envelope."""
-        return self.error(
-            code, msg, status=status or 200, outcome=f"fault:ret_code:{code}"
-        )
+        return self.error(code, msg, status=status or 200, outcome=f"fault:ret_code:{code}")
 
     # -------------------------------------------------------------- public
-    def _time(
-        self, req: WireRequest, acct: None, effects: BookingEffects
-    ) -> WireResponse:
+    def _time(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
         now_ns = time.time_ns() + self.engine.clock_offset_ms * 1_000_000
         result = {"timeSecond": str(now_ns // 1_000_000_000), "timeNano": str(now_ns)}
         return json_response(200, self.envelope(result))
 
-    def _instruments(
-        self, req: WireRequest, acct: None, effects: BookingEffects
-    ) -> WireResponse:
+    def _instruments(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
         p = req.params
         category = p.get("category", "")
         if category not in ("spot", "linear", "inverse", "option"):
@@ -353,9 +335,7 @@ class BybitVenue:
             "riskParameters": {"priceLimitRatioX": "0.05", "priceLimitRatioY": "0.05"},
         }
 
-    def _tickers(
-        self, req: WireRequest, acct: None, effects: BookingEffects
-    ) -> WireResponse:
+    def _tickers(self, req: WireRequest, acct: None, effects: BookingEffects) -> WireResponse:
         p = req.params
         category = p.get("category", "")
         if category not in ("spot", "linear"):
@@ -396,9 +376,7 @@ class BybitVenue:
         return json_response(200, self.envelope({"category": category, "list": rows}))
 
     # ------------------------------------------------------------- account
-    def _query_api(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _query_api(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         result = {
             "id": "1",
             "note": "tvtrader exchange emulator",
@@ -436,9 +414,7 @@ class BybitVenue:
         }
         return json_response(200, self.envelope(result))
 
-    def _account_info(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _account_info(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         result = {
             "unifiedMarginStatus": 6,
             "marginMode": "REGULAR_MARGIN",
@@ -451,9 +427,7 @@ class BybitVenue:
         }
         return json_response(200, self.envelope(result))
 
-    def _coins(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _coins(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         with self.engine.lock:
             coins = ["USDT"] + [m.base for m in self.engine.markets.values()]
         rows = []
@@ -482,24 +456,18 @@ class BybitVenue:
         return json_response(200, self.envelope({"rows": rows}))
 
     # -------------------------------------------------------------- orders
-    def _create(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _create(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         p = req.params
         category = p.get("category")
         if category not in ("linear", "spot"):
-            return self.error(
-                10001, "params error: category only support linear or spot"
-            )
+            return self.error(10001, "params error: category only support linear or spot")
         for name in ("symbol", "side", "orderType", "qty"):
             if p.get(name) in (None, ""):
                 return self.error(10001, f"params error: {name} is required")
         if str(p.get("positionIdx", "0")) != "0":
             return self.error(10001, "position idx not match position mode")
         if p.get("triggerPrice") or p.get("orderFilter") not in (None, "", "Order"):
-            return self.error(
-                10001, "params error: conditional orders are not emulated"
-            )
+            return self.error(10001, "params error: conditional orders are not emulated")
         cid = str(p.get("orderLinkId") or "")
         headers = self._limit_headers(acct)
         try:
@@ -564,18 +532,14 @@ class BybitVenue:
             "settle_coin": p.get("settleCoin") or None,
         }
 
-    def _realtime(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _realtime(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         p = req.params
         filters = self._list_filters(p)
         order_id = p.get("orderId") or None
         link_id = p.get("orderLinkId") or None
         if (
             filters["category"] == "linear"
-            and not (
-                filters["symbol"] or filters["base_coin"] or filters["settle_coin"]
-            )
+            and not (filters["symbol"] or filters["base_coin"] or filters["settle_coin"])
             and not (order_id or link_id)
         ):
             return self.error(
@@ -604,9 +568,7 @@ class BybitVenue:
         result = {"category": filters["category"], "list": rows, "nextPageCursor": ""}
         return json_response(200, self.envelope(result))
 
-    def _history(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _history(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         p = req.params
         filters = self._list_filters(p)
         order_id = p.get("orderId") or None
@@ -635,15 +597,11 @@ class BybitVenue:
         result = {"category": filters["category"], "list": rows, "nextPageCursor": ""}
         return json_response(200, self.envelope(result))
 
-    def _cancel(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _cancel(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         p = req.params
         category = p.get("category")
         if category not in ("linear", "spot"):
-            return self.error(
-                10001, "params error: category only support linear or spot"
-            )
+            return self.error(10001, "params error: category only support linear or spot")
         if not p.get("symbol"):
             return self.error(10001, "params error: symbol is required")
         order_id = p.get("orderId") or None
@@ -709,9 +667,7 @@ class BybitVenue:
         }
         if o.category == "spot":
             # ccxt reads marketUnit to know whether qty is base or quote.
-            row["marketUnit"] = o.market_unit or (
-                "quoteCoin" if o.quote_qty is not None else "baseCoin"
-            )
+            row["marketUnit"] = o.market_unit or ("quoteCoin" if o.quote_qty is not None else "baseCoin")
         else:
             # ccxt treats a row with "tpslMode" as a contract order.
             row.update(
@@ -724,24 +680,18 @@ class BybitVenue:
             )
         return row
 
-    def _executions(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _executions(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         p = req.params
         category = p.get("category")
         if category not in ("linear", "spot"):
-            return self.error(
-                10001, "params error: category only support linear or spot"
-            )
+            return self.error(10001, "params error: category only support linear or spot")
         exec_type = p.get("execType")
         execs = self.engine.executions(
             acct,
             category=category,
             symbol=p.get("symbol") or None,
             order_id=p.get("orderId") or None,
-            client_order_id=None
-            if p.get("orderId")
-            else (p.get("orderLinkId") or None),
+            client_order_id=None if p.get("orderId") else (p.get("orderLinkId") or None),
         )
         if exec_type and exec_type != "Trade":
             execs = []
@@ -760,9 +710,7 @@ class BybitVenue:
                     "orderId": e.order_id,
                     "orderLinkId": e.client_order_id,
                     "side": e.side,
-                    "orderPrice": fmt(e.order_price)
-                    if e.order_price is not None
-                    else "0",
+                    "orderPrice": fmt(e.order_price) if e.order_price is not None else "0",
                     "orderQty": fmt(e.order_qty),
                     "leavesQty": fmt(e.leaves_qty),
                     "createType": "CreateByUser",
@@ -793,9 +741,7 @@ class BybitVenue:
         return json_response(200, self.envelope(result))
 
     # ------------------------------------------------------------ positions
-    def _positions(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _positions(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         p = req.params
         if p.get("category") != "linear":
             return self.error(10001, "params error: category only support linear")
@@ -882,9 +828,7 @@ class BybitVenue:
             "leverageSysUpdatedTime": "",
         }
 
-    def _wallet(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _wallet(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         p = req.params
         if p.get("accountType") != "UNIFIED":
             return self.error(10001, "accountType only support UNIFIED")
@@ -943,9 +887,7 @@ class BybitVenue:
             available = self.engine.available(acct, "USDT")
         entry = {
             "accountType": "UNIFIED",
-            "accountIMRate": fmt((pos_im + ord_im) / total_equity)
-            if total_equity
-            else "0",
+            "accountIMRate": fmt((pos_im + ord_im) / total_equity) if total_equity else "0",
             "accountMMRate": fmt(pos_im / 20 / total_equity) if total_equity else "0",
             "totalEquity": fmt(total_equity),
             "totalWalletBalance": fmt(total_equity - upnl),
@@ -959,9 +901,7 @@ class BybitVenue:
         }
         return json_response(200, self.envelope({"list": [entry]}))
 
-    def _set_leverage(
-        self, req: WireRequest, acct: Account, effects: BookingEffects
-    ) -> WireResponse:
+    def _set_leverage(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         p = req.params
         if p.get("category") != "linear":
             return self.error(10001, "params error: category only support linear")
@@ -969,15 +909,11 @@ class BybitVenue:
             return self.error(10001, "params error: symbol is required")
         buy, sell = p.get("buyLeverage"), p.get("sellLeverage")
         if buy in (None, "") or sell in (None, ""):
-            return self.error(
-                10001, "params error: buyLeverage and sellLeverage are required"
-            )
+            return self.error(10001, "params error: buyLeverage and sellLeverage are required")
         if _d(buy, "buyLeverage") != _d(sell, "sellLeverage"):
             # One-way mode: both sides must be equal.
             return self.error(10001, "buy leverage must be equal to sell leverage")
-        changed = self.engine.set_leverage(
-            acct, str(p["symbol"]), _d(buy, "buyLeverage")
-        )
+        changed = self.engine.set_leverage(acct, str(p["symbol"]), _d(buy, "buyLeverage"))
         if not changed:
             return self.error(110043)
         return json_response(200, self.envelope({}))

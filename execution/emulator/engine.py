@@ -39,9 +39,7 @@ __all__ = [
 ]
 
 OPEN_STATUSES = frozenset({"New", "PartiallyFilled"})
-FINAL_STATUSES = frozenset(
-    {"Filled", "Cancelled", "Rejected", "PartiallyFilledCanceled", "Deactivated"}
-)
+FINAL_STATUSES = frozenset({"Filled", "Cancelled", "Rejected", "PartiallyFilledCanceled", "Deactivated"})
 
 # Fee schedules of a regular (VIP 0) account.
 FEES = {
@@ -218,9 +216,7 @@ class Engine:
         self.markets: dict[str, Market] = {}
         for market in markets if markets is not None else default_markets():
             self.markets[market.symbol] = market
-        self.initial_balances = {
-            coin: dec(v) for coin, v in (initial_balances or {"USDT": 100000}).items()
-        }
+        self.initial_balances = {coin: dec(v) for coin, v in (initial_balances or {"USDT": 100000}).items()}
         self.realtime_by_id_any_status = realtime_by_id_any_status
         self.clock_offset_ms = 0
         self.accounts: dict[tuple[str, str], Account] = {}
@@ -236,9 +232,7 @@ class Engine:
         with self.lock:
             acct = self.accounts.get((venue, key))
             if acct is None:
-                acct = Account(
-                    venue=venue, key=key, balances=dict(self.initial_balances)
-                )
+                acct = Account(venue=venue, key=key, balances=dict(self.initial_balances))
                 self.accounts[(venue, key)] = acct
             return acct
 
@@ -353,13 +347,7 @@ class Engine:
             return wallet - locked
         upnl = self.total_unrealised(acct)
         # Unrealised profit is not spendable; unrealised loss is.
-        return (
-            wallet
-            + min(upnl, Decimal(0))
-            - self.position_im(acct)
-            - self.order_im(acct)
-            - locked
-        )
+        return wallet + min(upnl, Decimal(0)) - self.position_im(acct) - self.order_im(acct) - locked
 
     # ---------------------------------------------------------------- orders
     def place_order(
@@ -429,10 +417,7 @@ class Engine:
         quote_sized = (
             category == "spot"
             and order_type == "Market"
-            and (
-                kw["market_unit"] == "quoteCoin"
-                or (kw["market_unit"] == "" and side == "Buy")
-            )
+            and (kw["market_unit"] == "quoteCoin" or (kw["market_unit"] == "" and side == "Buy"))
         )
         quote_qty = None
         if quote_sized:
@@ -477,12 +462,9 @@ class Engine:
             self._check_funds(acct, market, category, side, base_qty, ref_price)
 
         marketable = order_type == "Market" or (
-            (side == "Buy" and price >= now_price)
-            or (side == "Sell" and price <= now_price)
+            (side == "Buy" and price >= now_price) or (side == "Sell" and price <= now_price)
         )
-        post_only_cross = (
-            kw["time_in_force"] == "PostOnly" and marketable and order_type == "Limit"
-        )
+        post_only_cross = kw["time_in_force"] == "PostOnly" and marketable and order_type == "Limit"
         if post_only_cross and acct.venue == "binance":
             # Binance rejects a GTX order that would take (-5022).
             raise Reject("post_only", "post-only order would take liquidity")
@@ -492,11 +474,7 @@ class Engine:
         order = Order(
             venue=acct.venue,
             account=acct.key,
-            order_id=(
-                str(next(self._binance_ids))
-                if acct.venue == "binance"
-                else str(uuid.uuid4())
-            ),
+            order_id=(str(next(self._binance_ids)) if acct.venue == "binance" else str(uuid.uuid4())),
             client_order_id=cid,
             symbol=market.symbol,
             category=category,
@@ -504,8 +482,7 @@ class Engine:
             order_type=order_type,
             qty=base_qty if quote_qty is None else quote_qty,
             price=price,
-            time_in_force=kw["time_in_force"]
-            or ("IOC" if order_type == "Market" else "GTC"),
+            time_in_force=kw["time_in_force"] or ("IOC" if order_type == "Market" else "GTC"),
             reduce_only=reduce_only,
             market_unit=kw["market_unit"] if category == "spot" else "",
             quote_qty=quote_qty,
@@ -530,20 +507,14 @@ class Engine:
             fill_qty = base_qty
             fraction = kw["partial_fraction"]
             if fraction is not None and 0 < fraction < 1:
-                step = (
-                    market.spot_base_precision
-                    if category == "spot"
-                    else market.qty_step
-                )
+                step = market.spot_base_precision if category == "spot" else market.qty_step
                 fill_qty = max(step, _floor_to(base_qty * dec(fraction), step))
                 fill_qty = min(base_qty, fill_qty)
             order.pending_qty = base_qty - fill_qty
             self._fill(acct, order, fill_qty, now_price, False)
         return order
 
-    def _check_client_id(
-        self, acct: Account, category: str, symbol: str, cid: str
-    ) -> None:
+    def _check_client_id(self, acct: Account, category: str, symbol: str, cid: str) -> None:
         if not cid:
             return
         if acct.venue == "binance":
@@ -592,9 +563,7 @@ class Engine:
         if need > self.available(acct, "USDT"):
             raise Reject("insufficient", "available balance not enough")
 
-    def _fill(
-        self, acct: Account, order: Order, qty: Decimal, price: Decimal, is_maker: bool
-    ) -> None:
+    def _fill(self, acct: Account, order: Order, qty: Decimal, price: Decimal, is_maker: bool) -> None:
         if qty <= 0:
             return
         market = self.markets[order.symbol]
@@ -655,9 +624,7 @@ class Engine:
     def _credit(acct: Account, coin: str, amount: Decimal) -> None:
         acct.balances[coin] = acct.balances.get(coin, Decimal(0)) + amount
 
-    def _apply_position(
-        self, acct: Account, symbol: str, side: str, qty: Decimal, price: Decimal
-    ) -> Decimal:
+    def _apply_position(self, acct: Account, symbol: str, side: str, qty: Decimal, price: Decimal) -> Decimal:
         """Update the one-way position; returns the closed size."""
         pos = acct.position(symbol)
         now_ms = self.now_ms()
@@ -843,9 +810,7 @@ class Engine:
             out.sort(key=lambda e: e.seq, reverse=True)
             return out
 
-    def find_any(
-        self, order_id: str | None = None, client_order_id: str | None = None
-    ) -> list[Order]:
+    def find_any(self, order_id: str | None = None, client_order_id: str | None = None) -> list[Order]:
         """Ledger search across accounts (test helpers; ignores visibility)."""
         with self.lock:
             return [

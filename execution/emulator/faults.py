@@ -104,9 +104,7 @@ class FaultRule:
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
-            raise ValueError(
-                f"unknown fault action {self.action!r}; one of {sorted(ACTIONS)}"
-            )
+            raise ValueError(f"unknown fault action {self.action!r}; one of {sorted(ACTIONS)}")
         if self.when not in ("before", "after"):
             raise ValueError("when must be 'before' or 'after'")
         if self.count is not None and self.count < 1:
@@ -130,9 +128,7 @@ class FaultRule:
         return asdict(self)
 
     def matches(self, facts: RequestFacts) -> bool:
-        if self.endpoint and not (
-            self.endpoint == facts.operation or self.endpoint in facts.path
-        ):
+        if self.endpoint and not (self.endpoint == facts.operation or self.endpoint in facts.path):
             return False
         if self.method and self.method != facts.method:
             return False
@@ -142,9 +138,7 @@ class FaultRule:
             return False
         if self.symbol and self.symbol != (facts.symbol or "").upper():
             return False
-        return not (
-            self.client_order_id and self.client_order_id != facts.client_order_id
-        )
+        return not (self.client_order_id and self.client_order_id != facts.client_order_id)
 
 
 class FaultBook:

@@ -73,9 +73,7 @@ class Market:
             self.spot_tick = self.tick
         if self.spot_base_precision is None:
             # Spot usually allows one more decimal than the perpetual.
-            self.spot_base_precision = (
-                self.qty_step / 10 if self.qty_step < 1 else Decimal("0.01")
-            )
+            self.spot_base_precision = self.qty_step / 10 if self.qty_step < 1 else Decimal("0.01")
         if self.spot_min_qty is None:
             self.spot_min_qty = self.spot_base_precision
 

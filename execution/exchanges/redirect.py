@@ -36,9 +36,7 @@ class RedirectAdapter(HTTPAdapter):
     def __init__(self, base_url: str, **kwargs: Any) -> None:
         target = urlsplit(base_url)
         if target.scheme not in ("http", "https") or not target.netloc:
-            raise ValueError(
-                f"base_url must be http(s)://host[:port], not {base_url!r}"
-            )
+            raise ValueError(f"base_url must be http(s)://host[:port], not {base_url!r}")
         if target.path not in ("", "/"):
             raise ValueError("base_url must not have a path; paths are kept as sent")
         self.scheme = target.scheme
@@ -51,9 +49,7 @@ class RedirectAdapter(HTTPAdapter):
 
     def send(self, request: Any, **kwargs: Any) -> Any:
         original = urlsplit(request.url)
-        request.url = urlunsplit(
-            (self.scheme, self.netloc, original.path, original.query, original.fragment)
-        )
+        request.url = urlunsplit((self.scheme, self.netloc, original.path, original.query, original.fragment))
         request.headers["X-Forwarded-Host"] = original.netloc
         # requests set Host from the original URL only if it was given
         # explicitly; let urllib3 derive it from the rewritten URL.
@@ -69,8 +65,6 @@ def redirect_exchange(exchange: Any, base_url: str, **adapter_kwargs: Any) -> An
     """
     session = getattr(exchange, "session", None)
     if session is None or not hasattr(session, "mount"):
-        raise TypeError(
-            "redirect_exchange needs a sync ccxt exchange with a requests session"
-        )
+        raise TypeError("redirect_exchange needs a sync ccxt exchange with a requests session")
     session.mount("https://", RedirectAdapter(base_url, **adapter_kwargs))
     return exchange

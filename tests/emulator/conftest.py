@@ -20,9 +20,7 @@ def emu() -> Iterator[ExchangeEmulator]:
         yield emulator
 
 
-def bybit_client(
-    url: str, key: str = KEY, secret: str = SECRET, **config: object
-) -> ccxt.bybit:
+def bybit_client(url: str, key: str = KEY, secret: str = SECRET, **config: object) -> ccxt.bybit:
     """A ccxt.bybit configured as the reference recommends, redirected to url."""
     options = {
         "fetchMarkets": {"types": ["linear", "spot"]},
@@ -44,9 +42,7 @@ def bybit_client(
     return redirect_exchange(ex, url)
 
 
-def binance_client(
-    url: str, key: str = KEY, secret: str = SECRET, **config: object
-) -> ccxt.binanceusdm:
+def binance_client(url: str, key: str = KEY, secret: str = SECRET, **config: object) -> ccxt.binanceusdm:
     options = {"maxRetriesOnFailure": 0}
     options.update(config.pop("options", {}))
     ex = ccxt.binanceusdm(

@@ -113,10 +113,7 @@ def test_partial_fill_then_fill_rest(emu, bybit):
 def test_partial_fill_completes_after_n_lookups(emu, bybit):
     emu.add_fault("partial_fill", "order/create", fraction=0.5, fill_after_lookups=2)
     _linear_buy(bybit, "pf-2")
-    seen = [
-        bybit.fetch_open_orders(BTC, None, None, {"orderLinkId": "pf-2"})[0]["filled"]
-        for _ in range(3)
-    ]
+    seen = [bybit.fetch_open_orders(BTC, None, None, {"orderLinkId": "pf-2"})[0]["filled"] for _ in range(3)]
     assert seen == [0.005, 0.005, 0.01]
 
 
