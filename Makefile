@@ -25,3 +25,9 @@ lint: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
+
+bench-execution: $(VENV)/.installed
+	$(PY) bench/execution.py
+
+emulator: $(VENV)/.installed
+	$(PY) -m execution.emulator --port 8800

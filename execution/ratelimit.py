@@ -12,9 +12,13 @@ from pyrate_limiter import Duration, Limiter, Rate, RedisBucket
 
 _limiters: dict[tuple[int, Decimal], Limiter] = {}
 _lock = threading.Lock()
-# A small guard on the window, so that network jitter between taking a slot and the
-# request reaching the venue cannot squeeze an extra order into the venue's second.
-WINDOW_MS = Duration.SECOND + 30
+# A guard on the window: the venue counts requests when they arrive, and the time between
+# taking a slot and the request reaching the venue varies (thread scheduling, TLS, the
+# network). Up to GUARD_MS of such jitter cannot squeeze an extra order into the venue's
+# second. Slots are also spaced evenly rather than handed out in bursts of N at once, so a
+# burst does not turn into N simultaneous requests competing for the same CPU.
+GUARD_MS = 40
+WINDOW_MS = Duration.SECOND + GUARD_MS
 
 
 def _limiter(account_id: int, per_second: Decimal) -> Limiter:
@@ -26,13 +30,13 @@ def _limiter(account_id: int, per_second: Decimal) -> Limiter:
             if limiter is None:
                 from signals.selectors import redis_client
 
-                # Fractional limits (e.g. 0.5/s) become N per N/rate seconds.
-                if per_second >= 1:
-                    rate = Rate(int(per_second), WINDOW_MS)
-                else:
-                    rate = Rate(1, int(WINDOW_MS / float(per_second)))
-                bucket = RedisBucket.init([rate], redis_client(), f"tvtrader:ratelimit:account:{account_id}")
-                limiter = Limiter(bucket, buffer_ms=5)
+                # Fractional limits (e.g. 0.5/s) become one per 1/rate seconds.
+                spacing = Rate(1, max(1, int(WINDOW_MS / float(per_second))))
+                rates = [spacing]
+                if per_second >= 2:
+                    rates.append(Rate(int(per_second), WINDOW_MS))
+                bucket = RedisBucket.init(rates, redis_client(), f"tvtrader:ratelimit:account:{account_id}")
+                limiter = Limiter(bucket, buffer_ms=1)
                 _limiters[key] = limiter
     return limiter
 

@@ -1,0 +1,170 @@
+"""Shared plumbing for the benchmarks: a private database and Redis database, processes
+started and stopped cleanly, and a small HTTP client that opens one TCP connection per
+alert (as separate TradingView deliveries do)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+LOG_DIR = BASE_DIR / "var" / "bench"
+
+
+def prepare_environment(database: str, *, redis_db: int) -> dict[str, str]:
+    """Fresh PostgreSQL database and Redis database for a run; returns the environment
+    the child processes use (also applied to this process before django.setup())."""
+    import psycopg
+    import redis
+
+    from tvtrader.devservices import ensure_postgres, ensure_redis
+
+    pg_base = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    if not ensure_postgres(pg_base):
+        raise SystemExit("the benchmarks need PostgreSQL (production-like); none is installed here")
+    redis_url = os.environ.get("BENCH_REDIS_URL", f"redis://127.0.0.1:6379/{redis_db}")
+    ensure_redis(redis_url, BASE_DIR / "var" / "bench-redis", daemonize=True)
+    redis.Redis.from_url(redis_url).flushdb()
+    with psycopg.connect(pg_base, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{database}"')
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    base = pg_base.rsplit("/", 1)[0]
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tvtrader.settings",
+        DATABASE_URL=f"{base}/{database}",
+        REDIS_URL=redis_url,
+        TVTRADER_VAR_DIR=str(LOG_DIR),
+        WEBHOOK_PASSPHRASE="bench-passphrase-0123456789",
+        LOG_LEVEL="WARNING",
+    )
+    os.environ.update(env)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_process(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    log = open(LOG_DIR / f"{name}.log", "wb")
+    return subprocess.Popen(args, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_processes(procs: list[subprocess.Popen]) -> None:
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_http(url: str, timeout: float = 30, accept=(200,)) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status in accept:
+                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code in accept:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up in {timeout} s (logs in {LOG_DIR})")
+
+
+def rss_mb(pid: int) -> float:
+    total = 0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total / 1024
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    k = (len(ordered) - 1) * pct / 100
+    lo, hi = math.floor(k), math.ceil(k)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def _request(url: str, body: bytes) -> bytes:
+    parts = urlsplit(url)
+    return (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+async def _one(url: str, body: bytes, start: asyncio.Event | None) -> dict:
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    if start is not None:
+        await start.wait()
+    sent_wall, t0 = time.time(), time.perf_counter()
+    writer.write(_request(url, body))
+    await writer.drain()
+    raw = await reader.read()
+    elapsed = (time.perf_counter() - t0) * 1000
+    writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    status = int(head.split()[1]) if head else 0
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        answer = {}
+    answer.update(http_status=status, sent_wall=sent_wall, latency_ms=elapsed, done_wall=time.time())
+    return answer
+
+
+def burst_post(url: str, bodies: list[bytes]) -> list[dict]:
+    """Open one connection per body, then send them all at once."""
+
+    async def run():
+        start = asyncio.Event()
+        tasks = [asyncio.create_task(_one(url, body, start)) for body in bodies]
+        await asyncio.sleep(0.2)  # let every connection open first
+        start.set()
+        return await asyncio.gather(*tasks)
+
+    return asyncio.run(run())
+
+
+def post_sequential(url: str, bodies: list[bytes], pause: float = 0.0) -> list[dict]:
+    async def run():
+        out = []
+        for body in bodies:
+            out.append(await _one(url, body, None))
+            if pause:
+                await asyncio.sleep(pause)
+        return out
+
+    return asyncio.run(run())

@@ -1,0 +1,295 @@
+"""Whole-chain execution benchmark: webhook → database → broker → worker → ccxt → emulator.
+
+    make bench-execution            (or: .venv/bin/python bench/execution.py)
+
+Production-like on this machine: gunicorn (deploy/gunicorn.conf.py, sync workers) on
+PostgreSQL, Redis as the broker, one Celery worker with the same pool as `make run`
+(threads), real ccxt talking HTTP to the exchange emulator running as its own process.
+"Order at the exchange" is the moment the emulator read the create request's first line.
+
+Scenarios (targets from issue 3):
+  1. single alerts, emulator answering at once: alert → order at exchange p50 ≤ 10 ms, p99 ≤ 30 ms
+  2. 21 simultaneous alerts on 21 symbols, each create answered after 800 ms: every order
+     reaches the exchange within 150 ms of its alert
+  3. 200 simultaneous alerts, rate limit not binding: every order within 1 s of the last
+     alert, none lost or doubled
+  4. the same 200 with the account limited to 10 orders/s: never more than 10 in any
+     second at the exchange, all placed in the time that allows (≈ 19 s) and no longer
+  5. worker RSS at rest and after the 200-burst
+Uses its own PostgreSQL database (tvtrader_bench_exec) and Redis database 10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from bench.common import (  # noqa: E402
+    burst_post,
+    free_port,
+    percentile,
+    post_sequential,
+    prepare_environment,
+    rss_mb,
+    start_process,
+    stop_processes,
+    wait_http,
+)
+
+KEY, SECRET = "bench-key", "bench-secret"
+
+
+def emu_call(url: str, path: str, payload=None, method=None):
+    data = json.dumps(payload).encode() if payload is not None else None
+    req = urllib.request.Request(
+        url + path,
+        data=data,
+        method=method or ("POST" if data else "GET"),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def creates(emu_url: str) -> dict[str, float]:
+    rows = emu_call(emu_url, "/__emulator/requests?operation=create_order")
+    first: dict[str, float] = {}
+    for row in rows:
+        cid = row.get("client_order_id")
+        if cid and cid not in first:
+            first[cid] = row["recv_wall"]
+    return first
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--single", type=int, default=100, help="number of single alerts")
+    parser.add_argument("--concurrency", default=os.environ.get("WORKER_CONCURRENCY", "64"))
+    args = parser.parse_args()
+
+    env = prepare_environment("tvtrader_bench_exec", redis_db=10)
+    import django
+
+    django.setup()
+    from decimal import Decimal
+
+    from django.core.management import call_command
+
+    from execution.emulator.markets import default_markets
+    from execution.models import ExchangeAccount, Order
+    from execution.services import client_order_id_for
+    from signals.models import Signal
+    from strategies.models import Strategy
+
+    procs: list[subprocess.Popen] = []
+    try:
+        emu_port, web_port = free_port(), free_port()
+        emu_url = f"http://127.0.0.1:{emu_port}"
+        procs.append(
+            start_process(
+                "emulator",
+                [
+                    sys.executable,
+                    "-m",
+                    "execution.emulator",
+                    "--port",
+                    str(emu_port),
+                    "--key",
+                    KEY,
+                    "--secret",
+                    SECRET,
+                    "--balance",
+                    "1000000000",
+                ],
+                env,
+            )
+        )
+        wait_http(emu_url + "/__emulator/health")
+        call_command("migrate", verbosity=0)
+        account = ExchangeAccount(
+            label="bench",
+            exchange="bybit",
+            mode="testnet",
+            market_type="linear",
+            base_url=emu_url,
+            max_orders_per_second=Decimal("1000"),
+        )
+        account.set_credentials(api_key=KEY, api_secret=SECRET)
+        account.save()
+        markets = default_markets()[:25]
+        strategies = [
+            Strategy.objects.create(
+                strategy_id=f"bench{i}", account=account, sizing_mode="fixed_quote", size_value=Decimal("100")
+            )
+            for i in range(8)
+        ]
+        web = f"http://127.0.0.1:{web_port}/tv-webhook"
+        procs.append(
+            start_process(
+                "gunicorn",
+                [
+                    str(Path(sys.executable).parent / "gunicorn"),
+                    "tvtrader.wsgi",
+                    "-c",
+                    str(BASE_DIR / "deploy/gunicorn.conf.py"),
+                    "--bind",
+                    f"127.0.0.1:{web_port}",
+                ],
+                env,
+            )
+        )
+        worker = start_process(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tvtrader",
+                "worker",
+                "-P",
+                "threads",
+                "-c",
+                args.concurrency,
+                "-Q",
+                "orders,default",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "warning",
+            ],
+            env,
+        )
+        procs.append(worker)
+        wait_http(f"http://127.0.0.1:{web_port}/health", accept=(200, 503))
+        time.sleep(3)  # worker start-up: markets warmed before the first alert
+        passphrase = env["WEBHOOK_PASSPHRASE"]
+        bar = iter(range(1_000_000))
+
+        def alert(strategy: str, base: str, price) -> bytes:
+            return json.dumps(
+                {
+                    "passphrase": passphrase,
+                    "action": "buy",
+                    "ticker": f"{base}USDT.P",
+                    "exchange": "BYBIT",
+                    "price": str(price),
+                    "volume": 1,
+                    "strategy_id": strategy,
+                    "bar_time": "2026-01-01T00:00:00Z",
+                    "order_id": f"b{next(bar)}",
+                }
+            ).encode()
+
+        def wait_done(ids: list[int], timeout: float = 120) -> None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if not Signal.objects.filter(pk__in=ids, status__in=Signal.PENDING_STATUSES).exists():
+                    return
+                time.sleep(0.2)
+            raise SystemExit("signals did not finish in time")
+
+        results: dict[str, object] = {"worker_rss_mb_at_rest": rss_mb(worker.pid)}
+        print(f"worker RSS at rest: {results['worker_rss_mb_at_rest']:.0f} MB (threads pool, -c {args.concurrency})")
+
+        # 1. single alerts
+        bodies = [
+            alert(strategies[i % 8].strategy_id, markets[i % 25].base, markets[i % 25].price)
+            for i in range(args.single)
+        ]
+        answers = post_sequential(web, bodies, pause=0.03)
+        ids = [a["signal_id"] for a in answers]
+        wait_done(ids)
+        seen = creates(emu_url)
+        lat = [(seen[client_order_id_for(signal_id=a["signal_id"], leg=1)] - a["sent_wall"]) * 1000 for a in answers]
+        results["single_p50_ms"], results["single_p99_ms"] = percentile(lat, 50), percentile(lat, 99)
+        print(
+            f"1. single alerts (n={len(lat)}): alert → order at exchange p50 {results['single_p50_ms']:.1f} ms, "
+            f"p99 {results['single_p99_ms']:.1f} ms   [target ≤ 10 / ≤ 30]"
+        )
+
+        # 2. 21 alerts on 21 symbols, slow exchange
+        emu_call(
+            emu_url,
+            "/__emulator/faults",
+            {"action": "latency_ms", "endpoint": "create_order", "ms": 800, "count": None},
+        )
+        bodies = [alert("bench0", m.base, m.price) for m in markets[:21]]
+        answers = burst_post(web, bodies)
+        ids = [a["signal_id"] for a in answers]
+        wait_done(ids)
+        emu_call(emu_url, "/__emulator/faults", method="DELETE")
+        seen = creates(emu_url)
+        lat = [(seen[client_order_id_for(signal_id=a["signal_id"], leg=1)] - a["sent_wall"]) * 1000 for a in answers]
+        results["burst21_worst_ms"] = max(lat)
+        print(
+            f"2. 21 simultaneous alerts, exchange answering in 800 ms: worst alert → order at exchange "
+            f"{max(lat):.0f} ms, median {statistics.median(lat):.0f} ms   [target ≤ 150]"
+        )
+
+        # 3. 200 alerts, limit not binding
+        bodies = [alert(s.strategy_id, m.base, m.price) for s in strategies for m in markets]
+        answers = burst_post(web, bodies)
+        ok = [a for a in answers if a.get("status") == "accepted"]
+        ids = [a["signal_id"] for a in ok]
+        wait_done(ids)
+        seen = creates(emu_url)
+        cids = [client_order_id_for(signal_id=i, leg=1) for i in ids]
+        last_alert = max(a["sent_wall"] for a in answers)
+        last_order = max(seen[c] for c in cids if c in seen)
+        ledger = emu_call(emu_url, "/__emulator/orders")
+        booked = [o for o in ledger if o["client_order_id"] in set(cids)]
+        executed = Signal.objects.filter(pk__in=ids, status="executed").count()
+        results.update(
+            burst200_accepted=len(ok),
+            burst200_last_order_after_last_alert_ms=(last_order - last_alert) * 1000,
+            burst200_booked=len(booked),
+            burst200_distinct=len({o["client_order_id"] for o in booked}),
+        )
+        print(
+            f"3. 200 simultaneous alerts, limit not binding: {len(ok)}/200 accepted, {executed} executed, "
+            f"{len(booked)} orders booked ({results['burst200_distinct']} distinct client ids); last order "
+            f"{results['burst200_last_order_after_last_alert_ms']:.0f} ms after the last alert   [target ≤ 1000, "
+            "none lost or doubled]"
+        )
+        results["worker_rss_mb_after_burst"] = rss_mb(worker.pid)
+
+        # 4. 200 alerts, account limited to 10 orders/s
+        ExchangeAccount.objects.filter(pk=account.pk).update(max_orders_per_second=Decimal("10"))
+        emu_call(emu_url, "/__emulator/requests", method="DELETE")
+        bodies = [alert(s.strategy_id, m.base, m.price) for s in strategies for m in markets]
+        answers = burst_post(web, bodies)
+        ids = [a["signal_id"] for a in answers if a.get("status") == "accepted"]
+        wait_done(ids, timeout=180)
+        times = sorted(creates(emu_url).values())
+        worst = max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
+        span = times[-1] - times[0]
+        orders = Order.objects.filter(signal_id__in=ids, status="filled").count()
+        results.update(limited_max_per_second=worst, limited_span_s=span, limited_filled=orders)
+        print(
+            f"4. 200 alerts at 10 orders/s: {orders} filled; at most {worst} creates in any 1 s window at the "
+            f"exchange; first → last create {span:.1f} s   [target ≤ 10/s, ≈ 19 s]"
+        )
+        print(
+            f"5. worker RSS: {results['worker_rss_mb_at_rest']:.0f} MB at rest, "
+            f"{results['worker_rss_mb_after_burst']:.0f} MB after the 200-burst"
+        )
+        print(json.dumps(results))
+        return 0
+    finally:
+        stop_processes(procs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
