@@ -19,16 +19,30 @@ def execute_signal(signal_id: int) -> None:
     signal_execute(signal_id=signal_id)
 
 
+@shared_task(name="execution.reconcile", ignore_result=True)
+def reconcile() -> int:
+    """Periodic reconciliation (Celery beat): resolves unknown orders, reports drift."""
+    from .reconcile import reconcile_all
+
+    reports = reconcile_all(include_paper=False)
+    return sum(len(r.unresolved) for r in reports)
+
+
 @worker_ready.connect
 def _warm_on_start(**_kwargs) -> None:
     """Load exchange markets before the first alert needs them, and pick up anything the
     broker lost while no worker was running."""
     from signals.services import signals_sweep
 
+    from .reconcile import reconcile_all
     from .services import gateways_warm
 
     try:
         warmed = gateways_warm()
+        # Resolve what the exchange did with orders left in flight before trading resumes.
+        drift = sum(len(r.unresolved) for r in reconcile_all(include_paper=False))
+        if drift:
+            logger.warning("event=startup_reconcile_drift unresolved=%d", drift)
         requeued = signals_sweep(older_than_seconds=0)
         logger.info("event=worker_started gateways_warmed=%d signals_requeued=%d", warmed, requeued)
     except Exception:

@@ -18,4 +18,6 @@ app.conf.beat_schedule = {
     "signals-sweep": {"task": "signals.sweep", "schedule": 10.0},
     # Proves the broker, beat and a worker are all alive (read by /health).
     "worker-heartbeat": {"task": "signals.heartbeat", "schedule": 10.0},
+    # Exchange vs database: resolves unknown orders, reports drift.
+    "reconcile": {"task": "execution.reconcile", "schedule": 300.0},
 }

@@ -1,0 +1,205 @@
+"""Reconciliation: what the database believes against what the exchange reports.
+
+Per account: orders in `unknown`/`submitting` are resolved by client order id; orders we think
+are open are checked; positions are compared symbol by symbol; open orders the exchange has
+that we never placed are reported. With `fix`, the exchange's truth is adopted (position rows
+set to the exchange's quantity) and every change is written to the audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from .exchanges import GatewayError, gateway_for
+from .models import ExchangeAccount, Order, Position
+from .services import order_apply_state
+
+logger = logging.getLogger("tvtrader.reconcile")
+
+
+@dataclass
+class Difference:
+    kind: str  # order / position / external_order / account
+    subject: str
+    ours: str
+    theirs: str
+    action: str = ""
+    resolved: bool = False
+
+
+@dataclass
+class AccountReport:
+    account: str
+    differences: list[Difference] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def unresolved(self) -> list[Difference]:
+        return [d for d in self.differences if not d.resolved]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return str(value)
+
+
+def account_reconcile(*, account: ExchangeAccount, fix: bool = False, actor: Any = "reconcile") -> AccountReport:
+    report = AccountReport(account=account.label)
+    try:
+        gateway = gateway_for(account)
+    except GatewayError as exc:
+        report.error = str(exc)
+        report.differences.append(Difference("account", account.label, "-", "-", f"cannot connect: {exc}"))
+        return report
+
+    # 1. Orders whose fate we do not know, or think are still working.
+    stale = timezone.now() - timezone.timedelta(seconds=30)
+    pending = (
+        Order.objects.filter(account=account)
+        .filter(
+            Q(status__in=[Order.Status.UNKNOWN, Order.Status.SUBMITTING], updated_at__lt=stale)
+            | Q(status__in=[Order.Status.OPEN, Order.Status.PARTIALLY_FILLED])
+        )
+        .select_related("signal")
+    )
+    for order in pending:
+        if order.signal.is_test and not account.is_paper:
+            continue
+        try:
+            state = gateway.find_order(
+                symbol=order.symbol, client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id
+            )
+        except GatewayError as exc:
+            report.differences.append(
+                Difference("order", order.client_order_id, order.status, "lookup failed", str(exc)[:120])
+            )
+            continue
+        if state is None:
+            if order.status in (Order.Status.UNKNOWN, Order.Status.SUBMITTING):
+                diff = Difference(
+                    "order",
+                    order.client_order_id,
+                    order.status,
+                    "not at the exchange",
+                    "never received: marked rejected" if fix else "would mark rejected (--fix)",
+                )
+                if fix:
+                    Order.objects.filter(pk=order.pk).update(
+                        status=Order.Status.REJECTED,
+                        closed_at=timezone.now(),
+                        reason="reconcile: the exchange has no such order",
+                    )
+                    diff.resolved = True
+            else:
+                diff = Difference(
+                    "order", order.client_order_id, order.status, "not at the exchange", "needs an operator"
+                )
+            report.differences.append(diff)
+            continue
+        theirs = f"{state.status} {_fmt(state.filled)}"
+        ours = f"{order.status} {_fmt(order.filled_qty)}"
+        if state.status != order.status or state.filled != order.filled_qty:
+            order_apply_state(order=order, state=state, book_positions=True)
+            report.differences.append(
+                Difference("order", order.client_order_id, ours, theirs, "adopted the exchange's state", resolved=True)
+            )
+
+    # 2. Open orders at the exchange that we did not place (or no longer track).
+    try:
+        venue_open = gateway.fetch_open_orders()
+    except GatewayError as exc:
+        venue_open = []
+        report.differences.append(Difference("account", "open orders", "-", "fetch failed", str(exc)[:120]))
+    known = set(Order.objects.filter(account=account).values_list("client_order_id", flat=True))
+    for state in venue_open:
+        if state.client_order_id not in known:
+            report.differences.append(
+                Difference(
+                    "external_order",
+                    state.client_order_id or state.exchange_order_id,
+                    "not ours",
+                    f"{state.status} {_fmt(state.amount or 0)}",
+                    "left alone (placed outside tvtrader)",
+                    resolved=True,
+                )
+            )
+
+    # 3. Positions.
+    try:
+        venue_positions = {p.symbol: p.qty for p in gateway.fetch_positions()}
+    except GatewayError as exc:
+        report.differences.append(Difference("account", "positions", "-", "fetch failed", str(exc)[:120]))
+        return report
+    ours_rows = {p.symbol: p for p in Position.objects.filter(account=account, strategy__isnull=True)}
+    for symbol in sorted(set(venue_positions) | set(ours_rows)):
+        ours_qty = ours_rows[symbol].qty if symbol in ours_rows else Decimal("0")
+        theirs_qty = venue_positions.get(symbol, Decimal("0"))
+        if ours_qty == theirs_qty:
+            continue
+        diff = Difference(
+            "position",
+            symbol,
+            _fmt(ours_qty),
+            _fmt(theirs_qty),
+            "adopted the exchange's quantity" if fix else "drift (adopt with --fix)",
+        )
+        if fix:
+            row, _ = Position.objects.get_or_create(account=account, strategy=None, symbol=symbol)
+            row.qty = theirs_qty
+            if theirs_qty == 0:
+                row.avg_price = None
+            row.save(update_fields=["qty", "avg_price", "updated_at"])
+            from strategies.services import audit_record
+
+            audit_record(
+                actor=actor,
+                target_type="account",
+                target_id=account.label,
+                field=f"position {symbol}",
+                old=_fmt(ours_qty),
+                new=_fmt(theirs_qty),
+                note="reconcile --fix",
+            )
+            diff.resolved = True
+        report.differences.append(diff)
+    for diff in report.unresolved:
+        logger.warning(
+            "event=reconcile_drift account=%s kind=%s subject=%s ours=%s theirs=%s",
+            account.label,
+            diff.kind,
+            diff.subject,
+            diff.ours,
+            diff.theirs,
+        )
+    return report
+
+
+def reconcile_all(*, fix: bool = False, actor: Any = "reconcile", include_paper: bool = True) -> list[AccountReport]:
+    accounts = ExchangeAccount.objects.all()
+    if not include_paper:
+        accounts = accounts.exclude(mode=ExchangeAccount.Mode.PAPER)
+    return [account_reconcile(account=a, fix=fix, actor=actor) for a in accounts]
+
+
+def format_reports(reports: list[AccountReport]) -> str:
+    lines = []
+    header = f"{'account':<16} {'kind':<15} {'subject':<24} {'ours':<18} {'exchange':<18} action"
+    for report in reports:
+        if not report.differences:
+            lines.append(f"{report.account:<16} in sync")
+            continue
+        lines.append(header)
+        for d in report.differences:
+            mark = "" if d.resolved else " [UNRESOLVED]"
+            lines.append(
+                f"{report.account:<16} {d.kind:<15} {d.subject[:24]:<24} {d.ours[:18]:<18} "
+                f"{d.theirs[:18]:<18} {d.action}{mark}"
+            )
+    return "\n".join(lines)

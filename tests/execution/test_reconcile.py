@@ -1,0 +1,66 @@
+"""`manage.py reconcile`: drift between the database and the exchange is shown, fixed on
+request, audited, and makes the command fail until it is resolved."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+
+from execution.models import Order, Position
+from strategies.models import AuditEntry
+from tests.factories import SignalFactory, StrategyFactory
+
+from .conftest import KEY, make_account
+
+pytestmark = pytest.mark.django_db
+
+
+def test_position_drift_is_reported_fixed_and_audited(emu, capsys):
+    account = make_account(emu)
+    emu.set_position("BTCUSDT", "0.05", "65000", account=KEY, venue="bybit")
+    Position.objects.create(account=account, symbol="BTC/USDT:USDT", qty=Decimal("0.02"))
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("reconcile")
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    assert "BTC/USDT:USDT" in out and "0.02" in out and "0.05" in out
+    call_command("reconcile", "--fix")
+    assert Position.objects.get(account=account, strategy=None).qty == Decimal("0.05")
+    assert AuditEntry.objects.filter(target_id=account.label, field="position BTC/USDT:USDT", new_value="0.05").exists()
+    call_command("reconcile")  # in sync now: exits 0
+
+
+def test_unknown_order_is_resolved_by_its_client_id(emu):
+    account = make_account(emu)
+    strategy = StrategyFactory(account=account)
+    signal = SignalFactory(strategy=strategy, status="processing")
+    emu.set_price("BTCUSDT", "65000")
+    from execution.exchanges import gateway_for
+
+    gateway_for(account).create_order(
+        symbol="BTC/USDT:USDT",
+        side="buy",
+        order_type="market",
+        qty=Decimal("0.01"),
+        price=None,
+        reduce_only=False,
+        client_order_id="tvrec1",
+    )
+    order = Order.objects.create(
+        signal=signal,
+        strategy=strategy,
+        account=account,
+        leg=1,
+        purpose="open",
+        client_order_id="tvrec1",
+        symbol="BTC/USDT:USDT",
+        side="buy",
+        order_type="market",
+        requested_qty=Decimal("0.01"),
+        status=Order.Status.UNKNOWN,
+    )
+    Order.objects.filter(pk=order.pk).update(updated_at=order.updated_at - timedelta(minutes=5))
+    call_command("reconcile", "--fix")
+    order.refresh_from_db()
+    assert order.status == Order.Status.FILLED and order.filled_qty == Decimal("0.01")
