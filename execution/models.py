@@ -97,6 +97,10 @@ class ExchangeAccount(models.Model):
             raise ValidationError(
                 {"mode": "Live trading is switched off (set LIVE_TRADING=true to allow live accounts)."}
             )
+        if self.position_mode == self.PositionMode.HEDGE:
+            raise ValidationError(
+                {"position_mode": "Hedge mode is not supported yet: switch the account to one-way mode."}
+            )
         if self.base_url and self.mode != self.Mode.TESTNET:
             raise ValidationError({"base_url": "A base URL override is only allowed on testnet accounts."})
 

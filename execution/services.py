@@ -811,6 +811,51 @@ def account_test_connection(*, account: ExchangeAccount) -> dict:
     return {"ok": True, "detail": f"connected; equity {equity.normalize()}"}
 
 
+def strategy_check(*, strategy: Strategy, ticker: str = "BTCUSDT.P") -> list[str]:
+    """Problems a trade would hit, found before one does: the symbol must exist on the
+    account's exchange, fixed sizes must clear the market's minimums, leverage must be
+    within the market's limit. Returns messages for the trader (empty: all good). Needs
+    the exchange's markets (loaded once per process)."""
+    account = strategy.account
+    if account is None:
+        return ["choose an exchange account"]
+    problems: list[str] = []
+    try:
+        gateway = gateway_for(account)
+        symbol = gateway.resolve_symbol(ticker, account.market_type, strategy.symbol_override)
+        market = gateway.market(symbol)
+    except (GatewayError, ValueError) as exc:
+        return [f"symbol: {exc}"]
+    price = None
+    last = Signal.objects.filter(strategy=strategy, price__isnull=False).order_by("-id").values_list("price", flat=True)
+    price = last.first()
+    if strategy.sizing_mode == "fixed_base" and strategy.size_value is not None:
+        qty = market.round_qty(Decimal(strategy.size_value))
+        if qty < market.min_qty or qty <= 0:
+            problems.append(
+                f"size {Decimal(strategy.size_value).normalize()} is below {market.symbol}'s minimum "
+                f"order of {market.min_qty.normalize()}"
+            )
+    if strategy.sizing_mode == "fixed_quote" and strategy.size_value is not None and market.min_notional:
+        if Decimal(strategy.size_value) < market.min_notional:
+            problems.append(
+                f"{strategy.size_value} {market.quote} is below {market.symbol}'s minimum order value "
+                f"of {market.min_notional.normalize()} {market.quote}"
+            )
+        elif price:
+            qty = market.round_qty(Decimal(strategy.size_value) / Decimal(price))
+            if qty < market.min_qty or qty <= 0:
+                problems.append(
+                    f"{strategy.size_value} {market.quote} buys {qty.normalize()} at {price.normalize()}, "
+                    f"below the minimum order of {market.min_qty.normalize()}"
+                )
+    if strategy.leverage and market.kind == "spot":
+        problems.append("leverage is set but the account trades spot")
+    elif strategy.leverage and market.max_leverage and strategy.leverage > market.max_leverage:
+        problems.append(f"leverage {strategy.leverage}x is above {market.symbol}'s limit of {market.max_leverage}x")
+    return problems
+
+
 def gateways_warm() -> int:
     """Load markets for every account an enabled strategy trades on (worker start-up)."""
     warmed = 0

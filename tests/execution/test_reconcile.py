@@ -64,3 +64,17 @@ def test_unknown_order_is_resolved_by_its_client_id(emu):
     call_command("reconcile", "--fix")
     order.refresh_from_db()
     assert order.status == Order.Status.FILLED and order.filled_qty == Decimal("0.01")
+
+
+def test_strategy_check_catches_mistakes_before_a_trade_does(emu):
+    from execution.services import strategy_check
+
+    account = make_account(emu)
+    good = StrategyFactory(account=account, sizing_mode="fixed_base", size_value=Decimal("0.01"), leverage=5)
+    assert strategy_check(strategy=good) == []
+    tiny = StrategyFactory(account=account, sizing_mode="fixed_base", size_value=Decimal("0.0001"))
+    assert "below BTC/USDT:USDT's minimum order of 0.001" in strategy_check(strategy=tiny)[0]
+    unknown = StrategyFactory(account=account, symbol_override="NOPE/USDT:USDT")
+    assert strategy_check(strategy=unknown)[0].startswith("symbol:")
+    greedy = StrategyFactory(account=account, leverage=150)
+    assert "above" in strategy_check(strategy=greedy)[0]
