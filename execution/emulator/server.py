@@ -91,6 +91,9 @@ class RequestRecord:
     account: str | None = None
     symbol: str | None = None
     client_order_id: str | None = None
+    # The host the client aimed at: X-Forwarded-Host set by the transport
+    # redirect (e.g. "api.bybit.com"), else the Host header.
+    host: str | None = None
     params: dict = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)
     status: int | None = None
@@ -575,6 +578,7 @@ class ExchangeEmulator:
             account=req.account,
             symbol=req.symbol,
             client_order_id=req.client_order_id,
+            host=req.header("x-forwarded-host") or req.header("host"),
             params=dict(req.params),
         )
         with self._records_lock:
