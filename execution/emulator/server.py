@@ -532,7 +532,9 @@ class ExchangeEmulator:
             self.engine.clock_offset_ms = int(offset_ms)
 
     def reset(self) -> None:
-        """Forget orders, positions, balances, rate limits, faults and the log."""
+        """Back to the initial state: markets and prices as constructed, no
+        orders, positions, balance changes, rate limits, clock skew, faults
+        or recorded requests. Accounts (keys and secrets) are kept."""
         self.engine.reset()
         self.clear_faults()
         self.clear_requests()

@@ -181,7 +181,13 @@ def test_fault_rule_validation():
         FaultRule(action="nope")
     with pytest.raises(ValueError):
         FaultRule.from_dict({"action": "latency_ms", "millis": 5})
-    assert FaultRule(action="latency_ms", symbol="eth/usdt:usdt").symbol == "ETHUSDT"
+    with pytest.raises(ValueError):
+        FaultRule(action="timeout_after_booking")  # neither ms nor close
+    with pytest.raises(ValueError):
+        FaultRule(action="ret_code")  # no code
+    assert (
+        FaultRule(action="latency_ms", ms=1, symbol="eth/usdt:usdt").symbol == "ETHUSDT"
+    )
 
 
 def test_emulator_refuses_non_loopback():
