@@ -278,3 +278,26 @@ def test_cli_serves_until_interrupted():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_add_market_and_reset_restore_initial_state(emu, make_bybit):
+    emu.add_market("PEPE", "0.00001", tick="0.00000001", qty_step="100")
+    emu.set_price("BTCUSDT", 10)
+    ex = make_bybit()
+    assert ex.market("PEPE/USDT:USDT")["precision"]["amount"] == 100
+    ex.create_order("PEPE/USDT:USDT", "market", "buy", 1_000_000, None)
+    assert ex.fetch_position("PEPE/USDT:USDT")["contracts"] == 1_000_000
+    emu.reset()
+    assert emu.price("BTCUSDT") == 65000
+    assert emu.orders() == []
+    assert "PEPEUSDT" not in emu.engine.markets
+
+
+def test_spot_market_buy_by_cost(emu, bybit):
+    # Without marketUnit a spot market buy's qty is quote currency.
+    bybit.create_market_buy_order_with_cost("BTC/USDT", 130, {"clientOrderId": "c"})
+    assert "marketUnit" not in emu.requests("order/create")[0].params
+    [order] = bybit.fetch_canceled_and_closed_orders(
+        "BTC/USDT", None, None, {"orderLinkId": "c"}
+    )
+    assert order["cost"] == 130 and order["filled"] == 0.002
