@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .binance import BinanceVenue
 from .bybit import BybitVenue
-from .engine import Engine, Order, Position, Reject, normalize_symbol
+from .engine import Account, Engine, Order, Position, Reject, normalize_symbol
 from .faults import FaultBook, FaultRule, RequestFacts
 from .markets import Market, dec
 from .wire import BookingEffects, WireRequest, WireResponse, json_response
@@ -153,6 +153,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.emulator._serve(self)
             self.wfile.flush()
         except (TimeoutError, ConnectionError, OSError):
+            self.close_connection = True
+        except Exception:
+            # An emulator bug must not kill the connection thread silently.
+            log.exception("emulator error on %r", self.raw_requestline[:200])
             self.close_connection = True
 
     def log_message(self, format: str, *args: object) -> None:
@@ -302,7 +306,7 @@ class ExchangeEmulator:
     def _secret_for(self, api_key: str) -> str | None:
         return self._accounts.get(api_key)
 
-    def _targets(self, account: str | None, venue: str | None):
+    def _targets(self, account: str | None, venue: str | None) -> list[Account]:
         keys = [account] if account else list(self._accounts)
         venues = [venue] if venue else list(VENUES)
         for v in venues:
@@ -540,7 +544,7 @@ class ExchangeEmulator:
         self.clear_requests()
 
     # ------------------------------------------------------ HTTP serving
-    def _venue_for(self, path: str):
+    def _venue_for(self, path: str) -> BybitVenue | BinanceVenue | None:
         if path.startswith("/v5/"):
             return self.bybit
         if path.startswith(("/fapi/", "/sapi/")):
@@ -549,7 +553,15 @@ class ExchangeEmulator:
 
     def _serve(self, h: _Handler) -> None:
         split = urlsplit(h.path)
-        length = int(h.headers.get("Content-Length") or 0)
+        try:
+            length = int(h.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or "chunked" in h.headers.get("Transfer-Encoding", "").lower():
+            # ccxt (via requests) always sends Content-Length.
+            h.close_connection = True
+            self._send(h, WireResponse(400, b"Content-Length required", "text/plain"))
+            return
         raw_body = h.rfile.read(length) if length > 0 else b""
         if split.path.startswith("/__emulator"):
             self._send(h, self._admin(h.command, split.path, split.query, raw_body))
@@ -660,7 +672,9 @@ class ExchangeEmulator:
         self._finish(h, record, resp)
 
     @staticmethod
-    def _fault_response(rule: FaultRule, venue) -> WireResponse:
+    def _fault_response(
+        rule: FaultRule, venue: BybitVenue | BinanceVenue
+    ) -> WireResponse:
         if rule.action == "ret_code":
             if rule.code is None:
                 raise ValueError("ret_code fault needs a code")
@@ -673,9 +687,8 @@ class ExchangeEmulator:
             body, ctype = _HTML_5XX.format(status=status).encode(), "text/html"
         else:
             body = rule.body.encode()
-            ctype = (
-                "application/json" if rule.body.lstrip()[:1] in "{[" else "text/plain"
-            )
+            is_json = rule.body.lstrip().startswith(("{", "["))
+            ctype = "application/json" if is_json else "text/plain"
         return WireResponse(
             status, body, ctype, outcome=f"fault:{rule.action}:{status}"
         )

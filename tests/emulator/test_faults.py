@@ -181,14 +181,13 @@ def test_slow_request_does_not_delay_a_concurrent_fast_one(emu, make_bybit):
     results["fast"] = time.monotonic() - t
     thread.join()
     assert results["slow"] >= 0.8
-    assert results["fast"] < 0.2
+    # Generous bound for a loaded CI box; blocked, it would take >= 0.7 s.
+    assert results["fast"] < 0.5
     slow_rec = emu.requests(client_order_id="slow")[0]
     fast_rec = emu.requests(client_order_id="fast")[0]
-    assert (
-        slow_rec.recv_mono
-        < fast_rec.recv_mono
-        < slow_rec.recv_mono + slow_rec.duration_ms / 1000
-    )
+    # The fast one arrived after the slow one and was answered before it.
+    assert slow_rec.recv_mono < fast_rec.recv_mono
+    assert fast_rec.done_mono < slow_rec.done_mono
 
 
 def test_rule_matching_and_count(emu, bybit):

