@@ -240,3 +240,18 @@ def test_ret_code_on_a_read_endpoint(emu, bybit):
     # ccxt's broad match on "Request timeout" turns 10016 into RequestTimeout.
     with pytest.raises(ccxt.RequestTimeout):
         bybit.fetch_positions([BTC])
+
+
+@pytest.mark.parametrize("status", [504, 408])
+def test_gateway_timeout_status_is_request_timeout(emu, bybit, status):
+    emu.add_fault("http_status", "order/create", status=status)
+    with pytest.raises(ccxt.RequestTimeout):
+        _linear_buy(bybit, "gw")
+
+
+def test_http_200_garbage_body_raises_nothing(emu, bybit):
+    # Reference pitfall: ccxt returns an order without an id instead of raising.
+    emu.add_fault("http_status", "order/create", status=200, body="<html>ok</html>")
+    order = _linear_buy(bybit, "garbage")
+    assert order["id"] is None
+    assert emu.orders() == []
