@@ -29,7 +29,7 @@ same fields as :class:`FaultRule`); ``DELETE faults/<id>``; ``POST reset``;
 symbol, client_order_id, limit); ``GET orders``; ``POST price`` {symbol,
 price}; ``POST balance`` {amount, coin, account, venue}; ``POST position``
 {symbol, size, entry_price}; ``POST leverage``; ``POST rate_limit``
-{max_per_second}; ``POST rate_limit_violations``; ``POST fill_rest``
+{max_per_second}; ``GET rate_limit_violations``; ``POST fill_rest``
 {order_id | client_order_id}; ``POST clock`` {offset_ms}; ``POST market``.
 
 Run ``python -m execution.emulator --help`` for the developer server. For

@@ -787,6 +787,12 @@ class ExchangeEmulator:
                 client_order_id=q.get("client_order_id"),
             )
             return ok([o.as_dict() for o in orders])
+        if route == "rate_limit_violations" and method == "GET":
+            return ok(
+                self.rate_limit_violations(
+                    account=q.get("account"), venue=q.get("venue")
+                )
+            )
         if method != "POST":
             return json_response(
                 404, {"error": f"no admin route {method} {route}"}, code=None
@@ -809,8 +815,6 @@ class ExchangeEmulator:
         if route == "rate_limit":
             self.set_rate_limit(data.get("max_per_second"), **target)
             return ok()
-        if route == "rate_limit_violations":
-            return ok(self.rate_limit_violations(**target))
         if route == "fill_rest":
             filled = self.fill_rest(data.get("order_id"), data.get("client_order_id"))
             return ok({"ok": True, "orders": [o.order_id for o in filled]})
