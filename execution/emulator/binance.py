@@ -250,6 +250,9 @@ class BinanceVenue:
             # sleep do so outside this lock, so they never block others.
             with self.engine.lock:
                 return handler(req, acct, effects)
+        except (ValueError, TypeError):
+            # e.g. startTime=abc: a parameter error, not an emulator failure.
+            return self.error(-1102)
         except Reject as exc:
             return self._reject(exc, querying=req.method == "GET")
 

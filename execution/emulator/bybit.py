@@ -215,6 +215,9 @@ class BybitVenue:
             # sleep do so outside this lock, so they never block others.
             with self.engine.lock:
                 return handler(req, acct, effects)
+        except (ValueError, TypeError):
+            # e.g. startTime=abc: a parameter error, not an emulator failure.
+            return self.error(10001, "params error: malformed parameter")
         except Reject as exc:
             return self._reject(exc, req.params.get("category"))
 
