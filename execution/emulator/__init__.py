@@ -16,7 +16,25 @@ Typical use::
         redirect_exchange(ex, emu.url)
         ...
 
-Run ``python -m execution.emulator --help`` for the developer server.
+Fault rules (see :mod:`.faults` for every action and parameter)::
+
+    emu.add_fault("timeout_after_booking", "order/create", ms=2000)
+    emu.add_fault("ret_code", "create_order", code=10006, count=3, symbol="BTCUSDT")
+    emu.add_fault("partial_fill", "create_order", fraction=0.5, fill_after_lookups=2)
+
+Admin HTTP API (loopback only, JSON, no auth) under ``/__emulator/``:
+``GET health``; ``GET|POST|DELETE faults`` (POST a rule or a list of rules,
+same fields as :class:`FaultRule`); ``DELETE faults/<id>``; ``POST reset``;
+``GET|DELETE requests`` (filters: path_contains, venue, operation, account,
+symbol, client_order_id, limit); ``GET orders``; ``POST price`` {symbol,
+price}; ``POST balance`` {amount, coin, account, venue}; ``POST position``
+{symbol, size, entry_price}; ``POST leverage``; ``POST rate_limit``
+{max_per_second}; ``GET rate_limit_violations``; ``POST fill_rest``
+{order_id | client_order_id}; ``POST clock`` {offset_ms}; ``POST market``.
+
+Run ``python -m execution.emulator --help`` for the developer server. For
+benchmarks, prefer running it as that separate process: in-process, the
+emulator's threads share the GIL with the code under test.
 """
 
 from .engine import Order, Position

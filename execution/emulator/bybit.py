@@ -210,7 +210,14 @@ class BybitVenue:
                 return denied
             acct = self.engine.account(self.name, req.account or "")
         try:
-            return handler(req, acct, effects)
+            # Handlers are sub-millisecond; running them under the engine
+            # lock gives every answer a consistent snapshot. Faults that
+            # sleep do so outside this lock, so they never block others.
+            with self.engine.lock:
+                return handler(req, acct, effects)
+        except (ValueError, TypeError):
+            # e.g. startTime=abc: a parameter error, not an emulator failure.
+            return self.error(10001, "params error: malformed parameter")
         except Reject as exc:
             return self._reject(exc, req.params.get("category"))
 

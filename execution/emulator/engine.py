@@ -16,6 +16,7 @@ lock, so HTTP handler threads may call them concurrently.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 import threading
@@ -213,8 +214,12 @@ class Engine:
         realtime_by_id_any_status: bool = True,
     ) -> None:
         self.lock = threading.RLock()
+        # Kept pristine so that reset() restores prices and instruments.
+        self._initial_markets = copy.deepcopy(
+            list(markets) if markets is not None else default_markets()
+        )
         self.markets: dict[str, Market] = {}
-        for market in markets if markets is not None else default_markets():
+        for market in copy.deepcopy(self._initial_markets):
             self.markets[market.symbol] = market
         self.initial_balances = {coin: dec(v) for coin, v in (initial_balances or {"USDT": 100000}).items()}
         self.realtime_by_id_any_status = realtime_by_id_any_status
@@ -237,9 +242,12 @@ class Engine:
             return acct
 
     def reset(self) -> None:
+        """Back to the initial markets/prices, with no accounts or orders."""
         with self.lock:
             self.accounts.clear()
             self.ledger.clear()
+            self.clock_offset_ms = 0
+            self.markets = {m.symbol: m for m in copy.deepcopy(self._initial_markets)}
 
     def market(self, symbol: str) -> Market:
         market = self.markets.get(normalize_symbol(symbol))

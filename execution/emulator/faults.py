@@ -109,6 +109,14 @@ class FaultRule:
             raise ValueError("when must be 'before' or 'after'")
         if self.count is not None and self.count < 1:
             raise ValueError("count must be >= 1 or None (always)")
+        if self.action in ("latency_ms", "invisible_for_ms") and self.ms <= 0:
+            raise ValueError(f"{self.action} needs ms > 0")
+        if self.action == "timeout_after_booking" and self.ms <= 0 and not self.close:
+            raise ValueError("timeout_after_booking needs ms > 0 or close=True")
+        if self.action == "ret_code" and self.code is None:
+            raise ValueError("ret_code needs a code")
+        if self.action == "partial_fill" and not 0 < self.fraction < 1:
+            raise ValueError("partial_fill fraction must be between 0 and 1")
         if self.symbol:
             # Accept unified symbols too: 'BTC/USDT:USDT' -> 'BTCUSDT'.
             self.symbol = self.symbol.split(":", 1)[0].replace("/", "").upper()

@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .binance import BinanceVenue
 from .bybit import BybitVenue
-from .engine import Engine, Order, Position, Reject, normalize_symbol
+from .engine import Account, Engine, Order, Position, Reject, normalize_symbol
 from .faults import FaultBook, FaultRule, RequestFacts
 from .markets import Market, dec
 from .wire import BookingEffects, WireRequest, WireResponse, json_response
@@ -91,6 +91,9 @@ class RequestRecord:
     account: str | None = None
     symbol: str | None = None
     client_order_id: str | None = None
+    # The host the client aimed at: X-Forwarded-Host set by the transport
+    # redirect (e.g. "api.bybit.com"), else the Host header.
+    host: str | None = None
     params: dict = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)
     status: int | None = None
@@ -150,6 +153,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.emulator._serve(self)
             self.wfile.flush()
         except (TimeoutError, ConnectionError, OSError):
+            self.close_connection = True
+        except Exception:
+            # An emulator bug must not kill the connection thread silently.
+            log.exception("emulator error on %r", self.raw_requestline[:200])
             self.close_connection = True
 
     def log_message(self, format: str, *args: object) -> None:
@@ -231,8 +238,12 @@ class ExchangeEmulator:
             initial_balances=initial_balances,
             realtime_by_id_any_status=realtime_by_id_any_status,
         )
-        self.bybit = BybitVenue(self.engine, self._secret_for, check_recv_window=check_recv_window)
-        self.binance = BinanceVenue(self.engine, self._secret_for, check_recv_window=check_recv_window)
+        self.bybit = BybitVenue(
+            self.engine, self._secret_for, check_recv_window=check_recv_window
+        )
+        self.binance = BinanceVenue(
+            self.engine, self._secret_for, check_recv_window=check_recv_window
+        )
         self._faults = FaultBook()
         self._records: deque[RequestRecord] = deque(maxlen=max_records)
         self._records_lock = threading.Lock()
@@ -295,7 +306,7 @@ class ExchangeEmulator:
     def _secret_for(self, api_key: str) -> str | None:
         return self._accounts.get(api_key)
 
-    def _targets(self, account: str | None, venue: str | None):
+    def _targets(self, account: str | None, venue: str | None) -> list[Account]:
         keys = [account] if account else list(self._accounts)
         venues = [venue] if venue else list(VENUES)
         for v in venues:
@@ -389,11 +400,15 @@ class ExchangeEmulator:
                 and (client_order_id is None or o.client_order_id == client_order_id)
             ]
 
-    def rate_limit_violations(self, *, account: str | None = None, venue: str | None = None) -> list[dict]:
+    def rate_limit_violations(
+        self, *, account: str | None = None, venue: str | None = None
+    ) -> list[dict]:
         with self.engine.lock:
             out = []
             for acct in self.engine.accounts.values():
-                if (account is None or acct.key == account) and (venue is None or acct.venue == venue):
+                if (account is None or acct.key == account) and (
+                    venue is None or acct.venue == venue
+                ):
                     out.extend(acct.rate_limit_violations)
             return sorted(out, key=lambda v: v["wall"])
 
@@ -407,14 +422,19 @@ class ExchangeEmulator:
         with self.engine.lock:
             return self.engine.price(symbol)
 
-    def add_market(self, market: Market | str, price: object = None, **kwargs: object) -> Market:
+    def add_market(
+        self, market: Market | str, price: object = None, **kwargs: object
+    ) -> Market:
         """Add (or replace) a market, as a :class:`Market` or by fields.
 
         ``add_market("PEPE", "0.00001", tick="0.0000001", qty_step="100")``;
         unspecified filters get permissive defaults.
         """
         if not isinstance(market, Market):
-            values = {k: dec(v) if k in _DECIMAL_FIELDS and v is not None else v for k, v in kwargs.items()}
+            values = {
+                k: dec(v) if k in _DECIMAL_FIELDS and v is not None else v
+                for k, v in kwargs.items()
+            }
             values.setdefault("tick", Decimal("0.0001"))
             values.setdefault("qty_step", Decimal(1))
             values.setdefault("min_qty", values["qty_step"])
@@ -456,7 +476,9 @@ class ExchangeEmulator:
             for acct in self._targets(account, venue):
                 pos = acct.position(market.symbol)
                 pos.size = dec(size)
-                pos.entry_price = dec(entry_price) if entry_price is not None else market.price
+                pos.entry_price = (
+                    dec(entry_price) if entry_price is not None else market.price
+                )
                 if pos.size == 0:
                     pos.entry_price = Decimal(0)
                 pos.created_ms = pos.updated_ms = self.engine.now_ms()
@@ -465,7 +487,9 @@ class ExchangeEmulator:
         with self.engine.lock:
             acct = self.engine.account(venue, account)
             market = self.engine.market(symbol)
-            return copy.deepcopy(acct.positions.get(market.symbol, Position(market.symbol)))
+            return copy.deepcopy(
+                acct.positions.get(market.symbol, Position(market.symbol))
+            )
 
     def set_leverage(
         self,
@@ -493,7 +517,9 @@ class ExchangeEmulator:
                 acct.rate_limit_per_second = max_per_second
                 acct.create_times.clear()
 
-    def fill_rest(self, order_id: str | None = None, client_order_id: str | None = None) -> list[Order]:
+    def fill_rest(
+        self, order_id: str | None = None, client_order_id: str | None = None
+    ) -> list[Order]:
         """Fill what a ``partial_fill`` fault held back (all such orders if no id)."""
         with self.engine.lock:
             if order_id is None and client_order_id is None:
@@ -510,13 +536,15 @@ class ExchangeEmulator:
             self.engine.clock_offset_ms = int(offset_ms)
 
     def reset(self) -> None:
-        """Forget orders, positions, balances, rate limits, faults and the log."""
+        """Back to the initial state: markets and prices as constructed, no
+        orders, positions, balance changes, rate limits, clock skew, faults
+        or recorded requests. Accounts (keys and secrets) are kept."""
         self.engine.reset()
         self.clear_faults()
         self.clear_requests()
 
     # ------------------------------------------------------ HTTP serving
-    def _venue_for(self, path: str):
+    def _venue_for(self, path: str) -> BybitVenue | BinanceVenue | None:
         if path.startswith("/v5/"):
             return self.bybit
         if path.startswith(("/fapi/", "/sapi/")):
@@ -525,7 +553,15 @@ class ExchangeEmulator:
 
     def _serve(self, h: _Handler) -> None:
         split = urlsplit(h.path)
-        length = int(h.headers.get("Content-Length") or 0)
+        try:
+            length = int(h.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or "chunked" in h.headers.get("Transfer-Encoding", "").lower():
+            # ccxt (via requests) always sends Content-Length.
+            h.close_connection = True
+            self._send(h, WireResponse(400, b"Content-Length required", "text/plain"))
+            return
         raw_body = h.rfile.read(length) if length > 0 else b""
         if split.path.startswith("/__emulator"):
             self._send(h, self._admin(h.command, split.path, split.query, raw_body))
@@ -556,12 +592,15 @@ class ExchangeEmulator:
             account=req.account,
             symbol=req.symbol,
             client_order_id=req.client_order_id,
+            host=req.header("x-forwarded-host") or req.header("host"),
             params=dict(req.params),
         )
         with self._records_lock:
             self._records.append(record)
         if venue is None:
-            self._finish(h, record, WireResponse(404, b"", "text/plain", outcome="not_found"))
+            self._finish(
+                h, record, WireResponse(404, b"", "text/plain", outcome="not_found")
+            )
             return
 
         facts = RequestFacts(
@@ -600,10 +639,14 @@ class ExchangeEmulator:
         try:
             resp = venue.handle(req, effects)
         except Reject as exc:  # a rejection that escaped a handler
-            resp = json_response(400, {"error": str(exc)}, code=None, outcome="rejected")
+            resp = json_response(
+                400, {"error": str(exc)}, code=None, outcome="rejected"
+            )
         except Exception:
             log.exception("emulator bug while serving %s %s", req.method, req.path)
-            resp = WireResponse(500, b"emulator error", "text/plain", outcome="emulator_error")
+            resp = WireResponse(
+                500, b"emulator error", "text/plain", outcome="emulator_error"
+            )
         record.booked = resp.booked
         record.order_id = resp.order_id
 
@@ -629,7 +672,9 @@ class ExchangeEmulator:
         self._finish(h, record, resp)
 
     @staticmethod
-    def _fault_response(rule: FaultRule, venue) -> WireResponse:
+    def _fault_response(
+        rule: FaultRule, venue: BybitVenue | BinanceVenue
+    ) -> WireResponse:
         if rule.action == "ret_code":
             if rule.code is None:
                 raise ValueError("ret_code fault needs a code")
@@ -642,8 +687,11 @@ class ExchangeEmulator:
             body, ctype = _HTML_5XX.format(status=status).encode(), "text/html"
         else:
             body = rule.body.encode()
-            ctype = "application/json" if rule.body.lstrip()[:1] in "{[" else "text/plain"
-        return WireResponse(status, body, ctype, outcome=f"fault:{rule.action}:{status}")
+            is_json = rule.body.lstrip().startswith(("{", "["))
+            ctype = "application/json" if is_json else "text/plain"
+        return WireResponse(
+            status, body, ctype, outcome=f"fault:{rule.action}:{status}"
+        )
 
     def _finish(self, h: _Handler, record: RequestRecord, resp: WireResponse) -> None:
         record.status = resp.status
@@ -739,8 +787,16 @@ class ExchangeEmulator:
                 client_order_id=q.get("client_order_id"),
             )
             return ok([o.as_dict() for o in orders])
+        if route == "rate_limit_violations" and method == "GET":
+            return ok(
+                self.rate_limit_violations(
+                    account=q.get("account"), venue=q.get("venue")
+                )
+            )
         if method != "POST":
-            return json_response(404, {"error": f"no admin route {method} {route}"}, code=None)
+            return json_response(
+                404, {"error": f"no admin route {method} {route}"}, code=None
+            )
         target = {"account": data.get("account"), "venue": data.get("venue")}
         if route == "price":
             filled = self.set_price(data["symbol"], data["price"])
@@ -749,7 +805,9 @@ class ExchangeEmulator:
             self.set_balance(data["amount"], data.get("coin", "USDT"), **target)
             return ok()
         if route == "position":
-            self.set_position(data["symbol"], data["size"], data.get("entry_price"), **target)
+            self.set_position(
+                data["symbol"], data["size"], data.get("entry_price"), **target
+            )
             return ok()
         if route == "leverage":
             self.set_leverage(data["symbol"], data["leverage"], **target)
@@ -757,8 +815,6 @@ class ExchangeEmulator:
         if route == "rate_limit":
             self.set_rate_limit(data.get("max_per_second"), **target)
             return ok()
-        if route == "rate_limit_violations":
-            return ok(self.rate_limit_violations(**target))
         if route == "fill_rest":
             filled = self.fill_rest(data.get("order_id"), data.get("client_order_id"))
             return ok({"ok": True, "orders": [o.order_id for o in filled]})
