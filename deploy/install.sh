@@ -154,8 +154,16 @@ for key in DOMAIN EMAIL OPERATOR_IPS EXTRA_WEBHOOK_IPS TV_CLIENT_CA PUBLIC_IP; d
 done
 [[ -z $DOMAIN || $DOMAIN =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]] || die "--domain: not a DNS name: $DOMAIN"
 [[ -z $EMAIL || $EMAIL =~ ^[^[:space:]@]+@[^[:space:]@]+$ ]] || die "--email: not an address: $EMAIL"
-[[ $OPERATOR_IPS =~ ^[0-9A-Fa-f.:/,]*$ ]] || die "--operator-ips: addresses only, comma-separated"
-[[ $EXTRA_WEBHOOK_IPS =~ ^[0-9A-Fa-f.:/,]*$ ]] || die "--extra-webhook-ips: addresses only, comma-separated"
+check_ips() { # check_ips OPTION LIST: every entry an address or network, before anything changes
+    python3 -c 'import ipaddress, sys
+for v in filter(None, (x.strip() for x in sys.argv[2].split(","))):
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        sys.exit(f"install.sh: {sys.argv[1]}: {v!r} is not an IP address or network")' "$1" "$2"
+}
+check_ips --operator-ips "$OPERATOR_IPS"
+check_ips --extra-webhook-ips "$EXTRA_WEBHOOK_IPS"
 if [[ -n $TV_CLIENT_CA ]]; then
     [[ -f $TV_CLIENT_CA ]] || die "--tv-client-ca: no such file: $TV_CLIENT_CA"
     TV_CLIENT_CA=$(cd "$(dirname "$TV_CLIENT_CA")" && pwd)/$(basename "$TV_CLIENT_CA")

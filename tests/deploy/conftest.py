@@ -121,8 +121,9 @@ def read_env_file(path: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory):
     """deploy/install.sh run twice into a throwaway root (the allowlist also admits 127.0.0.1
-    so the live nginx test can post through it). Returns (root, first run, second run, state
-    after the first run)."""
+    so the live nginx test can post through it). The second run passes no options, as the
+    documented upgrade does: the remembered ones apply. Returns (root, first run, second run,
+    state after the first run)."""
     root = tmp_path_factory.mktemp("installroot")
     first = run_installer(root, "--extra-webhook-ips", "127.0.0.1", "--public-ip", "127.0.0.1")
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
