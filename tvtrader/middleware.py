@@ -2,8 +2,9 @@
 
 REMOTE_ADDR is the TCP peer. Only when that peer is a configured trusted proxy (nginx on
 this host) is the address nginx put in X-Forwarded-For used instead; anyone else can
-forge that header, so it is ignored for them. Everything downstream (the webhook's IP
-allowlist, rejection counters, admin lockouts) reads `request.META["REMOTE_ADDR"]`.
+forge that header, so it is ignored for them, and so is their X-Forwarded-Proto (the HTTPS
+flag). Everything downstream (the webhook's IP allowlist, rejection counters, admin
+lockouts) reads `request.META["REMOTE_ADDR"]`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ class TrustedProxyMiddleware:
         if self.trusted:
             peer = request.META.get("REMOTE_ADDR", "")
             forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
-            if forwarded and self._is_trusted(peer):
+            if not self._is_trusted(peer):
+                # SECURE_PROXY_SSL_HEADER believes X-Forwarded-Proto from anyone; only our
+                # proxy may say a request arrived over HTTPS.
+                request.META.pop("HTTP_X_FORWARDED_PROTO", None)
+            elif forwarded:
                 # The right-most address was appended by our proxy; nginx is configured to
                 # overwrite the header with $remote_addr, so there is exactly one.
                 candidate = forwarded.split(",")[-1].strip()

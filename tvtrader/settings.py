@@ -236,3 +236,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
 }
+
+# Checks an operator has decided about (deploy/install.sh silences security.W021: HSTS preload
+# is the domain owner's call). https://docs.djangoproject.com/en/5.2/ref/settings/#silenced-system-checks
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
