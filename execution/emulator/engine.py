@@ -215,9 +215,7 @@ class Engine:
     ) -> None:
         self.lock = threading.RLock()
         # Kept pristine so that reset() restores prices and instruments.
-        self._initial_markets = copy.deepcopy(
-            list(markets) if markets is not None else default_markets()
-        )
+        self._initial_markets = copy.deepcopy(list(markets) if markets is not None else default_markets())
         self.markets: dict[str, Market] = {}
         for market in copy.deepcopy(self._initial_markets):
             self.markets[market.symbol] = market

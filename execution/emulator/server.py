@@ -238,12 +238,8 @@ class ExchangeEmulator:
             initial_balances=initial_balances,
             realtime_by_id_any_status=realtime_by_id_any_status,
         )
-        self.bybit = BybitVenue(
-            self.engine, self._secret_for, check_recv_window=check_recv_window
-        )
-        self.binance = BinanceVenue(
-            self.engine, self._secret_for, check_recv_window=check_recv_window
-        )
+        self.bybit = BybitVenue(self.engine, self._secret_for, check_recv_window=check_recv_window)
+        self.binance = BinanceVenue(self.engine, self._secret_for, check_recv_window=check_recv_window)
         self._faults = FaultBook()
         self._records: deque[RequestRecord] = deque(maxlen=max_records)
         self._records_lock = threading.Lock()
@@ -400,15 +396,11 @@ class ExchangeEmulator:
                 and (client_order_id is None or o.client_order_id == client_order_id)
             ]
 
-    def rate_limit_violations(
-        self, *, account: str | None = None, venue: str | None = None
-    ) -> list[dict]:
+    def rate_limit_violations(self, *, account: str | None = None, venue: str | None = None) -> list[dict]:
         with self.engine.lock:
             out = []
             for acct in self.engine.accounts.values():
-                if (account is None or acct.key == account) and (
-                    venue is None or acct.venue == venue
-                ):
+                if (account is None or acct.key == account) and (venue is None or acct.venue == venue):
                     out.extend(acct.rate_limit_violations)
             return sorted(out, key=lambda v: v["wall"])
 
@@ -422,19 +414,14 @@ class ExchangeEmulator:
         with self.engine.lock:
             return self.engine.price(symbol)
 
-    def add_market(
-        self, market: Market | str, price: object = None, **kwargs: object
-    ) -> Market:
+    def add_market(self, market: Market | str, price: object = None, **kwargs: object) -> Market:
         """Add (or replace) a market, as a :class:`Market` or by fields.
 
         ``add_market("PEPE", "0.00001", tick="0.0000001", qty_step="100")``;
         unspecified filters get permissive defaults.
         """
         if not isinstance(market, Market):
-            values = {
-                k: dec(v) if k in _DECIMAL_FIELDS and v is not None else v
-                for k, v in kwargs.items()
-            }
+            values = {k: dec(v) if k in _DECIMAL_FIELDS and v is not None else v for k, v in kwargs.items()}
             values.setdefault("tick", Decimal("0.0001"))
             values.setdefault("qty_step", Decimal(1))
             values.setdefault("min_qty", values["qty_step"])
@@ -476,9 +463,7 @@ class ExchangeEmulator:
             for acct in self._targets(account, venue):
                 pos = acct.position(market.symbol)
                 pos.size = dec(size)
-                pos.entry_price = (
-                    dec(entry_price) if entry_price is not None else market.price
-                )
+                pos.entry_price = dec(entry_price) if entry_price is not None else market.price
                 if pos.size == 0:
                     pos.entry_price = Decimal(0)
                 pos.created_ms = pos.updated_ms = self.engine.now_ms()
@@ -487,9 +472,7 @@ class ExchangeEmulator:
         with self.engine.lock:
             acct = self.engine.account(venue, account)
             market = self.engine.market(symbol)
-            return copy.deepcopy(
-                acct.positions.get(market.symbol, Position(market.symbol))
-            )
+            return copy.deepcopy(acct.positions.get(market.symbol, Position(market.symbol)))
 
     def set_leverage(
         self,
@@ -517,9 +500,7 @@ class ExchangeEmulator:
                 acct.rate_limit_per_second = max_per_second
                 acct.create_times.clear()
 
-    def fill_rest(
-        self, order_id: str | None = None, client_order_id: str | None = None
-    ) -> list[Order]:
+    def fill_rest(self, order_id: str | None = None, client_order_id: str | None = None) -> list[Order]:
         """Fill what a ``partial_fill`` fault held back (all such orders if no id)."""
         with self.engine.lock:
             if order_id is None and client_order_id is None:
@@ -598,9 +579,7 @@ class ExchangeEmulator:
         with self._records_lock:
             self._records.append(record)
         if venue is None:
-            self._finish(
-                h, record, WireResponse(404, b"", "text/plain", outcome="not_found")
-            )
+            self._finish(h, record, WireResponse(404, b"", "text/plain", outcome="not_found"))
             return
 
         facts = RequestFacts(
@@ -639,14 +618,10 @@ class ExchangeEmulator:
         try:
             resp = venue.handle(req, effects)
         except Reject as exc:  # a rejection that escaped a handler
-            resp = json_response(
-                400, {"error": str(exc)}, code=None, outcome="rejected"
-            )
+            resp = json_response(400, {"error": str(exc)}, code=None, outcome="rejected")
         except Exception:
             log.exception("emulator bug while serving %s %s", req.method, req.path)
-            resp = WireResponse(
-                500, b"emulator error", "text/plain", outcome="emulator_error"
-            )
+            resp = WireResponse(500, b"emulator error", "text/plain", outcome="emulator_error")
         record.booked = resp.booked
         record.order_id = resp.order_id
 
@@ -672,9 +647,7 @@ class ExchangeEmulator:
         self._finish(h, record, resp)
 
     @staticmethod
-    def _fault_response(
-        rule: FaultRule, venue: BybitVenue | BinanceVenue
-    ) -> WireResponse:
+    def _fault_response(rule: FaultRule, venue: BybitVenue | BinanceVenue) -> WireResponse:
         if rule.action == "ret_code":
             if rule.code is None:
                 raise ValueError("ret_code fault needs a code")
@@ -689,9 +662,7 @@ class ExchangeEmulator:
             body = rule.body.encode()
             is_json = rule.body.lstrip().startswith(("{", "["))
             ctype = "application/json" if is_json else "text/plain"
-        return WireResponse(
-            status, body, ctype, outcome=f"fault:{rule.action}:{status}"
-        )
+        return WireResponse(status, body, ctype, outcome=f"fault:{rule.action}:{status}")
 
     def _finish(self, h: _Handler, record: RequestRecord, resp: WireResponse) -> None:
         record.status = resp.status
@@ -788,15 +759,9 @@ class ExchangeEmulator:
             )
             return ok([o.as_dict() for o in orders])
         if route == "rate_limit_violations" and method == "GET":
-            return ok(
-                self.rate_limit_violations(
-                    account=q.get("account"), venue=q.get("venue")
-                )
-            )
+            return ok(self.rate_limit_violations(account=q.get("account"), venue=q.get("venue")))
         if method != "POST":
-            return json_response(
-                404, {"error": f"no admin route {method} {route}"}, code=None
-            )
+            return json_response(404, {"error": f"no admin route {method} {route}"}, code=None)
         target = {"account": data.get("account"), "venue": data.get("venue")}
         if route == "price":
             filled = self.set_price(data["symbol"], data["price"])
@@ -805,9 +770,7 @@ class ExchangeEmulator:
             self.set_balance(data["amount"], data.get("coin", "USDT"), **target)
             return ok()
         if route == "position":
-            self.set_position(
-                data["symbol"], data["size"], data.get("entry_price"), **target
-            )
+            self.set_position(data["symbol"], data["size"], data.get("entry_price"), **target)
             return ok()
         if route == "leverage":
             self.set_leverage(data["symbol"], data["leverage"], **target)

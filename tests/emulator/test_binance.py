@@ -29,9 +29,7 @@ def test_fetch_time(emu, binance):
 
 
 def test_market_order_comes_back_filled_and_is_found_by_client_id(emu, binance):
-    order = binance.create_order(
-        BTC, "market", "buy", 0.002, None, {"clientOrderId": "b-1"}
-    )
+    order = binance.create_order(BTC, "market", "buy", 0.002, None, {"clientOrderId": "b-1"})
     assert emu.requests("/fapi/v1/order")[0].params["newOrderRespType"] == "RESULT"
     assert order["status"] == "closed"
     assert order["filled"] == 0.002
@@ -52,9 +50,7 @@ def test_market_order_comes_back_filled_and_is_found_by_client_id(emu, binance):
 
     emu.set_price(BTC, 64000)
     assert binance.fetch_positions([BTC])[0]["unrealizedPnl"] == pytest.approx(-2)
-    closing = binance.create_order(
-        BTC, "market", "sell", 0.002, None, {"reduceOnly": True}
-    )
+    closing = binance.create_order(BTC, "market", "sell", 0.002, None, {"reduceOnly": True})
     assert closing["status"] == "closed" and closing["reduceOnly"] is True
     assert binance.fetch_positions() == []
 
@@ -66,9 +62,7 @@ def test_ccxt_generates_a_client_id_when_none_is_given(emu, binance):
 
 
 def test_limit_order_cancel_by_client_id(emu, binance):
-    order = binance.create_order(
-        ETH, "limit", "buy", 0.1, 3000, {"clientOrderId": "b-2"}
-    )
+    order = binance.create_order(ETH, "limit", "buy", 0.1, 3000, {"clientOrderId": "b-2"})
     assert order["status"] == "open"
     assert [o["clientOrderId"] for o in binance.fetch_open_orders(ETH)] == ["b-2"]
     cancelled = binance.cancel_order(None, ETH, {"clientOrderId": "b-2"})
@@ -113,9 +107,7 @@ def test_wrong_secret_and_stale_timestamp(emu, make_binance):
     with pytest.raises(ccxt.AuthenticationError, match="-1022"):
         make_binance(secret="wrong").create_order(ETH, "market", "buy", 0.1, None)
     with pytest.raises(ccxt.InvalidNonce, match="-1021"):
-        make_binance(
-            options={"timeDifference": 11_000}
-        ).fetch_balance()  # recvWindow 10 s
+        make_binance(options={"timeDifference": 11_000}).fetch_balance()  # recvWindow 10 s
     with pytest.raises(ccxt.AuthenticationError, match="-2015"):
         make_binance(key="nobody").fetch_balance()
     assert emu.orders() == []
@@ -152,38 +144,28 @@ def test_timeout_after_booking_then_reconcile(emu, make_binance):
 def test_5xx_is_exchange_not_available(emu, binance):
     emu.add_fault("http_5xx_after_booking", "create_order", status=502)
     with pytest.raises(ccxt.ExchangeNotAvailable):
-        binance.create_order(
-            ETH, "market", "buy", 0.1, None, {"clientOrderId": "b-5xx"}
-        )
+        binance.create_order(ETH, "market", "buy", 0.1, None, {"clientOrderId": "b-5xx"})
     assert len(emu.orders(client_order_id="b-5xx")) == 1
 
 
 def test_partial_fill_and_invisibility(emu, binance):
     emu.add_fault("partial_fill", "create_order", fraction=0.5)
-    order = binance.create_order(
-        ETH, "market", "buy", 1, None, {"clientOrderId": "b-pf"}
-    )
+    order = binance.create_order(ETH, "market", "buy", 1, None, {"clientOrderId": "b-pf"})
     assert order["status"] == "open" and order["filled"] == 0.5
     emu.fill_rest(client_order_id="b-pf")
     assert binance.fetch_order(order["id"], ETH)["filled"] == 1
 
     emu.add_fault("invisible_for_ms", "create_order", ms=300)
-    hidden = binance.create_order(
-        ETH, "market", "buy", 1, None, {"clientOrderId": "b-inv"}
-    )
+    hidden = binance.create_order(ETH, "market", "buy", 1, None, {"clientOrderId": "b-inv"})
     with pytest.raises(ccxt.OrderNotFound):
         binance.fetch_order(None, ETH, {"clientOrderId": "b-inv"})
     time.sleep(0.35)
-    assert (
-        binance.fetch_order(None, ETH, {"clientOrderId": "b-inv"})["id"] == hidden["id"]
-    )
+    assert binance.fetch_order(None, ETH, {"clientOrderId": "b-inv"})["id"] == hidden["id"]
 
 
 def test_url_override_loses_binance_error_mapping(emu):
     # Why mode B: with urls overridden, -2019 is a bare ExchangeError.
-    ex = ccxt.binanceusdm(
-        {"apiKey": KEY, "secret": "test-secret", "has": {"fetchCurrencies": False}}
-    )
+    ex = ccxt.binanceusdm({"apiKey": KEY, "secret": "test-secret", "has": {"fetchCurrencies": False}})
     for name, url in list(ex.urls["api"].items()):
         if "fapi" in name:
             ex.urls["api"][name] = url.replace("https://fapi.binance.com", emu.url)

@@ -57,9 +57,7 @@ def test_fetch_time_matches_emulator_clock(emu, bybit):
 
 
 def test_linear_market_order_fills_and_moves_position_and_balance(emu, bybit):
-    created = bybit.create_order(
-        BTC, "market", "buy", 0.01, None, {"clientOrderId": "tv-1"}
-    )
+    created = bybit.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "tv-1"})
     # Like real Bybit, create returns only the ids.
     assert created["id"] and created["clientOrderId"] == "tv-1"
     assert created["status"] is None
@@ -84,12 +82,8 @@ def test_linear_market_order_fills_and_moves_position_and_balance(emu, bybit):
     assert bybit.fetch_position(BTC)["unrealizedPnl"] == pytest.approx(10)
 
     # reduceOnly larger than the position is trimmed to it.
-    bybit.create_order(
-        BTC, "market", "sell", 0.02, None, {"reduceOnly": True, "clientOrderId": "tv-2"}
-    )
-    [closing] = bybit.fetch_canceled_and_closed_orders(
-        BTC, None, None, {"orderLinkId": "tv-2"}
-    )
+    bybit.create_order(BTC, "market", "sell", 0.02, None, {"reduceOnly": True, "clientOrderId": "tv-2"})
+    [closing] = bybit.fetch_canceled_and_closed_orders(BTC, None, None, {"orderLinkId": "tv-2"})
     assert closing["filled"] == 0.01
     assert bybit.fetch_positions() == []
     flat = bybit.fetch_positions([BTC])[0]
@@ -117,9 +111,7 @@ def test_limit_order_rests_cancels_and_fills_on_price_move(emu, bybit):
     assert resting["price"] == 3000
 
     bybit.cancel_order(None, ETH, {"orderLinkId": "lim-1"})
-    [cancelled] = bybit.fetch_canceled_and_closed_orders(
-        ETH, None, None, {"orderLinkId": "lim-1"}
-    )
+    [cancelled] = bybit.fetch_canceled_and_closed_orders(ETH, None, None, {"orderLinkId": "lim-1"})
     assert cancelled["status"] == "canceled"
     assert bybit.fetch_open_orders(ETH) == []
     with pytest.raises(ccxt.OrderNotFound):
@@ -128,17 +120,13 @@ def test_limit_order_rests_cancels_and_fills_on_price_move(emu, bybit):
     with pytest.raises(ccxt.OrderNotFound):
         bybit.fetch_closed_order(cancelled["id"], ETH)
 
-    order = bybit.create_order(
-        ETH, "limit", "buy", 0.1, 3000, {"clientOrderId": "lim-2"}
-    )
+    order = bybit.create_order(ETH, "limit", "buy", 0.1, 3000, {"clientOrderId": "lim-2"})
     filled = emu.set_price(ETH, 2990)
     assert [o.order_id for o in filled] == [order["id"]]
     closed = bybit.fetch_closed_order(order["id"], ETH)
     assert closed["status"] == "closed"
     assert closed["average"] == 3000  # a resting order fills at its limit price
-    [trade] = bybit.fetch_order_trades(
-        None, ETH, None, None, {"clientOrderId": "lim-2"}
-    )
+    [trade] = bybit.fetch_order_trades(None, ETH, None, None, {"clientOrderId": "lim-2"})
     assert trade["takerOrMaker"] == "maker"
 
 
@@ -152,17 +140,12 @@ def test_marketable_limit_fills_at_once(emu, bybit):
 def test_cancel_by_order_id(emu, bybit):
     order = bybit.create_order(ETH, "limit", "sell", 0.1, 4000)
     bybit.cancel_order(order["id"], ETH)
-    assert (
-        bybit.fetch_order(order["id"], ETH, {"acknowledged": True})["status"]
-        == "canceled"
-    )
+    assert bybit.fetch_order(order["id"], ETH, {"acknowledged": True})["status"] == "canceled"
 
 
 def test_realtime_by_id_open_only_flag():
     # With the flag off, /v5/order/realtime by id only knows open orders.
-    with ExchangeEmulator(
-        accounts={KEY: SECRET}, realtime_by_id_any_status=False
-    ) as emu:
+    with ExchangeEmulator(accounts={KEY: SECRET}, realtime_by_id_any_status=False) as emu:
         ex = bybit_client(emu.url)
         ex.load_markets()
         order = ex.create_order(BTC, "market", "buy", 0.01, None)
@@ -180,12 +163,8 @@ def test_lookup_with_id_none_is_not_found_like_real_bybit(emu, bybit):
 
 
 def test_spot_orders(emu, bybit):
-    bybit.create_order(
-        "BTC/USDT", "market", "buy", 0.001, None, {"clientOrderId": "s-1"}
-    )
-    [buy] = bybit.fetch_canceled_and_closed_orders(
-        "BTC/USDT", None, None, {"orderLinkId": "s-1"}
-    )
+    bybit.create_order("BTC/USDT", "market", "buy", 0.001, None, {"clientOrderId": "s-1"})
+    [buy] = bybit.fetch_canceled_and_closed_orders("BTC/USDT", None, None, {"orderLinkId": "s-1"})
     assert buy["status"] == "closed"
     assert buy["filled"] == 0.001
     assert buy["fee"]["currency"] == "BTC"
@@ -194,16 +173,12 @@ def test_spot_orders(emu, bybit):
     assert balance["BTC"]["total"] == pytest.approx(0.000999)
     assert balance["USDT"]["total"] == pytest.approx(100000 - 65)
 
-    bybit.create_order(
-        "BTC/USDT", "limit", "sell", 0.0005, 70000, {"clientOrderId": "s-2"}
-    )
+    bybit.create_order("BTC/USDT", "limit", "sell", 0.0005, 70000, {"clientOrderId": "s-2"})
     assert bybit.fetch_balance()["BTC"]["used"] == pytest.approx(0.0005)
     bybit.cancel_order(None, "BTC/USDT", {"orderLinkId": "s-2"})
     assert emu.requests("order/cancel")[0].params["orderFilter"] == "Order"
     with pytest.raises(ccxt.InvalidOrder):  # 170141
-        bybit.create_order(
-            "BTC/USDT", "limit", "sell", 0.0005, 70000, {"clientOrderId": "s-2"}
-        )
+        bybit.create_order("BTC/USDT", "limit", "sell", 0.0005, 70000, {"clientOrderId": "s-2"})
     with pytest.raises(ccxt.InsufficientFunds):  # 170131: 0.001 > 0.000999
         bybit.create_order("BTC/USDT", "market", "sell", 0.001, None)
 

@@ -103,9 +103,7 @@ def test_partial_fill_then_fill_rest(emu, bybit):
 
     [rest] = emu.fill_rest(client_order_id="pf-1")
     assert rest.status == "Filled"
-    [order] = bybit.fetch_canceled_and_closed_orders(
-        BTC, None, None, {"orderLinkId": "pf-1"}
-    )
+    [order] = bybit.fetch_canceled_and_closed_orders(BTC, None, None, {"orderLinkId": "pf-1"})
     assert order["status"] == "closed" and order["filled"] == 0.01
     assert bybit.fetch_position(BTC)["contracts"] == 0.01
     trades = bybit.fetch_order_trades(None, BTC, None, None, {"clientOrderId": "pf-1"})
@@ -123,9 +121,7 @@ def test_partial_fill_can_be_cancelled(emu, bybit):
     emu.add_fault("partial_fill", "order/create", fraction=0.5)
     _linear_buy(bybit, "pf-3")
     bybit.cancel_order(None, BTC, {"orderLinkId": "pf-3"})
-    [order] = bybit.fetch_canceled_and_closed_orders(
-        BTC, None, None, {"orderLinkId": "pf-3"}
-    )
+    [order] = bybit.fetch_canceled_and_closed_orders(BTC, None, None, {"orderLinkId": "pf-3"})
     assert order["status"] == "canceled" and order["filled"] == 0.005
     assert str(emu.fill_rest(client_order_id="pf-3")[0].cum_qty) == "0.005"
 
@@ -135,12 +131,7 @@ def test_invisible_for_ms(emu, bybit):
     created = _linear_buy(bybit, "inv-1")
     assert created["id"]
     assert bybit.fetch_open_orders(BTC, None, None, {"orderLinkId": "inv-1"}) == []
-    assert (
-        bybit.fetch_canceled_and_closed_orders(
-            BTC, None, None, {"orderLinkId": "inv-1"}
-        )
-        == []
-    )
+    assert bybit.fetch_canceled_and_closed_orders(BTC, None, None, {"orderLinkId": "inv-1"}) == []
     with pytest.raises(ccxt.OrderNotFound):
         bybit.fetch_order(created["id"], BTC, {"acknowledged": True})
     assert len(emu.orders(client_order_id="inv-1")) == 1  # the ledger knows
@@ -189,9 +180,7 @@ def test_slow_request_does_not_delay_a_concurrent_fast_one(emu, make_bybit):
 
 def test_rule_matching_and_count(emu, bybit):
     emu.add_fault("ret_code", "order/create", code=10006, count=2, symbol=ETH)
-    emu.add_fault(
-        "ret_code", "create_order", code=110007, client_order_id="unlucky", count=None
-    )
+    emu.add_fault("ret_code", "create_order", code=110007, client_order_id="unlucky", count=None)
     _linear_buy(bybit, "btc-ok")  # other symbol: unaffected
     for _ in range(2):
         with pytest.raises(ccxt.RateLimitExceeded):
@@ -211,9 +200,7 @@ def test_rate_limit_setting(emu, bybit):
     outcomes = []
     for i in range(5):
         try:
-            bybit.create_order(
-                ETH, "market", "buy", 0.1, None, {"clientOrderId": f"rl-{i}"}
-            )
+            bybit.create_order(ETH, "market", "buy", 0.1, None, {"clientOrderId": f"rl-{i}"})
             outcomes.append("ok")
         except ccxt.RateLimitExceeded:
             outcomes.append("limited")

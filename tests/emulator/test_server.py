@@ -33,9 +33,7 @@ def _signed_create(port: int, body: dict, secret: str = SECRET) -> tuple[int, di
     """One Bybit V5 order/create on its own connection, signed like ccxt."""
     payload = json.dumps(body, separators=(",", ":"))
     ts, recv = str(int(time.time() * 1000)), "5000"
-    sign = hmac.new(
-        secret.encode(), (ts + KEY + recv + payload).encode(), hashlib.sha256
-    ).hexdigest()
+    sign = hmac.new(secret.encode(), (ts + KEY + recv + payload).encode(), hashlib.sha256).hexdigest()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request(
@@ -58,9 +56,7 @@ def _signed_create(port: int, body: dict, secret: str = SECRET) -> tuple[int, di
 
 def _admin(emu, method: str, route: str, data=None):
     body = None if data is None else json.dumps(data).encode()
-    req = urllib.request.Request(
-        f"{emu.url}/__emulator/{route}", data=body, method=method
-    )
+    req = urllib.request.Request(f"{emu.url}/__emulator/{route}", data=body, method=method)
     with urllib.request.urlopen(req, timeout=5) as resp:
         return json.loads(resp.read())
 
@@ -120,9 +116,7 @@ def test_signature_is_checked_over_the_raw_body(emu):
 
 def test_request_record_timestamps_and_fields(emu, bybit):
     before = time.time()
-    bybit.create_order(
-        "BTC/USDT:USDT", "market", "buy", 0.01, None, {"clientOrderId": "rec-1"}
-    )
+    bybit.create_order("BTC/USDT:USDT", "market", "buy", 0.01, None, {"clientOrderId": "rec-1"})
     after = time.time()
     [record] = emu.requests("order/create")
     assert before <= record.recv_wall <= after
@@ -160,9 +154,7 @@ def test_admin_http_api(emu, bybit):
     assert [f["action"] for f in _admin(emu, "GET", "faults")] == ["latency_ms"]
 
     _admin(emu, "POST", "price", {"symbol": "BTCUSDT", "price": "70000"})
-    bybit.create_order(
-        "BTC/USDT:USDT", "market", "buy", 0.01, None, {"clientOrderId": "adm"}
-    )
+    bybit.create_order("BTC/USDT:USDT", "market", "buy", 0.01, None, {"clientOrderId": "adm"})
     [order] = _admin(emu, "GET", "orders?client_order_id=adm")
     assert order["avg_price"] == "70000" and order["status"] == "Filled"
     records = _admin(emu, "GET", "requests?path_contains=order/create")
@@ -187,9 +179,7 @@ def test_fault_rule_validation():
         FaultRule(action="timeout_after_booking")  # neither ms nor close
     with pytest.raises(ValueError):
         FaultRule(action="ret_code")  # no code
-    assert (
-        FaultRule(action="latency_ms", ms=1, symbol="eth/usdt:usdt").symbol == "ETHUSDT"
-    )
+    assert FaultRule(action="latency_ms", ms=1, symbol="eth/usdt:usdt").symbol == "ETHUSDT"
 
 
 def test_emulator_refuses_non_loopback():
@@ -299,7 +289,5 @@ def test_spot_market_buy_by_cost(emu, bybit):
     # Without marketUnit a spot market buy's qty is quote currency.
     bybit.create_market_buy_order_with_cost("BTC/USDT", 130, {"clientOrderId": "c"})
     assert "marketUnit" not in emu.requests("order/create")[0].params
-    [order] = bybit.fetch_canceled_and_closed_orders(
-        "BTC/USDT", None, None, {"orderLinkId": "c"}
-    )
+    [order] = bybit.fetch_canceled_and_closed_orders("BTC/USDT", None, None, {"orderLinkId": "c"})
     assert order["cost"] == 130 and order["filled"] == 0.002
