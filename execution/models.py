@@ -87,6 +87,17 @@ class ExchangeAccount(models.Model):
         }
 
     @property
+    def rate_limit_key(self) -> str:
+        """The venue rate-limits per API key: accounts sharing a key share a bucket. Derived
+        by hashing, so no key appears in Redis."""
+        if not self.api_key_enc or self.is_paper:
+            return f"account-{self.pk}"
+        import hashlib
+
+        api_key = self.credentials()["apiKey"]
+        return "key-" + hashlib.sha256(f"{self.exchange}:{api_key}".encode()).hexdigest()[:20]
+
+    @property
     def has_credentials(self) -> bool:
         return bool(self.api_key_enc and self.api_secret_enc)
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from pyrate_limiter import Duration, Limiter, Rate, RedisBucket
 
-_limiters: dict[tuple[int, Decimal], Limiter] = {}
+_limiters: dict[tuple[str, Decimal], Limiter] = {}
 _lock = threading.Lock()
 # A guard on the window: the venue counts requests when they arrive, and the time between
 # taking a slot and the request reaching the venue varies (thread scheduling, TLS, the
@@ -21,8 +21,8 @@ GUARD_MS = 40
 WINDOW_MS = Duration.SECOND + GUARD_MS
 
 
-def _limiter(account_id: int, per_second: Decimal) -> Limiter:
-    key = (account_id, per_second)
+def _limiter(bucket_key: str, per_second: Decimal) -> Limiter:
+    key = (bucket_key, per_second)
     limiter = _limiters.get(key)
     if limiter is None:
         with _lock:
@@ -35,14 +35,16 @@ def _limiter(account_id: int, per_second: Decimal) -> Limiter:
                 rates = [spacing]
                 if per_second >= 2:
                     rates.append(Rate(int(per_second), WINDOW_MS))
-                bucket = RedisBucket.init(rates, redis_client(), f"tvtrader:ratelimit:account:{account_id}")
+                bucket = RedisBucket.init(rates, redis_client(), f"tvtrader:ratelimit:{bucket_key}")
                 limiter = Limiter(bucket, buffer_ms=1)
                 _limiters[key] = limiter
     return limiter
 
 
-def order_slot_acquire(*, account_id: int, per_second: Decimal, timeout: float = 120.0) -> bool:
-    """Block until this account may send one more order (or `timeout` passes)."""
+def order_slot_acquire(*, bucket_key: str, per_second: Decimal, timeout: float = 120.0) -> bool:
+    """Block until this venue account may send one more order (or `timeout` passes).
+    `bucket_key` is `ExchangeAccount.rate_limit_key`: the venue counts per API key, so two
+    account rows using one key share one bucket."""
     if not per_second or per_second <= 0:
         return True
-    return bool(_limiter(account_id, Decimal(per_second)).try_acquire(f"account-{account_id}", timeout=timeout))
+    return bool(_limiter(bucket_key, Decimal(per_second)).try_acquire(bucket_key, timeout=timeout))

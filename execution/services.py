@@ -371,13 +371,6 @@ def _order_drive(signal, strategy, gateway: Gateway, order: Order, book_position
 
 def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positions: bool) -> None:
     account = order.account
-    # Wait for a slot in the account's shared order-rate bucket, keeping the lease alive.
-    while not order_slot_acquire(
-        account_id=account.pk,
-        per_second=account.max_orders_per_second,
-        timeout=max(5.0, settings.SIGNAL_LEASE_SECONDS / 3),
-    ):
-        _extend_lease(signal)
     strategy.refresh_from_db(fields=["halted", "enabled"])
     account.refresh_from_db(fields=["halted"])
     reason = _halt_reason(signal, strategy, account)
@@ -386,27 +379,33 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
             status=Order.Status.CANCELLED, reason=f"not sent: {reason}", closed_at=timezone.now()
         )
         return
-    now = timezone.now()
     claimed = Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
-        status=Order.Status.SUBMITTING, submit_count=F("submit_count") + 1, submitted_at=now
+        status=Order.Status.SUBMITTING, submit_count=F("submit_count") + 1, submitted_at=timezone.now()
     )
     if not claimed:
         return
     _extend_lease(signal)
-    Signal.objects.filter(pk=signal.pk, sent_at__isnull=True).update(sent_at=now)
     order.refresh_from_db()
-    logger.info(
-        _log(
-            signal,
-            "order_sending",
-            order=order.client_order_id,
-            side=order.side,
-            qty=order.requested_qty.normalize(),
-            symbol=order.symbol,
-            type=order.order_type,
-            attempt=order.submit_count,
-        )
-    )
+    # Wait for a slot in the venue account's shared order-rate bucket, keeping the lease
+    # alive. The slot is taken last, right before the request, so that nothing slow sits
+    # between the two: the venue counts requests when they arrive.
+    waited = time.monotonic()
+    while not order_slot_acquire(
+        bucket_key=account.rate_limit_key,
+        per_second=account.max_orders_per_second,
+        timeout=max(5.0, settings.SIGNAL_LEASE_SECONDS / 3),
+    ):
+        _extend_lease(signal)
+    if time.monotonic() - waited > 0.5:
+        strategy.refresh_from_db(fields=["halted", "enabled"])
+        account.refresh_from_db(fields=["halted"])
+        reason = _halt_reason(signal, strategy, account)
+        if reason:  # engaged while this order waited for its slot: it was never sent
+            Order.objects.filter(pk=order.pk, status=Order.Status.SUBMITTING).update(
+                status=Order.Status.CANCELLED, reason=f"not sent: {reason}", closed_at=timezone.now()
+            )
+            return
+    sent_at = timezone.now()
     try:
         state = gateway.create_order(
             symbol=order.symbol,
@@ -419,6 +418,7 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
             signal_price=order.signal_price,
         )
     except OrderRejected as exc:
+        _record_sent(signal, order, sent_at)
         if order.submit_count > 1:
             # A resend refused (e.g. "duplicate client id") may mean the first one landed.
             _mark_unknown(signal, order, f"resend refused ({exc}); looking it up")
@@ -427,14 +427,34 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
         _count_error(gateway, "rejected")
         return
     except Misconfigured as exc:
+        _record_sent(signal, order, sent_at)
         _mark_rejected(signal, order, f"account or symbol misconfigured: {exc}")
         _count_error(gateway, "misconfigured")
         return
     except GatewayError as exc:  # TemporaryError, RateLimited and anything unclassified
+        _record_sent(signal, order, sent_at)
         _mark_unknown(signal, order, f"outcome unknown after: {exc}")
         _count_error(gateway, type(exc).__name__)
         return
+    _record_sent(signal, order, sent_at)
     order_apply_state(order=order, state=state, book_positions=book_positions, reply=True)
+
+
+def _record_sent(signal, order: Order, sent_at) -> None:
+    Order.objects.filter(pk=order.pk).update(submitted_at=sent_at)
+    Signal.objects.filter(pk=signal.pk, sent_at__isnull=True).update(sent_at=sent_at)
+    logger.info(
+        _log(
+            signal,
+            "order_sent",
+            order=order.client_order_id,
+            side=order.side,
+            qty=order.requested_qty.normalize(),
+            symbol=order.symbol,
+            type=order.order_type,
+            attempt=order.submit_count,
+        )
+    )
 
 
 def _count_error(gateway: Gateway, kind: str) -> None:

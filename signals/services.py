@@ -390,7 +390,12 @@ def signal_enqueue(signal_id: int) -> bool:
     from execution.tasks import execute_signal
 
     try:
-        execute_signal.delay(signal_id)
+        if settings.EXECUTION_QUEUE_PER_ACCOUNT:
+            from execution.routing import queue_for_signal
+
+            execute_signal.apply_async(args=[signal_id], queue=queue_for_signal(signal_id))
+        else:
+            execute_signal.delay(signal_id)
     except Exception as exc:  # kombu raises a variety of connection errors
         _broker_down_until = time.monotonic() + 5.0
         logger.warning("event=enqueue_failed signal=%s error=%s", signal_id, type(exc).__name__)

@@ -195,6 +195,11 @@ SIGNAL_REQUEUE_AFTER_SECONDS = env.int("SIGNAL_REQUEUE_AFTER_SECONDS", default=1
 # order whose creation failed ambiguously counts as never received (and is resent, once,
 # with the same client order id); how long a worker owns a signal before another may take
 # it over (renewed while it works).
+# Scale-out: route each signal's execution to a queue of its exchange account
+# ("orders.account-<id>"), so workers on other hosts can each serve some accounts
+# (`celery worker -Q orders.account-3`). Ordering and rate limits hold either way: both live
+# in PostgreSQL and Redis, not in a worker.
+EXECUTION_QUEUE_PER_ACCOUNT = env.bool("EXECUTION_QUEUE_PER_ACCOUNT", default=False)
 EXCHANGE_TIMEOUT_SECONDS = env.float("EXCHANGE_TIMEOUT_SECONDS", default=10.0)
 ORDER_NOT_FOUND_GRACE_SECONDS = env.float("ORDER_NOT_FOUND_GRACE_SECONDS", default=5.0)
 SIGNAL_LEASE_SECONDS = env.int("SIGNAL_LEASE_SECONDS", default=60)
