@@ -37,6 +37,11 @@ class ExchangeAccountForm(forms.ModelForm):
     api_secret = _secret_field("API secret")
     api_password = _secret_field("API passphrase (OKX, Bitget)")
     clear_credentials = forms.BooleanField(required=False, label="Remove the stored credentials")
+    base_url = forms.URLField(
+        required=False,
+        assume_scheme="http",
+        help_text=ExchangeAccount._meta.get_field("base_url").help_text,
+    )
 
     class Meta:
         model = ExchangeAccount
