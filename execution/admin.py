@@ -266,7 +266,7 @@ class OrderAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="Fee")
     def fee_col(self, obj):
-        return f"{obj.fee.normalize()} {obj.fee_currency}".strip() if obj.fee else "0"
+        return f"{obj.fee.normalize():f} {obj.fee_currency}".strip() if obj.fee else "0"
 
     @admin.display(description="Status", ordering="status")
     def status_col(self, obj):

@@ -38,6 +38,12 @@ TIMELINE = (
     ("finished_at", "Finished"),
 )
 
+
+def plain(value) -> str:
+    """A Decimal without trailing zeros or exponent: 65000, 0.01."""
+    return "–" if value is None else f"{value.normalize():f}"
+
+
 CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9_\-]{8,32}$")
 
 
@@ -240,14 +246,14 @@ class SignalAdmin(FastListMixin, admin.ModelAdmin):
 
     # --- detail ---
 
-    @admin.display(description="")
+    @admin.display(description="Outcome")
     def summary(self, obj):
         return format_html(
             "{} <strong>{} {}</strong> {} on {} for <strong>{}</strong>{}",
             status_badge(obj.status, obj.get_status_display()),
             obj.action or "?",
             obj.ticker or "?",
-            f"@ {obj.price.normalize()}" if obj.price is not None else "",
+            f"@ {plain(obj.price)}" if obj.price is not None else "",
             obj.exchange or "?",
             obj.strategy.strategy_id if obj.strategy_id else (obj.strategy_key or "no strategy"),
             " (test signal, paper)" if obj.is_test else "",
@@ -310,10 +316,10 @@ class SignalAdmin(FastListMixin, admin.ModelAdmin):
                     f.order_id,
                     f.trade_id,
                     f.order.side,
-                    f.qty.normalize(),
-                    f.price.normalize(),
+                    plain(f.qty),
+                    plain(f.price),
                     "",
-                    f"{f.fee.normalize()} {f.fee_currency}",
+                    f"{plain(f.fee)} {f.fee_currency}",
                     timezone.localtime(f.filled_at).strftime("%H:%M:%S.%f")[:-3],
                 )
                 for f in fills

@@ -53,7 +53,7 @@ def alert_templates(strategy: Strategy) -> list[dict[str, str]]:
         "ticker": "{{ticker}}",
         "exchange": "{{exchange}}",
         "price": "{{close}}",
-        "volume": str(strategy.size_value.normalize()) if strategy.size_value else "0.01",
+        "volume": f"{strategy.size_value.normalize():f}" if strategy.size_value else "0.01",
         "timeframe": "{{interval}}",
         "bar_time": "{{time}}",
         "fired_at": "{{timenow}}",
@@ -121,9 +121,8 @@ class StrategyAdmin(admin.ModelAdmin):
     def sizing(self, obj):
         if obj.sizing_mode == Strategy.SizingMode.SIGNAL:
             return "alert volume"
-        return (
-            f"{obj.get_sizing_mode_display().split(' (')[0]}: {obj.size_value.normalize() if obj.size_value else '?'}"
-        )
+        size = f"{obj.size_value.normalize():f}" if obj.size_value else "?"
+        return f"{obj.get_sizing_mode_display().split(' (')[0]}: {size}"
 
     @admin.display(description="Passphrase")
     def passphrase_state(self, obj):

@@ -63,8 +63,9 @@ def line_chart(
     for i in range(4):
         ts = t0 + (t1 - t0) * i / 3
         when = datetime.fromtimestamp(ts, tz)
+        anchor = ("start", "middle", "middle", "end")[i]
         parts.append(
-            f'<text x="{PAD_L + plot_w * i / 3:.1f}" y="{HEIGHT - 8}" text-anchor="middle" class="tv-axis">'
+            f'<text x="{PAD_L + plot_w * i / 3:.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}" class="tv-axis">'
             f"{when:%H:%M}</text>"
         )
     parts.append(f'<text x="4" y="{PAD_T - 2}" class="tv-axis">{escape(unit)}</text>')
