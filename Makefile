@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint bench bench-intake bench-execution emulator clean
+.PHONY: run test lint bench bench-intake bench-execution bench-admin emulator clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tvtrader needs Python 3.11 or newer (set PYTHON=python3.12)")'
@@ -31,3 +31,7 @@ bench-execution: $(VENV)/.installed
 
 emulator: $(VENV)/.installed
 	$(PY) -m execution.emulator --port 8800
+
+# Admin speed on 1,000,000 signals in a PostgreSQL database of its own (see bench/admin.py).
+bench-admin: $(VENV)/.installed
+	$(PY) bench/admin.py

@@ -175,7 +175,17 @@ class Order(models.Model):
             models.UniqueConstraint(fields=["account", "client_order_id"], name="order_unique_client_id_per_account"),
             models.UniqueConstraint(fields=["signal", "leg"], name="order_unique_leg_per_signal"),
         ]
-        indexes = [models.Index(fields=["account", "status"], name="order_account_status")]
+        indexes = [
+            models.Index(fields=["account", "status"], name="order_account_status"),
+            # Admin list filters, searches and the dashboard's 24-hour window.
+            models.Index(fields=["strategy", "-id"], name="order_strategy_recent"),
+            models.Index(fields=["account", "-id"], name="order_account_recent"),
+            models.Index(fields=["status", "-id"], name="order_status_recent"),
+            models.Index(fields=["client_order_id"], name="order_client_order_id"),
+            models.Index(fields=["exchange_order_id"], name="order_exchange_order_id"),
+            models.Index(fields=["symbol"], name="order_symbol"),
+            models.Index(fields=["created_at"], name="order_created_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.client_order_id} {self.side} {self.requested_qty} {self.symbol} [{self.status}]"
@@ -197,6 +207,10 @@ class Fill(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [models.UniqueConstraint(fields=["order", "trade_id"], name="fill_unique_trade_per_order")]
+        indexes = [
+            models.Index(fields=["filled_at"], name="fill_filled_at"),
+            models.Index(fields=["trade_id"], name="fill_trade_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.qty} @ {self.price}"

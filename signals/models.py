@@ -85,6 +85,10 @@ class Signal(models.Model):
             models.Index(fields=["ticker"], name="signal_ticker"),
             models.Index(fields=["action"], name="signal_action"),
             models.Index(fields=["exchange"], name="signal_exchange"),
+            # Admin list filters and searches (newest first under each filter).
+            models.Index(fields=["status", "-id"], name="signal_status_recent"),
+            models.Index(fields=["tv_order_id"], name="signal_tv_order_id"),
+            models.Index(fields=["id"], condition=models.Q(is_test=True), name="signal_test_only"),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,422 @@
+"""Signals in the console: "what happened to my alert?" answered on one page (timeline,
+reason in words, orders and fills), lists that stay fast on years of history, and replay
+on paper."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from execution.models import Fill, Order
+from strategies.admin_tools import FastListMixin, choices_filter, ms_between, status_badge
+from strategies.models import ACTIONS
+
+from .models import Signal, WebhookRejection
+
+EXCHANGES = [("BYBIT", "Bybit"), ("BINANCE", "Binance"), ("BITGET", "Bitget"), ("OKX", "OKX")]
+
+TIMELINE = (
+    ("fired_at", "Fired (TradingView)"),
+    ("received_at", "Received"),
+    ("committed_at", "Committed"),
+    ("enqueued_at", "Re-queued"),
+    ("started_at", "Execution started"),
+    ("sent_at", "Order sent"),
+    ("acked_at", "Acknowledged"),
+    ("first_fill_at", "First fill"),
+    ("filled_at", "Filled"),
+    ("finished_at", "Finished"),
+)
+
+
+def plain(value) -> str:
+    """A Decimal without trailing zeros or exponent: 65000, 0.01."""
+    return "–" if value is None else f"{value.normalize():f}"
+
+
+CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9_\-]{8,32}$")
+
+
+def explain_reason(signal: Signal) -> tuple[str, str]:
+    """The reason for a rejection, block or failure, and what the trader can do about it."""
+    reason = signal.reason or ""
+    status = signal.status
+    if status == Signal.Status.BLOCKED:
+        return reason, (
+            "It was recorded but not traded because trading was stopped for it when it arrived "
+            "(or when a worker picked it up). It is not replayed when trading resumes; use “Replay on "
+            "paper” to see what it would do now."
+        )
+    if reason.startswith("not JSON"):
+        return reason, (
+            "TradingView sent a message that is not valid JSON. Usual causes: a trailing comma, a missing "
+            "quote, or a placeholder such as {{strategy.order.contracts}} that came out empty. Copy the alert "
+            "template from the strategy page again."
+        )
+    if signal.errors:
+        fields = "; ".join(f"{k}: {v}" for k, v in signal.errors.items())
+        hint = "Fix the alert message in TradingView."
+        if "{{" in json.dumps(signal.errors) or "placeholder" in fields:
+            hint += (
+                " A {{…}} placeholder arrived unreplaced: it only works in an alert created on a strategy or "
+                "indicator that provides it."
+            )
+        if "strategy_id" in signal.errors:
+            hint += " The strategy_id must match a strategy configured here (case-sensitive)."
+        return f"The alert was refused: {fields}", hint
+    if "stale alert" in reason:
+        return reason, (
+            "TradingView delivered it too late for an entry (limit: the strategy's maximum signal age). "
+            "Exits are still executed."
+        )
+    if "is not allowed for this strategy" in reason:
+        return reason, "Change “Allowed actions” on the strategy if this action should trade."
+    if status == Signal.Status.FAILED:
+        return reason or "Execution failed.", "The orders below carry the exchange's own reason."
+    return reason, ""
+
+
+class OrderInline(admin.TabularInline):
+    model = Order
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = (
+        "order_link",
+        "leg",
+        "purpose",
+        "client_order_id",
+        "symbol",
+        "side",
+        "order_type",
+        "requested_qty",
+        "filled_qty",
+        "avg_price",
+        "slippage_bps",
+        "fee",
+        "status_badge",
+        "reason",
+    )
+    readonly_fields = fields
+    verbose_name_plural = "Orders"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("account").defer("replies")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Order")
+    def order_link(self, obj):
+        return format_html('<a href="{}">#{}</a>', reverse("admin:execution_order_change", args=[obj.pk]), obj.pk)
+
+    @admin.display(description="Status")
+    def status_badge(self, obj):
+        return status_badge(obj.status, obj.get_status_display())
+
+
+@admin.register(Signal)
+class SignalAdmin(FastListMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "received_at",
+        "strategy_link",
+        "action",
+        "ticker",
+        "exchange",
+        "price",
+        "status_badge",
+        "reason_short",
+        "sent_latency",
+    )
+    list_display_links = ("id", "received_at")
+    list_filter = (
+        "strategy",
+        "status",
+        choices_filter("action", "action", [(a, a) for a in ACTIONS]),
+        choices_filter("exchange", "exchange", EXCHANGES),
+        ("received_at", admin.DateFieldListFilter),
+        "is_test",
+    )
+    list_select_related = ("strategy",)
+    list_defer = ("payload", "raw_body", "errors", "comment", "remote_addr")
+    search_fields = ("ticker",)  # replaced by get_search_results; keeps the search box
+    search_help_text = "Signal id, ticker (BTCUSDT.P), TradingView order id, or an order's client order id."
+    inlines = (OrderInline,)
+    actions = ("replay_on_paper",)
+    fieldsets = (
+        (None, {"fields": ("summary", "reason_explained", "timeline")}),
+        (
+            "Alert",
+            {
+                "fields": (
+                    ("strategy", "strategy_key", "is_test"),
+                    ("action", "ticker", "exchange", "timeframe"),
+                    ("price", "volume", "bar_time"),
+                    ("tv_order_id", "comment"),
+                    ("market_position", "market_position_size", "position_size", "prev_market_position"),
+                )
+            },
+        ),
+        (
+            "Delivery",
+            {
+                "fields": (
+                    ("content_type", "remote_addr"),
+                    ("duplicate_count", "last_duplicate_at"),
+                    ("enqueue_count", "attempts", "lease_until"),
+                    "raw_body_pre",
+                    "payload_pre",
+                )
+            },
+        ),
+        ("Fills", {"fields": ("fills_table",)}),
+    )
+
+    def get_list_filter(self, request):
+        return (StuckFilter, *self.list_filter)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Signal._meta.fields] + [
+            "summary",
+            "reason_explained",
+            "timeline",
+            "raw_body_pre",
+            "payload_pre",
+            "fills_table",
+        ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact, indexed lookups only: LIKE '%…%' over a million rows is a full scan."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        q = Q(ticker=term.upper()) | Q(ticker=term.upper().split(":")[-1]) | Q(tv_order_id=term)
+        if term.lstrip("#").isdigit():
+            q |= Q(pk=int(term.lstrip("#")))
+        if CLIENT_ORDER_ID.match(term):
+            q |= Q(pk__in=Order.objects.filter(client_order_id=term).values("signal_id"))
+        return queryset.filter(q), False
+
+    # --- list columns ---
+
+    @admin.display(description="Strategy", ordering="strategy__strategy_id")
+    def strategy_link(self, obj):
+        if not obj.strategy_id:
+            return obj.strategy_key or "–"
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:strategies_strategy_change", args=[obj.strategy_id]),
+            obj.strategy.strategy_id,
+        )
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj):
+        return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="Reason")
+    def reason_short(self, obj):
+        return (obj.reason[:80] + "…") if len(obj.reason) > 80 else obj.reason
+
+    @admin.display(description="Alert → sent")
+    def sent_latency(self, obj):
+        return ms_between(obj.received_at, obj.sent_at)
+
+    # --- detail ---
+
+    @admin.display(description="Outcome")
+    def summary(self, obj):
+        return format_html(
+            "{} <strong>{} {}</strong> {} on {} for <strong>{}</strong>{}",
+            status_badge(obj.status, obj.get_status_display()),
+            obj.action or "?",
+            obj.ticker or "?",
+            f"@ {plain(obj.price)}" if obj.price is not None else "",
+            obj.exchange or "?",
+            obj.strategy.strategy_id if obj.strategy_id else (obj.strategy_key or "no strategy"),
+            " (test signal, paper)" if obj.is_test else "",
+        )
+
+    @admin.display(description="Why")
+    def reason_explained(self, obj):
+        text, hint = explain_reason(obj)
+        if not text and not hint:
+            return "–"
+        return format_html('<div class="tv-reason">{}<span class="tv-reason-hint">{}</span></div>', text, hint)
+
+    @admin.display(description="Timeline")
+    def timeline(self, obj):
+        rows = []
+        previous = None
+        for field, label in TIMELINE:
+            at = getattr(obj, field)
+            if at is None:
+                if field in ("enqueued_at", "fired_at"):
+                    continue
+                rows.append((label, "not yet", "", "tv-missing"))
+                continue
+            delta = f"+{ms_between(previous, at)}" if previous else ""
+            rows.append((label, timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], delta, ""))
+            previous = at
+        total = ms_between(obj.received_at, obj.filled_at or obj.sent_at or obj.finished_at)
+        items = format_html_join(
+            "",
+            '<li class="{}"><span class="tv-step">{}</span><span class="tv-delta">{}</span><span>{}</span></li>',
+            ((cls, label, delta, when) for label, when, delta, cls in rows),
+        )
+        return format_html(
+            '<ol class="tv-timeline" id="tv-timeline">{}</ol><p>Received → {}: <strong>{}</strong></p>',
+            items,
+            "filled" if obj.filled_at else "sent",
+            total,
+        )
+
+    @admin.display(description="Body as received (passphrase redacted)")
+    def raw_body_pre(self, obj):
+        return format_html('<pre class="tv-code">{}</pre>', obj.raw_body or "–")
+
+    @admin.display(description="Parsed payload")
+    def payload_pre(self, obj):
+        if obj.payload is None:
+            return "–"
+        return format_html('<pre class="tv-code">{}</pre>', json.dumps(obj.payload, indent=2, sort_keys=True))
+
+    @admin.display(description="Fills")
+    def fills_table(self, obj):
+        fills = list(Fill.objects.filter(order__signal=obj).select_related("order").order_by("filled_at", "id")[:200])
+        if not fills:
+            return "No fills."
+        rows = format_html_join(
+            "",
+            "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f.order_id,
+                    f.trade_id,
+                    f.order.side,
+                    plain(f.qty),
+                    plain(f.price),
+                    "",
+                    f"{plain(f.fee)} {f.fee_currency}",
+                    timezone.localtime(f.filled_at).strftime("%H:%M:%S.%f")[:-3],
+                )
+                for f in fills
+            ),
+        )
+        return format_html(
+            '<table class="tv-mini"><thead><tr><th>Order</th><th>Trade</th><th>Side</th><th>Qty</th>'
+            "<th>Price</th><th>Fee</th><th>At</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    # --- replay on paper ---
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:object_id>/replay/",
+                self.admin_site.admin_view(self.replay_view),
+                name="signals_signal_replay",
+            )
+        ] + super().get_urls()
+
+    def replay_view(self, request: HttpRequest, object_id: int):
+        from execution import services as execution_services
+
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        signal = get_object_or_404(Signal.objects.select_related("strategy"), pk=object_id)
+        result, error = None, ""
+        if request.method == "POST":
+            try:
+                result = execution_services.signal_replay_on_paper(signal=signal, actor=request.user)
+            except Exception as exc:  # shown to the operator; replay places nothing
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Replay signal #{signal.pk} on paper",
+            "signal": signal,
+            "result": result,
+            "result_json": json.dumps(result, indent=2, default=str) if result is not None else "",
+            "error": error,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/signals/signal/replay.html", context)
+
+    @admin.action(description="Replay on paper (what would it do now?)", permissions=["view"])
+    def replay_on_paper(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True)[:2])
+        if len(ids) != 1:
+            self.message_user(request, "Select exactly one signal to replay.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin:signals_signal_replay", args=[ids[0]]))
+
+
+class StuckFilter(admin.SimpleListFilter):
+    title = "needs attention"
+    parameter_name = "stuck"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Waiting more than 60 s")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            now = timezone.now()
+            return queryset.filter(
+                status__in=Signal.PENDING_STATUSES,
+                received_at__lt=now - timedelta(seconds=60),
+                received_at__gte=now - timedelta(days=7),
+            )
+        return queryset
+
+
+@admin.register(WebhookRejection)
+class WebhookRejectionAdmin(FastListMixin, admin.ModelAdmin):
+    """Requests refused before they became signals (wrong passphrase, address not allowed,
+    oversized body), counted per day and source."""
+
+    list_display = ("day", "source", "reason", "count", "last_seen", "last_strategy_key", "last_user_agent")
+    list_filter = (
+        choices_filter(
+            "reason",
+            "reason",
+            [
+                ("bad_passphrase", "wrong passphrase"),
+                ("ip_not_allowed", "address not allowed"),
+                ("body_too_large", "body too large"),
+            ],
+        ),
+        ("day", admin.DateFieldListFilter),
+    )
+    search_fields = ("=source", "=last_strategy_key")
+    ordering = ("-day", "-count")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

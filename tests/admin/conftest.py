@@ -1,0 +1,67 @@
+"""Builders for the admin tests: a strategy with history (signals, orders, fills)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from execution.models import Fill, Order
+from signals.models import Signal
+from tests.factories import SignalFactory, StrategyFactory
+
+
+def executed_signal(strategy, *, sent_ms: int = 120, fill_ms: int = 300, client_order_id: str = "", **kw) -> Signal:
+    """A signal with its whole latency chain, one filled order and one fill."""
+    received = kw.pop("received_at", timezone.now() - timedelta(minutes=5))
+    signal = SignalFactory(
+        strategy=strategy,
+        status=Signal.Status.EXECUTED,
+        received_at=received,
+        committed_at=received + timedelta(milliseconds=2),
+        started_at=received + timedelta(milliseconds=10),
+        sent_at=received + timedelta(milliseconds=sent_ms),
+        acked_at=received + timedelta(milliseconds=sent_ms + 40),
+        first_fill_at=received + timedelta(milliseconds=fill_ms),
+        filled_at=received + timedelta(milliseconds=fill_ms),
+        finished_at=received + timedelta(milliseconds=fill_ms + 5),
+        raw_body='{"action": "buy", "passphrase": "***"}',
+        content_type="application/json",
+        **kw,
+    )
+    order = Order.objects.create(
+        signal=signal,
+        strategy=strategy,
+        account=strategy.account,
+        leg=0,
+        purpose=Order.Purpose.OPEN,
+        client_order_id=client_order_id or f"tv{signal.pk}x0",
+        symbol="BTC/USDT:USDT",
+        side=Order.Side.BUY,
+        order_type="market",
+        requested_qty=Decimal("0.01"),
+        signal_price=signal.price,
+        status=Order.Status.FILLED,
+        filled_qty=Decimal("0.01"),
+        avg_price=Decimal("65010"),
+        fee=Decimal("0.35"),
+        fee_currency="USDT",
+        slippage_bps=Decimal("1.54"),
+    )
+    Fill.objects.create(
+        order=order,
+        trade_id=f"t{signal.pk}",
+        qty=Decimal("0.01"),
+        price=Decimal("65010"),
+        fee=Decimal("0.35"),
+        fee_currency="USDT",
+        filled_at=received + timedelta(milliseconds=fill_ms),
+    )
+    return signal
+
+
+@pytest.fixture
+def strategy(db):
+    return StrategyFactory(strategy_id="trend-btc", name="Trend BTC")
