@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('execution', '0002_initial'),
+        ('execution', '0003_paper_order'),
         ('signals', '0003_admin_indexes'),
         ('strategies', '0001_initial'),
     ]
