@@ -9,6 +9,24 @@ import threading
 from decimal import Decimal
 
 from pyrate_limiter import Duration, Limiter, Rate, RedisBucket
+from pyrate_limiter.buckets.redis_bucket import LuaScript
+
+# pyrate-limiter counts only entries stamped up to the caller's own clock reading. Two
+# processes acquiring in the same instant can then each miss the other's entry (stamped a
+# microsecond "later") and both be admitted. Counting to +inf closes that race: an entry
+# stamped after our reading is still a request in this window.
+_PUT_ITEM_SCRIPT = LuaScript.PUT_ITEM.replace(
+    "redis.call('ZCOUNT', bucket, window_start, now)", "redis.call('ZCOUNT', bucket, window_start, '+inf')"
+)
+assert _PUT_ITEM_SCRIPT != LuaScript.PUT_ITEM, "pyrate-limiter's script changed: review the race fix"
+
+
+class SharedRedisBucket(RedisBucket):
+    @classmethod
+    def init(cls, rates, redis, bucket_key, algorithm=None):
+        script_hash = redis.script_load(_PUT_ITEM_SCRIPT)
+        return cls(rates, redis, bucket_key, script_hash, algorithm)
+
 
 _limiters: dict[tuple[str, Decimal], Limiter] = {}
 _lock = threading.Lock()
@@ -35,7 +53,7 @@ def _limiter(bucket_key: str, per_second: Decimal) -> Limiter:
                 rates = [spacing]
                 if per_second >= 2:
                     rates.append(Rate(int(per_second), WINDOW_MS))
-                bucket = RedisBucket.init(rates, redis_client(), f"tvtrader:ratelimit:{bucket_key}")
+                bucket = SharedRedisBucket.init(rates, redis_client(), f"tvtrader:ratelimit:{bucket_key}")
                 limiter = Limiter(bucket, buffer_ms=1)
                 _limiters[key] = limiter
     return limiter

@@ -40,6 +40,7 @@ from .exchanges import (
     Gateway,
     GatewayError,
     Misconfigured,
+    OrderNotFound,
     OrderRejected,
     OrderState,
     gateway_for,
@@ -703,6 +704,19 @@ def strategy_cancel_open_orders(*, strategy: Strategy, actor: Any) -> int:
             state = gateway.cancel_order(
                 symbol=order.symbol, client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id
             )
+        except OrderNotFound:
+            # The venue has no such working order: whatever it was, it is not open any more.
+            state = gateway.find_order(
+                symbol=order.symbol, client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id
+            )
+            if state is None:
+                Order.objects.filter(pk=order.pk, status__in=[Order.Status.OPEN, Order.Status.PARTIALLY_FILLED]).update(
+                    status=Order.Status.CANCELLED,
+                    closed_at=timezone.now(),
+                    reason="cancelled by an operator; the exchange no longer had it",
+                )
+                cancelled += 1
+                continue
         except GatewayError as exc:
             logger.warning(
                 "event=cancel_failed strategy=%s order=%s error=%s",
