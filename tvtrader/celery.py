@@ -12,10 +12,16 @@ app.autodiscover_tasks()
 
 app.conf.task_routes = {
     "execution.execute_signal": {"queue": "orders"},
+    # Telegram/Discord deliveries: their own queue, so a slow or dead channel never delays an order.
+    "notifications.deliver": {"queue": "notifications"},
 }
 app.conf.beat_schedule = {
     # The Signal table is the outbox: anything committed but never started is re-queued.
     "signals-sweep": {"task": "signals.sweep", "schedule": 10.0},
     # Proves the broker, beat and a worker are all alive (read by /health).
     "worker-heartbeat": {"task": "signals.heartbeat", "schedule": 10.0},
+    # Strategies (or the whole webhook) that stopped receiving alerts; notifies on change.
+    "ops-check-silence": {"task": "ops.check_silence", "schedule": 300.0},
+    # TLS certificates of CERTIFICATE_CHECK_HOSTS (nothing to do when unset).
+    "ops-check-certificates": {"task": "ops.check_certificates", "schedule": 6 * 3600.0},
 }
