@@ -207,6 +207,11 @@ def signal_outcome_text(signal: Any) -> tuple[str, str]:
             f"slippage {_fmt(slippage)} bps{latency}\nsignal #{signal.pk}"
         )
         return "signal_executed", text
+    if signal.status == "skipped":  # e.g. a close with no position: worth knowing, not a failure
+        return (
+            "signal_executed",
+            f"ℹ️ {head}: nothing to do — {signal.reason or 'no reason recorded'}\nsignal #{signal.pk}",
+        )
     text = f"❌ {head} {signal.status}: {signal.reason or 'no reason recorded'}\nsignal #{signal.pk}"
     return "signal_failed", text
 

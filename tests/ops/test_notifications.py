@@ -166,3 +166,7 @@ def test_executed_signal_message_has_prices_slippage_and_latency():
     signal.status, signal.reason = Signal.Status.FAILED, "insufficient balance"
     event, text = signal_outcome_text(signal)
     assert event == "signal_failed" and "insufficient balance" in text
+
+    signal.status, signal.reason = Signal.Status.SKIPPED, "no long position to close"
+    event, text = signal_outcome_text(signal)
+    assert event == "signal_executed" and "nothing to do" in text and "no long position" in text
