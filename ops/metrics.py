@@ -139,19 +139,25 @@ def _latency_family() -> HistogramMetricFamily:
 
 
 def queue_depths() -> dict[str, int]:
-    """Messages waiting per Celery queue (LLEN of the Redis lists kombu uses, with the
-    priority sub-queues it creates)."""
+    """Messages waiting per Celery queue: LLEN of the Redis lists kombu uses, folding in the
+    priority sub-lists it creates ("<queue>\\x06\\x16<n>"). Per-account execution queues
+    ("orders.account-<id>", EXECUTION_QUEUE_PER_ACCOUNT) are found by a SCAN of the broker
+    database, which holds few keys."""
     import redis
     from django.conf import settings
 
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=0.5, socket_timeout=1.0)
-    depths = {}
-    for queue in ("orders", "default", "notifications"):
-        keys = [queue] + [f"{queue}\x06\x16{p}" for p in (1, 2, 3, 4, 5, 6, 7, 8, 9)]
-        pipe = client.pipeline(transaction=False)
-        for key in keys:
-            pipe.llen(key)
-        depths[queue] = sum(pipe.execute())
+    keys = {q.encode() for q in ("orders", "default", "notifications")}
+    for pattern in ("orders*", "default*", "notifications*"):
+        keys.update(client.scan_iter(match=pattern, count=1000, _type="list"))
+    keys = sorted(keys)
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.llen(key)
+    depths: dict[str, int] = {}
+    for key, length in zip(keys, pipe.execute(), strict=True):
+        queue = key.decode(errors="replace").split("\x06\x16", 1)[0]
+        depths[queue] = depths.get(queue, 0) + int(length)
     return depths
 
 

@@ -23,7 +23,7 @@ def clean_redis():
     client = redis.Redis.from_url(settings.REDIS_URL)
     for key in client.scan_iter("tvtrader:metrics:*"):
         client.delete(key)
-    client.delete("orders", "default", "notifications")
+    client.delete("orders", "default", "notifications", "orders.account-7", "orders.account-7\x06\x163")
     return client
 
 
@@ -54,6 +54,8 @@ def test_signals_orders_queues_and_exchange_errors(client, settings, clean_redis
     SignalFactory(status=Signal.Status.REJECTED)
     clean_redis.lpush("orders", "m1", "m2")
     clean_redis.lpush("notifications", "n1")
+    clean_redis.lpush("orders.account-7", "a1")
+    clean_redis.lpush("orders.account-7\x06\x163", "a2")  # a priority sub-list
     metrics.exchange_error_inc("bybit", "RateLimited")
     metrics.exchange_error_inc("bybit", "RateLimited")
     metrics.exchange_error_inc("binanceusdm", "InsufficientFunds")
@@ -65,6 +67,8 @@ def test_signals_orders_queues_and_exchange_errors(client, settings, clean_redis
     assert found[("tvtrader_orders", (("status", "filled"),))] == 0
     assert found[("tvtrader_queue_depth", (("queue", "orders"),))] == 2
     assert found[("tvtrader_queue_depth", (("queue", "notifications"),))] == 1
+    assert found[("tvtrader_queue_depth", (("queue", "orders.account-7"),))] == 2
+    assert found[("tvtrader_queue_depth", (("queue", "default"),))] == 0
     key = ("tvtrader_exchange_errors_total", (("error_class", "RateLimited"), ("exchange", "bybit")))
     assert found[key] == 2
     assert found[("tvtrader_scrape_ok", (("part", "redis"),))] == 1
