@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from execution.models import ExchangeAccount
+from ops.notifications import notify_kill_switch
 
 from .models import AuditEntry, Strategy, TradingControl
 
@@ -97,6 +98,14 @@ def strategy_halt(*, strategy: Strategy, actor: Any, reason: str = "") -> bool:
             _actor_name(actor),
             reason,
         )
+        notify_kill_switch(
+            scope="strategy",
+            engaged=True,
+            target=strategy.strategy_id,
+            actor=_actor_name(actor),
+            reason=reason,
+            strategy=strategy,
+        )
     strategy.refresh_from_db()
     return bool(updated)
 
@@ -121,6 +130,14 @@ def strategy_resume(*, strategy: Strategy, actor: Any, reason: str = "") -> bool
         logger.warning(
             "event=kill_switch_released scope=strategy strategy=%s actor=%s", strategy.strategy_id, _actor_name(actor)
         )
+        notify_kill_switch(
+            scope="strategy",
+            engaged=False,
+            target=strategy.strategy_id,
+            actor=_actor_name(actor),
+            reason=reason,
+            strategy=strategy,
+        )
     strategy.refresh_from_db()
     return bool(updated)
 
@@ -142,6 +159,7 @@ def account_halt(*, account: ExchangeAccount, actor: Any, reason: str = "") -> b
             )
     if updated:
         logger.warning("event=kill_switch_engaged scope=account account=%s actor=%s", account.label, _actor_name(actor))
+        notify_kill_switch(scope="account", engaged=True, target=account.label, actor=_actor_name(actor), reason=reason)
     account.refresh_from_db()
     return bool(updated)
 
@@ -161,6 +179,10 @@ def account_resume(*, account: ExchangeAccount, actor: Any, reason: str = "") ->
                 new=False,
                 note=reason,
             )
+    if updated:
+        notify_kill_switch(
+            scope="account", engaged=False, target=account.label, actor=_actor_name(actor), reason=reason
+        )
     account.refresh_from_db()
     return bool(updated)
 
@@ -177,6 +199,7 @@ def global_halt(*, actor: Any, reason: str = "") -> bool:
             )
     if updated:
         logger.warning("event=kill_switch_engaged scope=global actor=%s reason=%r", _actor_name(actor), reason)
+        notify_kill_switch(scope="global", engaged=True, actor=_actor_name(actor), reason=reason)
     return bool(updated)
 
 
@@ -190,6 +213,8 @@ def global_resume(*, actor: Any, reason: str = "") -> bool:
             audit_record(
                 actor=actor, target_type="global", target_id="", field="halted", old=True, new=False, note=reason
             )
+    if updated:
+        notify_kill_switch(scope="global", engaged=False, actor=_actor_name(actor), reason=reason)
     return bool(updated)
 
 

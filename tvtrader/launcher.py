@@ -89,7 +89,7 @@ def main() -> int:
                 "-c",
                 os.environ.get("WORKER_CONCURRENCY", "64"),
                 "-Q",
-                "orders,default",
+                "orders,default,notifications",
                 "--without-gossip",
                 "--without-mingle",
                 "-l",

@@ -60,6 +60,11 @@ INSTALLED_APPS = [
     "strategies",
     "signals",
     "execution",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "api",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -232,11 +237,19 @@ WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", d
 
 # --- Logging ---------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+# "kv" (one key=value line per event) or "json" (one JSON object per line, the key=value
+# pairs of the message lifted into fields); see docs/operations.md.
+LOG_FORMAT = env("LOG_FORMAT", default="kv")
+if LOG_FORMAT not in ("kv", "json"):
+    raise ValueError(f"LOG_FORMAT must be kv or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"kv": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
+    "formatters": {
+        "kv": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"},
+        "json": {"()": "ops.logformat.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -260,13 +273,58 @@ if env.bool("BEHIND_TLS_PROXY", default=False):
 X_FRAME_OPTIONS = "DENY"
 
 REST_FRAMEWORK = {
+    # API tokens (api.ApiToken, scoped read/control) for scripts; the admin's session for
+    # staff browsing the docs. See docs/api.md.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "api.authentication.ApiTokenAuthentication",
+        "api.authentication.StaffSessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.ReadScope"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 
 # Checks an operator has decided about (deploy/install.sh silences security.W021: HSTS preload
 # is the domain owner's call). https://docs.djangoproject.com/en/5.2/ref/settings/#silenced-system-checks
 SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
+SPECTACULAR_SETTINGS = {
+    "TITLE": "tvtrader API",
+    "DESCRIPTION": "Read signals, orders, fills and positions; steer strategies and kill switches. See docs/api.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Docs are served from our own static files: the operator console never depends on a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": ["api.permissions.ReadScope"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "SignalStatusEnum": "signals.models.Signal.Status",
+        "OrderStatusEnum": "execution.models.Order.Status",
+        "ActionEnum": "strategies.models.ACTIONS",
+    },
+}
+
+# --- Operations: notifications, metrics, watchdogs (docs/operations.md) -----------------
+# Telegram: a bot token from @BotFather and the chat it posts to. The API base is a setting
+# so tests (and a relay, if you use one) can stand in for api.telegram.org.
+TELEGRAM_BOT_TOKEN = env("TELEGRAM_BOT_TOKEN", default="")
+TELEGRAM_CHAT_ID = env("TELEGRAM_CHAT_ID", default="")
+TELEGRAM_API_URL = env("TELEGRAM_API_URL", default="https://api.telegram.org").rstrip("/")
+# Discord: a channel webhook URL (Server settings > Integrations > Webhooks).
+DISCORD_WEBHOOK_URL = env("DISCORD_WEBHOOK_URL", default="")
+# Per channel: at most this many messages a minute (Telegram allows about 20/min in a group,
+# Discord about 30/min per webhook); the rest wait their turn on the notifications queue.
+NOTIFY_RATE_PER_MINUTE = env.int("NOTIFY_RATE_PER_MINUTE", default=20)
+NOTIFY_HTTP_TIMEOUT_SECONDS = env.float("NOTIFY_HTTP_TIMEOUT_SECONDS", default=10.0)
+NOTIFY_MAX_RETRIES = env.int("NOTIFY_MAX_RETRIES", default=6)
+# /metrics: a bearer token (in addition to API tokens with read scope), and/or addresses
+# allowed without one (e.g. the Prometheus host).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
+# The whole webhook counts as silent when no alert at all arrived for this long (0: never).
+SILENCE_ENDPOINT_MINUTES = env.int("SILENCE_ENDPOINT_MINUTES", default=1440)
+# Hosts whose TLS certificate beat checks daily (what TradingView sees), and the threshold.
+CERTIFICATE_CHECK_HOSTS = env.list("CERTIFICATE_CHECK_HOSTS", default=[])
+CERTIFICATE_WARN_DAYS = env.int("CERTIFICATE_WARN_DAYS", default=14)

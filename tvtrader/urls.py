@@ -1,8 +1,9 @@
 """URL routes."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
+from ops import views as ops_views
 from signals import views as signal_views
 
 urlpatterns = [
@@ -10,4 +11,6 @@ urlpatterns = [
     path("tv-webhook/", signal_views.tv_webhook),
     path("health", signal_views.health, name="health"),
     path("admin/", admin.site.urls),
+    path("api/", include("api.urls")),
+    path("metrics", ops_views.metrics, name="metrics"),
 ]

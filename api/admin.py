@@ -1,0 +1,36 @@
+"""API tokens in the admin: created here (the key is shown once), revoked here."""
+
+from django.contrib import admin, messages
+
+from .models import ApiToken
+from .services import api_token_revoke
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["name", "user", "scope", "prefix", "revoked", "created_at", "last_used_at"]
+    list_filter = ["scope", "revoked"]
+    list_select_related = ["user"]
+    search_fields = ["name", "prefix", "user__username"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    fields = ["name", "user", "scope", "revoked", "prefix", "created_at", "last_used_at"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A token's scope is fixed once issued: issue a new one instead of widening it.
+        return [*self.readonly_fields, "scope", "user"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        raw = None if change else obj.set_new_key()
+        super().save_model(request, obj, form, change)
+        if raw:
+            self.message_user(
+                request,
+                f"Token for {obj.name}: {raw}  (copy it now: it is stored hashed and will not be shown again)",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke(self, request, queryset):
+        count = sum(api_token_revoke(token=t) for t in queryset)
+        self.message_user(request, f"Revoked {count} token(s).")

@@ -1,0 +1,261 @@
+"""What the API shows and accepts. Accounts never carry their credentials."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from execution.models import ExchangeAccount, Fill, Order, Position
+from signals.models import Signal
+from strategies.models import ACTIONS, Strategy, TradingControl
+
+
+class SignalSerializer(serializers.ModelSerializer):
+    strategy = serializers.SlugRelatedField(slug_field="strategy_id", read_only=True)
+
+    class Meta:
+        model = Signal
+        fields = [
+            "id",
+            "strategy",
+            "strategy_key",
+            "status",
+            "reason",
+            "errors",
+            "is_test",
+            "action",
+            "ticker",
+            "exchange",
+            "price",
+            "volume",
+            "timeframe",
+            "bar_time",
+            "tv_order_id",
+            "comment",
+            "market_position",
+            "market_position_size",
+            "position_size",
+            "prev_market_position",
+            "content_type",
+            "remote_addr",
+            "duplicate_count",
+            "last_duplicate_at",
+            "fired_at",
+            "received_at",
+            "committed_at",
+            "enqueued_at",
+            "started_at",
+            "sent_at",
+            "acked_at",
+            "first_fill_at",
+            "filled_at",
+            "finished_at",
+            "attempts",
+        ]
+        read_only_fields = fields
+
+
+class SignalDetailSerializer(SignalSerializer):
+    orders = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta(SignalSerializer.Meta):
+        fields = SignalSerializer.Meta.fields + ["payload", "orders"]
+        read_only_fields = fields
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    strategy = serializers.SlugRelatedField(slug_field="strategy_id", read_only=True)
+    account = serializers.SlugRelatedField(slug_field="label", read_only=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "signal",
+            "strategy",
+            "account",
+            "leg",
+            "purpose",
+            "client_order_id",
+            "symbol",
+            "side",
+            "order_type",
+            "reduce_only",
+            "requested_qty",
+            "limit_price",
+            "signal_price",
+            "status",
+            "exchange_order_id",
+            "filled_qty",
+            "avg_price",
+            "fee",
+            "fee_currency",
+            "slippage_bps",
+            "reason",
+            "submit_count",
+            "lookup_count",
+            "created_at",
+            "submitted_at",
+            "acked_at",
+            "first_fill_at",
+            "last_fill_at",
+            "closed_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class FillSerializer(serializers.ModelSerializer):
+    symbol = serializers.CharField(source="order.symbol", read_only=True)
+    side = serializers.CharField(source="order.side", read_only=True)
+    strategy = serializers.CharField(source="order.strategy.strategy_id", read_only=True)
+
+    class Meta:
+        model = Fill
+        fields = ["id", "order", "strategy", "symbol", "side", "trade_id", "qty", "price", "fee", "fee_currency"]
+        fields += ["filled_at"]
+        read_only_fields = fields
+
+
+class PositionSerializer(serializers.ModelSerializer):
+    account = serializers.SlugRelatedField(slug_field="label", read_only=True)
+    strategy = serializers.SlugRelatedField(slug_field="strategy_id", read_only=True)
+
+    class Meta:
+        model = Position
+        fields = ["id", "account", "strategy", "symbol", "qty", "avg_price", "realized_pnl", "updated_at"]
+        read_only_fields = fields
+
+
+class AccountSerializer(serializers.ModelSerializer):
+    """Everything but the credentials: only whether they are set."""
+
+    has_credentials = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ExchangeAccount
+        fields = [
+            "id",
+            "label",
+            "exchange",
+            "mode",
+            "market_type",
+            "position_mode",
+            "has_credentials",
+            "halted",
+            "halted_at",
+            "halted_by",
+            "halt_reason",
+            "max_orders_per_second",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+STRATEGY_EDITABLE = [
+    "name",
+    "description",
+    "enabled",
+    "account",
+    "symbol_override",
+    "sizing_mode",
+    "size_value",
+    "leverage",
+    "max_position",
+    "order_type",
+    "limit_offset_bps",
+    "max_slippage_bps",
+    "limit_timeout_seconds",
+    "on_opposite",
+    "allowed_actions",
+    "max_signal_age_seconds",
+    "dedup_window_seconds",
+    "expected_interval_minutes",
+]
+
+
+class StrategySerializer(serializers.ModelSerializer):
+    account = serializers.PrimaryKeyRelatedField(
+        queryset=ExchangeAccount.objects.all(), allow_null=True, required=False
+    )
+    allowed_actions = serializers.ListField(child=serializers.ChoiceField(choices=ACTIONS), required=False)
+    passphrase = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="Set this strategy's own webhook passphrase (stored hashed); empty removes it.",
+    )
+    has_passphrase = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Strategy
+        fields = ["id", "strategy_id"] + STRATEGY_EDITABLE
+        fields += ["passphrase", "has_passphrase", "halted", "halted_at", "halted_by", "halt_reason"]
+        fields += ["created_at", "updated_at"]
+        read_only_fields = ["id", "strategy_id", "halted", "halted_at", "halted_by", "halt_reason"]
+        read_only_fields += ["created_at", "updated_at"]
+
+    def get_has_passphrase(self, obj: Strategy) -> bool:
+        return bool(obj.passphrase_hash)
+
+    def validate(self, attrs: dict) -> dict:
+        # The same validation the admin form runs: field validators and the model's clean().
+        instance = self.instance
+        if instance is None:
+            raise serializers.ValidationError("strategies are created in the admin")
+        probe = Strategy.objects.get(pk=instance.pk)
+        for key, value in attrs.items():
+            if key != "passphrase":
+                setattr(probe, key, value)
+        try:
+            probe.full_clean(exclude=["passphrase_hash"], validate_unique=False)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(serializers.as_serializer_error(exc)) from exc
+        return attrs
+
+    def update(self, instance: Strategy, validated_data: dict) -> Strategy:
+        passphrase = validated_data.pop("passphrase", None)
+        for key, value in validated_data.items():
+            setattr(instance, key, value)
+        if passphrase is not None:
+            instance.set_passphrase(passphrase)
+        instance.save()
+        return instance
+
+
+class GlobalSwitchSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TradingControl
+        fields = ["halted", "halted_at", "halted_by", "halt_reason"]
+        read_only_fields = fields
+
+
+class SwitchRequestSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class SwitchResultSerializer(serializers.Serializer):
+    changed = serializers.BooleanField(help_text="False when the switch was already in that position.")
+    halted = serializers.BooleanField()
+
+
+class TestSignalRequestSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=ACTIONS, default="buy")
+    ticker = serializers.RegexField(r"^[A-Za-z0-9_.!:/\-]{1,64}$", default="BTCUSDT.P", max_length=64)
+    price = serializers.DecimalField(
+        max_digits=30, decimal_places=12, required=False, allow_null=True, min_value=Decimal("0.000000000001")
+    )
+    volume = serializers.DecimalField(
+        max_digits=30, decimal_places=12, required=False, allow_null=True, min_value=Decimal("0.000000000001")
+    )
+
+
+class HealthSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    checks = serializers.DictField()
+    last_signal_age_s = serializers.FloatField(allow_null=True, required=False)
+    stuck_signals = serializers.IntegerField(required=False)
