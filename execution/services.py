@@ -175,13 +175,11 @@ def _finish(signal: Signal, status: str, reason: str = "") -> None:
 
 
 def _notify_finished(signal: Signal) -> None:
-    """Tell the trader (notifications run on their own queue; never affects trading)."""
+    """Tell the trader (delivered from the notifications queue; never affects trading)."""
     try:
-        from . import notifications
-    except ImportError:
-        return
-    try:
-        notifications.signal_finished(signal)
+        from ops.notifications import notify_signal_outcome
+
+        notify_signal_outcome(signal=signal)
     except Exception:
         logger.exception(_log(signal, "notification_failed"))
 
@@ -460,11 +458,9 @@ def _record_sent(signal, order: Order, sent_at) -> None:
 
 def _count_error(gateway: Gateway, kind: str) -> None:
     try:
-        from . import metrics
-    except ImportError:
-        return
-    try:
-        metrics.exchange_error_inc(getattr(gateway, "name", "?"), kind)
+        from ops.metrics import exchange_error_inc
+
+        exchange_error_inc(getattr(gateway, "name", "?"), kind)
     except Exception:
         logger.debug("metrics unavailable", exc_info=True)
 

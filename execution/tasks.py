@@ -22,9 +22,19 @@ def execute_signal(signal_id: int) -> None:
 @shared_task(name="execution.reconcile", ignore_result=True)
 def reconcile() -> int:
     """Periodic reconciliation (Celery beat): resolves unknown orders, reports drift."""
+    from ops.notifications import notify_reconcile_drift
+
     from .reconcile import reconcile_all
 
     reports = reconcile_all(include_paper=False)
+    for report in reports:
+        if report.unresolved:
+            notify_reconcile_drift(
+                account_label=report.account,
+                lines=[
+                    f"{d.kind} {d.subject}: ours {d.ours}, exchange {d.theirs} ({d.action})" for d in report.unresolved
+                ],
+            )
     return sum(len(r.unresolved) for r in reports)
 
 

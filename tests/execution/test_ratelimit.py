@@ -30,11 +30,19 @@ def test_four_processes_share_one_limit():
 
     key = f"test-{os.getpid()}-{time.monotonic_ns()}"
     redis_client().delete(f"tvtrader:ratelimit:{key}")
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tvtrader.settings", REDIS_URL=settings.REDIS_URL,
-               TVTRADER_VAR_DIR=str(settings.VAR_DIR))
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="tvtrader.settings",
+        REDIS_URL=settings.REDIS_URL,
+        TVTRADER_VAR_DIR=str(settings.VAR_DIR),
+    )
     start = time.time() + 2.0
-    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(start), key], env=env, stdout=subprocess.PIPE,
-                              cwd=settings.BASE_DIR) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(start), key], env=env, stdout=subprocess.PIPE, cwd=settings.BASE_DIR
+        )
+        for _ in range(4)
+    ]
     times = sorted(t for p in procs for t in json.loads(p.communicate(timeout=60)[0]))
     assert len(times) == 24
     busiest = max(sum(1 for t in times[i:] if t - begin < 1.0) for i, begin in enumerate(times))
