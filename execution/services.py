@@ -177,7 +177,7 @@ def _finish(signal: Signal, status: str, reason: str = "") -> None:
 def _notify_finished(signal: Signal) -> None:
     """Tell the trader (delivered from the notifications queue; never affects trading)."""
     try:
-        from ops.notifications import notify_signal_outcome
+        from tvtrader.ops.notifications import notify_signal_outcome
 
         notify_signal_outcome(signal=signal)
     except Exception:
@@ -458,7 +458,7 @@ def _record_sent(signal, order: Order, sent_at) -> None:
 
 def _count_error(gateway: Gateway, kind: str) -> None:
     try:
-        from ops.metrics import exchange_error_inc
+        from tvtrader.ops.metrics import exchange_error_inc
 
         exchange_error_inc(getattr(gateway, "name", "?"), kind)
     except Exception:

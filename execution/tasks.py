@@ -22,7 +22,7 @@ def execute_signal(signal_id: int) -> None:
 @shared_task(name="execution.reconcile", ignore_result=True)
 def reconcile() -> int:
     """Periodic reconciliation (Celery beat): resolves unknown orders, reports drift."""
-    from ops.notifications import notify_reconcile_drift
+    from tvtrader.ops.notifications import notify_reconcile_drift
 
     from .reconcile import reconcile_all
 

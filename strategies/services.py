@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from execution.models import ExchangeAccount
-from ops.notifications import notify_kill_switch
+from tvtrader.ops.notifications import notify_kill_switch
 
 from .models import AuditEntry, Strategy, TradingControl
 

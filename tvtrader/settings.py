@@ -63,8 +63,8 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "api",
-    "ops",
+    "tvtrader.api",
+    "tvtrader.ops",
 ]
 
 MIDDLEWARE = [
@@ -247,7 +247,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "kv": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"},
-        "json": {"()": "ops.logformat.JsonFormatter"},
+        "json": {"()": "tvtrader.ops.logformat.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -257,6 +257,7 @@ LOGGING = {
         # disk; the webhook counts and throttles its own refusal logs instead.
         "django.request": {"level": "ERROR"},
         "ccxt": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
     },
 }
 
@@ -276,10 +277,10 @@ REST_FRAMEWORK = {
     # API tokens (api.ApiToken, scoped read/control) for scripts; the admin's session for
     # staff browsing the docs. See docs/api.md.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "api.authentication.ApiTokenAuthentication",
-        "api.authentication.StaffSessionAuthentication",
+        "tvtrader.api.authentication.ApiTokenAuthentication",
+        "tvtrader.api.authentication.StaffSessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.ReadScope"],
+    "DEFAULT_PERMISSION_CLASSES": ["tvtrader.api.permissions.ReadScope"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -297,7 +298,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "SERVE_PERMISSIONS": ["api.permissions.ReadScope"],
+    "SERVE_PERMISSIONS": ["tvtrader.api.permissions.ReadScope"],
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "SignalStatusEnum": "signals.models.Signal.Status",

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from api.services import api_token_create
+from tvtrader.api.services import api_token_create
 
 
 @pytest.fixture

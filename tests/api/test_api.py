@@ -9,10 +9,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from api.models import ApiToken
 from signals.models import Signal
 from strategies.models import AuditEntry, Strategy, TradingControl
 from tests.factories import ExchangeAccountFactory, SignalFactory, StrategyFactory
+from tvtrader.api.models import ApiToken
 
 from .conftest import client_with
 

@@ -22,12 +22,12 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from api.services import api_token_create
 from execution.models import ExchangeAccount
-from ops.logformat import JsonFormatter
-from ops.watchdogs import SILENT_SET_KEY, silence_check_and_notify
 from signals.models import Signal
 from tests.factories import ExchangeAccountFactory, SignalFactory, StrategyFactory
+from tvtrader.api.services import api_token_create
+from tvtrader.ops.logformat import JsonFormatter
+from tvtrader.ops.watchdogs import SILENT_SET_KEY, silence_check_and_notify
 
 
 def run(*args) -> tuple[int, str]:

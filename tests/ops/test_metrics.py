@@ -10,10 +10,10 @@ import redis
 from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.services import api_token_create
-from ops import metrics
 from signals.models import Signal
 from tests.factories import SignalFactory
+from tvtrader.api.services import api_token_create
+from tvtrader.ops import metrics
 
 pytestmark = pytest.mark.django_db
 

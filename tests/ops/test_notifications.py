@@ -11,12 +11,12 @@ import pytest
 import redis
 
 from execution.models import Order
-from ops.models import NotificationTarget
-from ops.notifications import DeliveryError, deliver_now, destinations, notification_send, signal_outcome_text
 from signals.models import Signal
 from strategies.services import global_halt, strategy_halt
 from tests.conftest import wait_for
 from tests.factories import SignalFactory, StrategyFactory
+from tvtrader.ops.models import NotificationTarget
+from tvtrader.ops.notifications import DeliveryError, deliver_now, destinations, notification_send, signal_outcome_text
 
 from .conftest import BOT_TOKEN, channel_env
 

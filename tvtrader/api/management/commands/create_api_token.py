@@ -3,8 +3,8 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from api.models import ApiToken
-from api.services import api_token_create
+from tvtrader.api.models import ApiToken
+from tvtrader.api.services import api_token_create
 
 
 class Command(BaseCommand):

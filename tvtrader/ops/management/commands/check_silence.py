@@ -3,7 +3,7 @@ Exit status 1 when anything is silent, so cron and systemd timers can alert."""
 
 from django.core.management.base import BaseCommand
 
-from ops.watchdogs import silence_check_and_notify, silences
+from tvtrader.ops.watchdogs import silence_check_and_notify, silences
 
 
 class Command(BaseCommand):

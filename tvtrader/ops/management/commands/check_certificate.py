@@ -4,8 +4,8 @@ certificate TradingView will see. Exit 0 fine, 1 expiring soon, 2 expired/unveri
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from ops.notifications import notification_send
-from ops.watchdogs import certificate_check
+from tvtrader.ops.notifications import notification_send
+from tvtrader.ops.watchdogs import certificate_check
 
 
 class Command(BaseCommand):

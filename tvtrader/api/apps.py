@@ -2,7 +2,8 @@ from django.apps import AppConfig
 
 
 class ApiConfig(AppConfig):
-    name = "api"
+    name = "tvtrader.api"
+    label = "api"
     verbose_name = "REST API"
     default_auto_field = "django.db.models.BigAutoField"
 

@@ -4,7 +4,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "api.authentication.ApiTokenAuthentication"
+    target_class = "tvtrader.api.authentication.ApiTokenAuthentication"
     name = "apiToken"
 
     def get_security_definition(self, auto_schema):
@@ -16,7 +16,7 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
 
 
 class StaffSessionScheme(OpenApiAuthenticationExtension):
-    target_class = "api.authentication.StaffSessionAuthentication"
+    target_class = "tvtrader.api.authentication.StaffSessionAuthentication"
     name = "adminSession"
 
     def get_security_definition(self, auto_schema):

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from execution.credentials import CredentialsError, _fernet, credentials_rotate
-from ops.models import NotificationTarget
+from tvtrader.ops.models import NotificationTarget
 
 
 class Command(BaseCommand):

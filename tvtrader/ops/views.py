@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from api.authentication import api_token_lookup, token_from_header
+from tvtrader.api.authentication import api_token_lookup, token_from_header
 
 from .metrics import TvtraderCollector
 
