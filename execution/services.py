@@ -44,6 +44,7 @@ from .exchanges import (
     OrderRejected,
     OrderState,
     gateway_for,
+    tradingview_to_ccxt,
 )
 from .models import ExchangeAccount, Fill, Order, Position
 from .planner import NothingToDo, PlanError, plan_legs
@@ -841,49 +842,94 @@ def account_test_connection(*, account: ExchangeAccount) -> dict:
     return {"ok": True, "detail": f"connected; equity {equity.normalize()}"}
 
 
-def strategy_check(*, strategy: Strategy, ticker: str = "BTCUSDT.P") -> list[str]:
-    """Problems a trade would hit, found before one does: the symbol must exist on the
-    account's exchange, fixed sizes must clear the market's minimums, leverage must be
-    within the market's limit. Returns messages for the trader (empty: all good). Needs
-    the exchange's markets (loaded once per process)."""
+def _strategy_problems(strategy: Strategy, market_for, ticker: str) -> dict[str, str]:
+    """Shared checks behind `strategy_check` and `strategy_validate_market`. `market_for`
+    turns a ccxt symbol into MarketInfo (raising GatewayError when unknown), or returns None
+    when the markets are not known here."""
     account = strategy.account
-    if account is None:
-        return ["choose an exchange account"]
-    problems: list[str] = []
+    problems: dict[str, str] = {}
     try:
-        gateway = gateway_for(account)
-        symbol = gateway.resolve_symbol(ticker, account.market_type, strategy.symbol_override)
-        market = gateway.market(symbol)
+        symbol = (
+            tradingview_to_ccxt(ticker, account.market_type)
+            if not strategy.symbol_override
+            else (strategy.symbol_override)
+        )
+        market = market_for(symbol)
     except (GatewayError, ValueError) as exc:
-        return [f"symbol: {exc}"]
-    price = None
-    last = Signal.objects.filter(strategy=strategy, price__isnull=False).order_by("-id").values_list("price", flat=True)
-    price = last.first()
-    if strategy.sizing_mode == "fixed_base" and strategy.size_value is not None:
-        qty = market.round_qty(Decimal(strategy.size_value))
+        field = "symbol_override" if strategy.symbol_override else "account"
+        return {field: str(exc)}
+    if market is None:
+        return {}
+    price = (
+        Signal.objects.filter(strategy_id=strategy.pk, price__isnull=False)
+        .order_by("-id")
+        .values_list("price", flat=True)
+        .first()
+        if strategy.pk
+        else None
+    )
+    value = Decimal(strategy.size_value) if strategy.size_value is not None else None
+    if strategy.sizing_mode == "fixed_base" and value is not None:
+        qty = market.round_qty(value)
         if qty < market.min_qty or qty <= 0:
-            problems.append(
-                f"size {Decimal(strategy.size_value).normalize()} is below {market.symbol}'s minimum "
-                f"order of {market.min_qty.normalize()}"
+            problems["size_value"] = (
+                f"{value.normalize()} is below {market.symbol}'s minimum order of {market.min_qty.normalize()}"
             )
-    if strategy.sizing_mode == "fixed_quote" and strategy.size_value is not None and market.min_notional:
-        if Decimal(strategy.size_value) < market.min_notional:
-            problems.append(
-                f"{strategy.size_value} {market.quote} is below {market.symbol}'s minimum order value "
-                f"of {market.min_notional.normalize()} {market.quote}"
+    if strategy.sizing_mode == "fixed_quote" and value is not None:
+        if market.min_notional and value < market.min_notional:
+            problems["size_value"] = (
+                f"{value.normalize()} {market.quote} is below {market.symbol}'s minimum order "
+                f"value of {market.min_notional.normalize()} {market.quote}"
             )
         elif price:
-            qty = market.round_qty(Decimal(strategy.size_value) / Decimal(price))
+            qty = market.round_qty(value / Decimal(price))
             if qty < market.min_qty or qty <= 0:
-                problems.append(
-                    f"{strategy.size_value} {market.quote} buys {qty.normalize()} at {price.normalize()}, "
-                    f"below the minimum order of {market.min_qty.normalize()}"
+                problems["size_value"] = (
+                    f"{value.normalize()} {market.quote} buys {qty.normalize()} at "
+                    f"{Decimal(price).normalize()}, below the minimum order of "
+                    f"{market.min_qty.normalize()}"
                 )
     if strategy.leverage and market.kind == "spot":
-        problems.append("leverage is set but the account trades spot")
+        problems["leverage"] = "leverage is set but the account trades spot"
     elif strategy.leverage and market.max_leverage and strategy.leverage > market.max_leverage:
-        problems.append(f"leverage {strategy.leverage}x is above {market.symbol}'s limit of {market.max_leverage}x")
+        problems["leverage"] = f"{strategy.leverage}x is above {market.symbol}'s limit of {market.max_leverage}x"
     return problems
+
+
+def strategy_check(*, strategy: Strategy, ticker: str = "BTCUSDT.P") -> list[str]:
+    """Problems a trade would hit, found before one does, asking the exchange for its
+    markets if this process has not loaded them yet (not for use inside a transaction)."""
+    if strategy.account is None:
+        return ["choose an exchange account"]
+    try:
+        gateway = gateway_for(strategy.account)
+    except GatewayError as exc:
+        return [f"account: {exc}"]
+    problems = _strategy_problems(strategy, gateway.market, ticker)
+    return [
+        f"{field}: {message}" if field in ("account", "symbol_override") else message
+        for field, message in problems.items()
+    ]
+
+
+def strategy_validate_market(*, strategy: Strategy, ticker: str = "BTCUSDT.P") -> dict[str, str]:
+    """The same checks for the admin form, from markets already known (the paper
+    exchange's rules, or the snapshot a worker saved when it loaded the exchange's markets):
+    no exchange call, because the admin validates inside a database transaction."""
+    if strategy.account is None:
+        return {}
+    from .selectors import cached_market
+
+    if strategy.account.is_paper:
+        from .exchanges.paper import PaperGateway
+
+        lookup = PaperGateway(strategy.account).market
+    else:
+
+        def lookup(symbol: str):
+            return cached_market(strategy.account, symbol)
+
+    return _strategy_problems(strategy, lookup, ticker)
 
 
 def gateways_warm() -> int:
@@ -900,16 +946,3 @@ def gateways_warm() -> int:
         except Exception as exc:
             logger.warning("event=warm_failed account=%s error=%s", account.label, str(exc)[:200])
     return warmed
-
-
-__all__ = [
-    "signal_execute",
-    "signal_claim",
-    "order_apply_state",
-    "client_order_id_for",
-    "strategy_cancel_open_orders",
-    "strategy_flatten",
-    "signal_replay_on_paper",
-    "account_test_connection",
-    "gateways_warm",
-]

@@ -25,8 +25,12 @@ def reconcile() -> int:
     from tvtrader.ops.notifications import notify_reconcile_drift
 
     from .reconcile import reconcile_all
+    from .selectors import reconciliation_drift_store
 
     reports = reconcile_all(include_paper=False)
+    reconciliation_drift_store(
+        [f"{r.account}: {d.kind} {d.subject} ours {d.ours}, exchange {d.theirs}" for r in reports for d in r.unresolved]
+    )
     for report in reports:
         if report.unresolved:
             notify_reconcile_drift(

@@ -95,6 +95,41 @@ def _order_state(order: dict[str, Any], client_order_id: str = "") -> OrderState
     )
 
 
+MARKETS_SNAPSHOT_KEY = "tvtrader:markets:account:{}"
+
+
+def market_info(symbol: str, m: dict[str, Any]) -> MarketInfo:
+    limits = m.get("limits") or {}
+    precision = m.get("precision") or {}
+    return MarketInfo(
+        symbol=symbol,
+        base=m.get("base", ""),
+        quote=m.get("quote", ""),
+        kind="spot" if m.get("spot") else "linear",
+        amount_step=_dec(precision.get("amount")) or Decimal("0"),
+        price_step=_dec(precision.get("price")) or Decimal("0"),
+        min_qty=_dec((limits.get("amount") or {}).get("min")) or Decimal("0"),
+        min_notional=_dec((limits.get("cost") or {}).get("min")) or Decimal("0"),
+        max_leverage=int(_dec((limits.get("leverage") or {}).get("max")) or 0) or None,
+    )
+
+
+def _snapshot_markets(account_id: int, markets: dict[str, Any]) -> None:
+    """Keep the markets' trading rules in Redis, so the admin can validate settings
+    without calling the exchange (it validates inside a database transaction)."""
+    import json
+
+    from signals.selectors import redis_client
+
+    compact = {
+        symbol: {k: m.get(k) for k in ("base", "quote", "spot", "precision", "limits")} for symbol, m in markets.items()
+    }
+    try:
+        redis_client().set(MARKETS_SNAPSHOT_KEY.format(account_id), json.dumps(compact, default=str), ex=7 * 86400)
+    except Exception:
+        logger.warning("event=markets_snapshot_failed account_id=%s", account_id)
+
+
 class CcxtGateway(Gateway):
     def __init__(
         self,
@@ -175,6 +210,7 @@ class CcxtGateway(Gateway):
                 self._primary = primary
                 self._markets_loaded_at = time.monotonic()
                 self._pool = [primary]
+                _snapshot_markets(self.account_id, primary.markets)
                 logger.info(
                     "event=markets_loaded account=%s exchange=%s markets=%d",
                     self.label,
@@ -208,19 +244,7 @@ class CcxtGateway(Gateway):
         m = primary.markets.get(symbol)
         if m is None:
             raise Misconfigured(f"{symbol} is not a market on {self.exchange_id} ({self.market_type})")
-        limits = m.get("limits") or {}
-        precision = m.get("precision") or {}
-        return MarketInfo(
-            symbol=symbol,
-            base=m.get("base", ""),
-            quote=m.get("quote", ""),
-            kind="spot" if m.get("spot") else "linear",
-            amount_step=_dec(precision.get("amount")) or Decimal("0"),
-            price_step=_dec(precision.get("price")) or Decimal("0"),
-            min_qty=_dec((limits.get("amount") or {}).get("min")) or Decimal("0"),
-            min_notional=_dec((limits.get("cost") or {}).get("min")) or Decimal("0"),
-            max_leverage=int(_dec((limits.get("leverage") or {}).get("max")) or 0) or None,
-        )
+        return market_info(symbol, m)
 
     def symbols(self) -> list[str]:
         return list(self._ensure_markets().markets)

@@ -75,6 +75,26 @@ def test_strategy_check_catches_mistakes_before_a_trade_does(emu):
     tiny = StrategyFactory(account=account, sizing_mode="fixed_base", size_value=Decimal("0.0001"))
     assert "below BTC/USDT:USDT's minimum order of 0.001" in strategy_check(strategy=tiny)[0]
     unknown = StrategyFactory(account=account, symbol_override="NOPE/USDT:USDT")
-    assert strategy_check(strategy=unknown)[0].startswith("symbol:")
+    assert strategy_check(strategy=unknown)[0].startswith("symbol_override: NOPE/USDT:USDT is not a market")
     greedy = StrategyFactory(account=account, leverage=150)
     assert "above" in strategy_check(strategy=greedy)[0]
+
+
+def test_admin_validation_uses_the_markets_a_worker_saved_without_calling_the_exchange(emu):
+    from execution.exchanges import gateway_for
+    from execution.services import strategy_validate_market
+
+    account = make_account(emu, label="validate")
+    from execution.exchanges.ccxt_gateway import MARKETS_SNAPSHOT_KEY
+    from signals.selectors import redis_client
+
+    redis_client().delete(MARKETS_SNAPSHOT_KEY.format(account.pk))
+    tiny = StrategyFactory(account=account, sizing_mode="fixed_base", size_value=Decimal("0.0001"))
+    assert strategy_validate_market(strategy=tiny) == {}  # no snapshot yet: nothing to check against
+    gateway_for(account).warm()  # what a worker does at start-up
+    emu.clear_requests()
+    problems = strategy_validate_market(strategy=tiny)
+    assert "minimum order of 0.001" in problems["size_value"]
+    wrong = StrategyFactory(account=account, symbol_override="NOPE/USDT:USDT")
+    assert "not a market" in strategy_validate_market(strategy=wrong)["symbol_override"]
+    assert emu.requests() == []  # validation never touched the exchange
