@@ -258,6 +258,8 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "ccxt": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
+        # One line per successful task (heartbeats every 10 s) buries the events that matter.
+        "celery.app.trace": {"level": "WARNING"},
     },
 }
 
