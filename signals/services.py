@@ -218,7 +218,7 @@ def signal_ingest(
 ) -> IngestResult:
     """Take one webhook request to a recorded outcome.
 
-    `on_accepted(signal_id)` runs after the commit (default: queue execution). The caller
+    `on_accepted(signal_id, strategy_key)` runs after the commit (default: queue execution). The caller
     must treat database errors as "not recorded" (answer 503 so TradingView resends).
     """
     if len(body) > settings.WEBHOOK_MAX_BODY_BYTES:
@@ -321,7 +321,7 @@ def signal_ingest(
                 )
                 signal_id = signal.pk
                 if status == Signal.Status.ACCEPTED:
-                    transaction.on_commit(lambda: (on_accepted or signal_enqueue)(signal_id))
+                    transaction.on_commit(lambda: (on_accepted or signal_enqueue)(signal_id, strategy.strategy_id))
     except IntegrityError:
         duplicate_of = Signal.objects.filter(dedup_key=dedup_key).values_list("pk", flat=True).first()
         if duplicate_of is None:
@@ -380,7 +380,7 @@ def _decide(strategy: Strategy, alert: payload_mod.Alert, received_at: datetime)
 _broker_down_until = 0.0
 
 
-def signal_enqueue(signal_id: int) -> bool:
+def signal_enqueue(signal_id: int, strategy_key: str = "-") -> bool:
     """Send the execution wake-up for a committed signal. Never raises: when the broker is
     unreachable the sweeper re-queues from the database later. After a failure, further
     attempts are skipped for a few seconds so a dead broker cannot slow every request."""
@@ -393,7 +393,9 @@ def signal_enqueue(signal_id: int) -> bool:
         execute_signal.delay(signal_id)
     except Exception as exc:  # kombu raises a variety of connection errors
         _broker_down_until = time.monotonic() + 5.0
-        logger.warning("event=enqueue_failed signal=%s error=%s", signal_id, type(exc).__name__)
+        logger.warning(
+            "event=enqueue_failed strategy=%s signal=%s error=%s", strategy_key, signal_id, type(exc).__name__
+        )
         return False
     return True
 
@@ -402,18 +404,20 @@ def signals_sweep(*, older_than_seconds: int | None = None, limit: int = 500) ->
     """Re-queue signals committed but never started (broker down, Redis emptied, worker
     lost), and signals whose execution lease expired. Returns how many were re-queued."""
     now = timezone.now()
-    cutoff = now - timedelta(seconds=older_than_seconds or settings.SIGNAL_REQUEUE_AFTER_SECONDS)
+    if older_than_seconds is None:
+        older_than_seconds = settings.SIGNAL_REQUEUE_AFTER_SECONDS
+    cutoff = now - timedelta(seconds=older_than_seconds)
     waiting = Signal.objects.filter(status=Signal.Status.ACCEPTED, committed_at__lt=cutoff).exclude(
         enqueued_at__gte=cutoff
     )
     stalled = Signal.objects.filter(status=Signal.Status.PROCESSING, lease_until__lt=now)
-    ids = list(waiting.order_by("id").values_list("pk", flat=True)[:limit])
-    ids += list(stalled.order_by("id").values_list("pk", flat=True)[:limit])
+    rows = list(waiting.order_by("id").values_list("pk", "strategy_key")[:limit])
+    rows += list(stalled.order_by("id").values_list("pk", "strategy_key")[:limit])
     sent = 0
-    for signal_id in ids:
-        if not signal_enqueue(signal_id):
+    for signal_id, strategy_key in rows:
+        if not signal_enqueue(signal_id, strategy_key):
             break
         Signal.objects.filter(pk=signal_id).update(enqueued_at=now, enqueue_count=F("enqueue_count") + 1)
         sent += 1
-        logger.info("event=signal_requeued signal=%s", signal_id)
+        logger.info("event=signal_requeued strategy=%s signal=%s", strategy_key, signal_id)
     return sent

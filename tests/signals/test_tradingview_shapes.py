@@ -37,7 +37,13 @@ SHAPES = [
     ("unknown_extra_fields.json", "application/json", 202, "accepted", {"exchange": "BITGET"}),
     # TradingView sends text/plain whenever it does not consider the message JSON; the body
     # is parsed as JSON regardless.
-    ("one_line_text_plain.txt", "text/plain; charset=utf-8", 202, "accepted", {"content_type": "text/plain; charset=utf-8"}),
+    (
+        "one_line_text_plain.txt",
+        "text/plain; charset=utf-8",
+        202,
+        "accepted",
+        {"content_type": "text/plain; charset=utf-8"},
+    ),
     # Bare placeholders TradingView could not fill leave invalid JSON, sent as text/plain.
     ("bare_placeholder_not_replaced.txt", "text/plain; charset=utf-8", 400, "rejected", {"reason": "not JSON"}),
     ("empty_contracts_trailing_comma.txt", "text/plain; charset=utf-8", 400, "rejected", {"reason": "not JSON"}),
@@ -51,7 +57,9 @@ def fixture_body(name: str) -> str:
     return (FIXTURES / name).read_text().replace("__PASSPHRASE__", settings.WEBHOOK_PASSPHRASE)
 
 
-@pytest.mark.parametrize(("name", "content_type", "http_status", "status", "expect"), SHAPES, ids=[s[0] for s in SHAPES])
+@pytest.mark.parametrize(
+    ("name", "content_type", "http_status", "status", "expect"), SHAPES, ids=[s[0] for s in SHAPES]
+)
 def test_tradingview_message_shape_has_the_documented_outcome(client, name, content_type, http_status, status, expect):
     StrategyFactory(strategy_id="demo")
     response = client.post("/tv-webhook", data=fixture_body(name), content_type=content_type)
@@ -73,7 +81,9 @@ def test_tradingview_message_shape_has_the_documented_outcome(client, name, cont
 
 def test_unknown_fields_are_kept_with_the_payload_and_ignored(client):
     StrategyFactory(strategy_id="demo")
-    response = client.post("/tv-webhook", data=fixture_body("unknown_extra_fields.json"), content_type="application/json")
+    response = client.post(
+        "/tv-webhook", data=fixture_body("unknown_extra_fields.json"), content_type="application/json"
+    )
 
     signal = Signal.objects.get(pk=response.json()["signal_id"])
     assert signal.payload["alert_message"] == "rsi > 70"
@@ -84,7 +94,9 @@ def test_unknown_fields_are_kept_with_the_payload_and_ignored(client):
 
 def test_strategy_alert_keeps_the_latency_chain_origin(client):
     StrategyFactory(strategy_id="demo")
-    response = client.post("/tv-webhook", data=fixture_body("strategy_entry_long.json"), content_type="application/json")
+    response = client.post(
+        "/tv-webhook", data=fixture_body("strategy_entry_long.json"), content_type="application/json"
+    )
 
     signal = Signal.objects.get(pk=response.json()["signal_id"])
     assert signal.fired_at.isoformat() == "2026-11-24T01:59:59+00:00"

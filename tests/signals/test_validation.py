@@ -110,7 +110,8 @@ def test_exchange_can_come_from_the_ticker_prefix(post_alert):
 
 
 @pytest.mark.parametrize(
-    "raw", ["[1, 2, 3]", '"just a string"', "", "\xff\xfe".encode("latin-1"), '{"a": ' * 1500 + "1" + "}" * 1500, "[" * 5000]
+    "raw",
+    ["[1, 2, 3]", '"just a string"', "", "\xff\xfe".encode("latin-1"), '{"a": ' * 1500 + "1" + "}" * 1500, "[" * 5000],
 )
 def test_body_that_is_not_a_json_object_is_recorded_as_not_json(post_alert, raw):
     response = post_alert(raw=raw)
