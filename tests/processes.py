@@ -145,16 +145,17 @@ class PrivateRedis:
 class GunicornProcess:
     """The web server as deployed (deploy/gunicorn.conf.py, sync workers) on a free port."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 1):
+    def __init__(self, env: dict[str, str], log_path: Path, workers: int | None = 1):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.env = {
             **env,
             "GUNICORN_BIND": f"127.0.0.1:{self.port}",
-            "GUNICORN_WORKERS": str(workers),
             "DJANGO_SETTINGS_MODULE": "tvtrader.settings",
         }
+        if workers:  # otherwise deploy/gunicorn.conf.py decides (cores + 1)
+            self.env["GUNICORN_WORKERS"] = str(workers)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
