@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F
 from django.utils import timezone
 
@@ -285,47 +285,36 @@ def signal_ingest(
     dedup_key, windowed = _dedup_key(strategy, alert, received_at)
     fields = _signal_fields(alert)
 
+    row = {
+        "strategy": strategy,
+        "strategy_key": strategy.strategy_id,
+        "status": status,
+        "reason": reason,
+        "dedup_key": dedup_key,
+        **common,
+        **fields,
+    }
     signal_id: int | None = None
     duplicate_of: int | None = None
     try:
-        with transaction.atomic():
-            if windowed:
-                # Serialise alerts of this strategy that carry no bar time, so that a burst of
-                # identical ones straddling a window edge still collapses into one.
+        if windowed:
+            with transaction.atomic():
+                # Serialise alerts of this strategy that carry no bar time, so that a burst
+                # of identical ones straddling a window edge still collapses into one.
                 Strategy.objects.select_for_update().filter(pk=strategy.pk).values_list("pk").first()
-                since = received_at - timedelta(seconds=max(int(strategy.dedup_window_seconds or 1), 1))
-                duplicate_of = (
-                    Signal.objects.filter(
-                        strategy=strategy,
-                        action=alert.action,
-                        ticker=alert.ticker,
-                        tv_order_id=alert.tv_order_id,
-                        bar_time__isnull=True,
-                        dedup_key__isnull=False,
-                        received_at__gte=since,
-                    )
-                    .order_by("-id")
-                    .values_list("pk", flat=True)
-                    .first()
-                )
-            if duplicate_of is None:
-                signal = Signal.objects.create(
-                    strategy=strategy,
-                    strategy_key=strategy.strategy_id,
-                    status=status,
-                    reason=reason,
-                    dedup_key=dedup_key,
-                    committed_at=timezone.now(),
-                    **common,
-                    **fields,
-                )
-                signal_id = signal.pk
-                if status == Signal.Status.ACCEPTED:
-                    transaction.on_commit(lambda: (on_accepted or signal_enqueue)(signal_id, strategy.strategy_id))
+                duplicate_of = _recent_duplicate(strategy, alert, received_at)
+                if duplicate_of is None:
+                    signal_id = Signal.objects.create(committed_at=timezone.now(), **row).pk
+        else:
+            signal_id = _insert_signal(row)
     except IntegrityError:
         duplicate_of = Signal.objects.filter(dedup_key=dedup_key).values_list("pk", flat=True).first()
         if duplicate_of is None:
             raise
+    if signal_id is not None and status == Signal.Status.ACCEPTED:
+        # Runs now when the row is committed (autocommit), or at the commit of an enclosing
+        # transaction; never before.
+        transaction.on_commit(lambda: (on_accepted or signal_enqueue)(signal_id, strategy.strategy_id))
 
     if duplicate_of is not None:
         Signal.objects.filter(pk=duplicate_of).update(
@@ -346,6 +335,34 @@ def signal_ingest(
         f" reason={reason!r}" if reason else "",
     )
     return IngestResult(http_status=http_status, status=status, signal_id=signal_id, reason=reason)
+
+
+def _insert_signal(row: dict[str, Any]) -> int:
+    """One INSERT. In autocommit (how the webhook runs) the statement is its own transaction:
+    no BEGIN/COMMIT round trips; the unique dedup key makes a concurrent twin fail with
+    IntegrityError. Inside an enclosing transaction a savepoint keeps that failure local."""
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            return Signal.objects.create(committed_at=timezone.now(), **row).pk
+    return Signal.objects.create(committed_at=timezone.now(), **row).pk
+
+
+def _recent_duplicate(strategy: Strategy, alert: payload_mod.Alert, received_at: datetime) -> int | None:
+    since = received_at - timedelta(seconds=max(int(strategy.dedup_window_seconds or 1), 1))
+    return (
+        Signal.objects.filter(
+            strategy=strategy,
+            action=alert.action,
+            ticker=alert.ticker,
+            tv_order_id=alert.tv_order_id,
+            bar_time__isnull=True,
+            dedup_key__isnull=False,
+            received_at__gte=since,
+        )
+        .order_by("-id")
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 def _decide(strategy: Strategy, alert: payload_mod.Alert, received_at: datetime) -> tuple[str, str, int]:
