@@ -177,7 +177,13 @@ def run(args) -> int:
         py = sys.executable
         subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True)
         subprocess.run(
-            [py, "manage.py", "shell", "-c", "from strategies.models import Strategy; Strategy.objects.create(strategy_id='bench')"],
+            [
+                py,
+                "manage.py",
+                "shell",
+                "-c",
+                "from strategies.models import Strategy; Strategy.objects.create(strategy_id='bench')",
+            ],
             cwd=BASE_DIR,
             env=env,
             check=True,
@@ -233,7 +239,13 @@ def verify(env: dict, redis_url: str, sent: int) -> tuple[int, int]:
         time.sleep(0.1)  # the wake-up is published after the answer is written
     queued = client.llen("orders")
     out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", "from signals.models import Signal; print(Signal.objects.filter(status='accepted').count())"],
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from signals.models import Signal; print(Signal.objects.filter(status='accepted').count())",
+        ],
         cwd=BASE_DIR,
         env=env,
         check=True,
