@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import pytest
@@ -34,6 +35,11 @@ def server_env(**overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
+
+
+def received(worker) -> int:
+    """How many execution tasks the worker says it received."""
+    return len(re.findall(r"execution\.execute_signal\[[0-9a-f-]+\] received", worker.log()))
 
 
 def alert(**overrides) -> bytes:
@@ -103,6 +109,7 @@ def test_broker_down_alert_is_still_accepted_and_runs_once_the_broker_returns(
     server.start()
 
     broker.stop()
+    failed_at = time.monotonic()
     status, body, took = http_post(server.url + "/tv-webhook", alert())
     assert (status, body["status"]) == (202, "accepted")
     assert took < 1.0
@@ -142,6 +149,17 @@ def test_broker_down_alert_is_still_accepted_and_runs_once_the_broker_returns(
         message="a worker to receive the execution task",
     )
     assert Signal.objects.get(pk=signal.pk).enqueue_count == 1
+
+    # The web process publishes again by itself once its back-off after the failure is over.
+    time.sleep(max(0.0, failed_at + 5.5 - time.monotonic()))
+    status, body, _ = http_post(server.url + "/tv-webhook", alert(bar_time="2026-11-24T03:00:00Z"))
+    assert (status, body["status"]) == (202, "accepted")
+    wait_for(
+        lambda: Signal.objects.get(pk=body["signal_id"]).status != Signal.Status.ACCEPTED or received(worker) >= 2,
+        timeout=20,
+        message="the new alert to be published directly and received",
+    )
+    assert Signal.objects.get(pk=body["signal_id"]).enqueue_count == 0  # not via the sweeper
 
 
 @pytest.mark.django_db(transaction=True)
