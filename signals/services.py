@@ -20,13 +20,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F
+from django.db.models import F
 from django.utils import timezone
 
-from strategies.models import EXIT_ACTIONS, Strategy, TradingControl
+from strategies.models import EXIT_ACTIONS, Strategy
 
 from . import payload as payload_mod
 from .models import Signal, WebhookRejection
+from .selectors import strategy_for_intake
 
 logger = logging.getLogger("tvtrader.signals")
 
@@ -174,17 +175,6 @@ def _authenticate(passphrase: Any, strategy: Strategy | None) -> bool:
     return global_ok and bool(given)
 
 
-def _load_strategy(strategy_key: Any) -> Strategy | None:
-    if not isinstance(strategy_key, str) or not strategy_key.strip() or len(strategy_key) > 64:
-        return None
-    return (
-        Strategy.objects.select_related("account")
-        .annotate(global_halted=Exists(TradingControl.objects.filter(pk=1, halted=True)))
-        .filter(strategy_id=strategy_key.strip())
-        .first()
-    )
-
-
 def _signal_fields(alert: payload_mod.Alert) -> dict[str, Any]:
     return {
         "action": alert.action,
@@ -243,7 +233,7 @@ def signal_ingest(
         logger.info("event=signal_rejected strategy=- signal=%s reason=%r", signal.pk, str(exc))
         return IngestResult(http_status=400, status="rejected", signal_id=signal.pk, reason=str(exc))
 
-    strategy = _load_strategy(data.get("strategy_id"))
+    strategy = strategy_for_intake(strategy_key=data.get("strategy_id"))
     if not _authenticate(data.get("passphrase"), strategy):
         key = data.get("strategy_id") if isinstance(data.get("strategy_id"), str) else ""
         webhook_rejection_record(
@@ -368,15 +358,14 @@ def _recent_duplicate(strategy: Strategy, alert: payload_mod.Alert, received_at:
 
 def _decide(strategy: Strategy, alert: payload_mod.Alert, received_at: datetime) -> tuple[str, str, int]:
     """Accepted, blocked (halted) or rejected (a rule of this strategy says no)."""
-    account = strategy.account
-    if getattr(strategy, "global_halted", False):
+    if strategy.global_halted:
         return Signal.Status.BLOCKED, "blocked: the global kill switch is engaged", 200
     if strategy.halted:
         return Signal.Status.BLOCKED, "blocked: this strategy's kill switch is engaged", 200
     if not strategy.enabled:
         return Signal.Status.BLOCKED, "blocked: this strategy is disabled", 200
-    if account is not None and account.halted:
-        return Signal.Status.BLOCKED, f"blocked: the kill switch of account {account.label} is engaged", 200
+    if strategy.account_halted:
+        return Signal.Status.BLOCKED, f"blocked: the kill switch of account {strategy.account_label} is engaged", 200
     if alert.action not in (strategy.allowed_actions or []):
         return Signal.Status.REJECTED, f"rejected: action {alert.action} is not allowed for this strategy", 422
     if strategy.max_signal_age_seconds and alert.action not in EXIT_ACTIONS:
