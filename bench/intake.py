@@ -94,13 +94,21 @@ async def one_request(port: int, request: bytes) -> tuple[int, float, float]:
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(request)
-    data = await reader.read()
+    try:
+        # The answer is complete when Content-Length bytes of body have arrived, as for any
+        # HTTP client; gunicorn's sync worker closes the socket only after the post-answer
+        # enqueue, which TradingView does not wait for.
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        await reader.readexactly(length)
+        status = int(head[9:12])
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        status = 0
     finished = time.perf_counter()
     writer.close()
-    try:
-        status = int(data[9:12])
-    except ValueError:
-        status = 0
     return status, started, finished
 
 
