@@ -110,43 +110,44 @@ _rejection_log = _LogThrottle()
 def webhook_rejection_record(
     *, source: str | None, reason: str, strategy_key: str = "", user_agent: str = "", at: datetime | None = None
 ) -> None:
-    """Count a refused request per day, source and reason; never one row per request."""
+    """Count a refused request per day, source and reason; never one row per request. Past
+    WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY sources a day, the rest fold into source "*"."""
     at = at or timezone.now()
-    day = at.date()
     source = (source or "unknown")[:64]
-    values = {
-        "count": F("count") + 1,
-        "last_seen": at,
-        "last_strategy_key": strategy_key[:64],
-        "last_user_agent": user_agent[:200],
-    }
+    last = {"last_seen": at, "last_strategy_key": strategy_key[:64], "last_user_agent": user_agent[:200]}
     if _rejection_log.allow():
         logger.warning(
             "event=webhook_refused reason=%s source=%s strategy=%s", reason, source, strategy_key[:64] or "-"
         )
     try:
-        if WebhookRejection.objects.filter(day=day, source=source, reason=reason).update(**values):
-            return
-        if WebhookRejection.objects.filter(day=day).count() >= settings.WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY:
-            source = "*"
-            if WebhookRejection.objects.filter(day=day, source=source, reason=reason).update(**values):
-                return
-        try:
-            with transaction.atomic():
-                WebhookRejection.objects.create(
-                    day=day,
-                    source=source,
-                    reason=reason,
-                    count=1,
-                    first_seen=at,
-                    last_seen=at,
-                    last_strategy_key=strategy_key[:64],
-                    last_user_agent=user_agent[:200],
-                )
-        except IntegrityError:
-            WebhookRejection.objects.filter(day=day, source=source, reason=reason).update(**values)
+        _rejection_count(day=at.date(), source=source, reason=reason, n=1, at=at, last=last)
     except Exception:  # counting must never turn a 401 into a 500
         logger.exception("event=webhook_rejection_count_failed reason=%s", reason)
+
+
+def _rejection_count(*, day, source: str, reason: str, n: int, at: datetime, last: dict[str, Any]) -> None:
+    rows = WebhookRejection.objects.filter(day=day)
+    if rows.filter(source=source, reason=reason).update(count=F("count") + n, **last):
+        return
+    individual = rows.exclude(source="*")
+    if source != "*" and individual.count() >= settings.WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY:
+        _rejection_count(day=day, source="*", reason=reason, n=n, at=at, last=last)
+        return
+    try:
+        with transaction.atomic():
+            row = WebhookRejection.objects.create(day=day, source=source, reason=reason, count=n, first_seen=at, **last)
+    except IntegrityError:  # a parallel request created it first
+        rows.filter(source=source, reason=reason).update(count=F("count") + n, **last)
+        return
+    if source != "*" and individual.count() > settings.WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY:
+        # Parallel requests from new sources all passed the check above: whoever finds the
+        # day over its bound folds its own row (with whatever it counted since) into "*".
+        with transaction.atomic():
+            counted = rows.select_for_update().filter(pk=row.pk).values_list("count", flat=True).first()
+            if counted:
+                rows.filter(pk=row.pk).delete()
+        if counted:
+            _rejection_count(day=day, source="*", reason=reason, n=counted, at=at, last=last)
 
 
 # --- Intake ------------------------------------------------------------------------------

@@ -196,3 +196,25 @@ def test_a_proxy_chain_uses_the_address_our_proxy_appended(client, settings):
     # The client put TradingView's address first; our nginx appended the real one last.
     forged = post_from(client, "127.0.0.1", {"HTTP_X_FORWARDED_FOR": f"{TRADINGVIEW_IP}, 192.0.2.66"})
     assert forged.status_code == 403
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_parallel_flood_from_many_sources_stays_within_the_row_bound(threaded_server, settings):
+    from tests.signals.test_dedup import post_many_at_once
+
+    settings.WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY = 5
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]  # behind nginx: the source comes from X-Forwarded-For
+
+    results = post_many_at_once(
+        threaded_server + "/tv-webhook",
+        alert_body(passphrase="forged"),
+        30,
+        headers=lambda i: {"X-Forwarded-For": f"198.51.100.{i + 1}"},
+    )
+
+    assert [code for code, _ in results] == [401] * 30
+    assert WebhookRejection.objects.exclude(source="*").count() <= 5
+    assert WebhookRejection.objects.count() <= 5 + 1
+    assert sum(WebhookRejection.objects.values_list("count", flat=True)) == 30
+    assert Signal.objects.count() == 0

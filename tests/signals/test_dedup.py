@@ -8,48 +8,23 @@ import urllib.error
 import urllib.request
 
 import pytest
-from django.contrib.staticfiles.handlers import StaticFilesHandler as _StaticFilesHandler
-from django.core.servers.basehttp import ThreadedWSGIServer
-from django.test.testcases import LiveServerThread
 
 from signals.models import Signal
 from tests.conftest import alert_body
 from tests.factories import StrategyFactory
 
 
-class _BacklogServer(ThreadedWSGIServer):
-    # Django's development server listens with a backlog of 10; fifty simultaneous connects
-    # would be reset by the kernel before Django saw them. gunicorn's backlog is 2048.
-    request_queue_size = 128
-
-
-class _LiveServerThread(LiveServerThread):
-    server_class = _BacklogServer
-
-
-@pytest.fixture
-def threaded_server(transactional_db):
-    """Django's multithreaded live server (one thread and one PostgreSQL connection per
-    request), with a listen backlog large enough for a burst."""
-    thread = _LiveServerThread("127.0.0.1", _StaticFilesHandler)
-    thread.daemon = True
-    thread.start()
-    thread.is_ready.wait(10)
-    if thread.error:
-        raise thread.error
-    yield f"http://127.0.0.1:{thread.port}"
-    thread.terminate()
-
-
-def post_many_at_once(url: str, body: dict, n: int) -> list[tuple[int, dict]]:
-    """n threads, each with its own TCP connection, released together by a barrier."""
+def post_many_at_once(url: str, body: dict, n: int, headers=None) -> list[tuple[int, dict]]:
+    """n threads, each with its own TCP connection, released together by a barrier.
+    `headers(i)` gives extra headers for the i-th request."""
     data = json.dumps(body).encode()
     barrier = threading.Barrier(n)
     results: list[tuple[int, dict]] = []
     lock = threading.Lock()
 
-    def send():
-        request = urllib.request.Request(url, data=data, headers={"Content-Type": "text/plain"}, method="POST")
+    def send(i):
+        extra = headers(i) if headers else {}
+        request = urllib.request.Request(url, data=data, headers={"Content-Type": "text/plain", **extra}, method="POST")
         barrier.wait()
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -59,7 +34,7 @@ def post_many_at_once(url: str, body: dict, n: int) -> list[tuple[int, dict]]:
         with lock:
             results.append(outcome)
 
-    threads = [threading.Thread(target=send) for _ in range(n)]
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(n)]
     for thread in threads:
         thread.start()
     for thread in threads:
