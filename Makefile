@@ -23,6 +23,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
 
+# Webhook intake benchmark (gunicorn + PostgreSQL + Redis; docs/performance.md).
+bench-intake: $(VENV)/.installed
+	$(PY) -m bench.intake $(ARGS)
+
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
 

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,14 +19,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, F
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from strategies.models import EXIT_ACTIONS, Strategy, TradingControl
+from strategies.models import EXIT_ACTIONS, Strategy
 
 from . import payload as payload_mod
 from .models import Signal, WebhookRejection
+from .selectors import strategy_for_intake
 
 logger = logging.getLogger("tvtrader.signals")
 
@@ -108,43 +110,44 @@ _rejection_log = _LogThrottle()
 def webhook_rejection_record(
     *, source: str | None, reason: str, strategy_key: str = "", user_agent: str = "", at: datetime | None = None
 ) -> None:
-    """Count a refused request per day, source and reason; never one row per request."""
+    """Count a refused request per day, source and reason; never one row per request. Past
+    WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY sources a day, the rest fold into source "*"."""
     at = at or timezone.now()
-    day = at.date()
     source = (source or "unknown")[:64]
-    values = {
-        "count": F("count") + 1,
-        "last_seen": at,
-        "last_strategy_key": strategy_key[:64],
-        "last_user_agent": user_agent[:200],
-    }
+    last = {"last_seen": at, "last_strategy_key": strategy_key[:64], "last_user_agent": user_agent[:200]}
     if _rejection_log.allow():
         logger.warning(
             "event=webhook_refused reason=%s source=%s strategy=%s", reason, source, strategy_key[:64] or "-"
         )
     try:
-        if WebhookRejection.objects.filter(day=day, source=source, reason=reason).update(**values):
-            return
-        if WebhookRejection.objects.filter(day=day).count() >= settings.WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY:
-            source = "*"
-            if WebhookRejection.objects.filter(day=day, source=source, reason=reason).update(**values):
-                return
-        try:
-            with transaction.atomic():
-                WebhookRejection.objects.create(
-                    day=day,
-                    source=source,
-                    reason=reason,
-                    count=1,
-                    first_seen=at,
-                    last_seen=at,
-                    last_strategy_key=strategy_key[:64],
-                    last_user_agent=user_agent[:200],
-                )
-        except IntegrityError:
-            WebhookRejection.objects.filter(day=day, source=source, reason=reason).update(**values)
+        _rejection_count(day=at.date(), source=source, reason=reason, n=1, at=at, last=last)
     except Exception:  # counting must never turn a 401 into a 500
         logger.exception("event=webhook_rejection_count_failed reason=%s", reason)
+
+
+def _rejection_count(*, day, source: str, reason: str, n: int, at: datetime, last: dict[str, Any]) -> None:
+    rows = WebhookRejection.objects.filter(day=day)
+    if rows.filter(source=source, reason=reason).update(count=F("count") + n, **last):
+        return
+    individual = rows.exclude(source="*")
+    if source != "*" and individual.count() >= settings.WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY:
+        _rejection_count(day=day, source="*", reason=reason, n=n, at=at, last=last)
+        return
+    try:
+        with transaction.atomic():
+            row = WebhookRejection.objects.create(day=day, source=source, reason=reason, count=n, first_seen=at, **last)
+    except IntegrityError:  # a parallel request created it first
+        rows.filter(source=source, reason=reason).update(count=F("count") + n, **last)
+        return
+    if source != "*" and individual.count() > settings.WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY:
+        # Parallel requests from new sources all passed the check above: whoever finds the
+        # day over its bound folds its own row (with whatever it counted since) into "*".
+        with transaction.atomic():
+            counted = rows.select_for_update().filter(pk=row.pk).values_list("count", flat=True).first()
+            if counted:
+                rows.filter(pk=row.pk).delete()
+        if counted:
+            _rejection_count(day=day, source="*", reason=reason, n=counted, at=at, last=last)
 
 
 # --- Intake ------------------------------------------------------------------------------
@@ -171,17 +174,6 @@ def _authenticate(passphrase: Any, strategy: Strategy | None) -> bool:
     if strategy is not None and strategy.passphrase_hash:
         return strategy.check_passphrase(given) and bool(given)
     return global_ok and bool(given)
-
-
-def _load_strategy(strategy_key: Any) -> Strategy | None:
-    if not isinstance(strategy_key, str) or not strategy_key.strip() or len(strategy_key) > 64:
-        return None
-    return (
-        Strategy.objects.select_related("account")
-        .annotate(global_halted=Exists(TradingControl.objects.filter(pk=1, halted=True)))
-        .filter(strategy_id=strategy_key.strip())
-        .first()
-    )
 
 
 def _signal_fields(alert: payload_mod.Alert) -> dict[str, Any]:
@@ -218,7 +210,7 @@ def signal_ingest(
 ) -> IngestResult:
     """Take one webhook request to a recorded outcome.
 
-    `on_accepted(signal_id)` runs after the commit (default: queue execution). The caller
+    `on_accepted(signal_id, strategy_key)` runs after the commit (default: queue execution). The caller
     must treat database errors as "not recorded" (answer 503 so TradingView resends).
     """
     if len(body) > settings.WEBHOOK_MAX_BODY_BYTES:
@@ -242,7 +234,7 @@ def signal_ingest(
         logger.info("event=signal_rejected strategy=- signal=%s reason=%r", signal.pk, str(exc))
         return IngestResult(http_status=400, status="rejected", signal_id=signal.pk, reason=str(exc))
 
-    strategy = _load_strategy(data.get("strategy_id"))
+    strategy = strategy_for_intake(strategy_key=data.get("strategy_id"))
     if not _authenticate(data.get("passphrase"), strategy):
         key = data.get("strategy_id") if isinstance(data.get("strategy_id"), str) else ""
         webhook_rejection_record(
@@ -285,47 +277,36 @@ def signal_ingest(
     dedup_key, windowed = _dedup_key(strategy, alert, received_at)
     fields = _signal_fields(alert)
 
+    row = {
+        "strategy": strategy,
+        "strategy_key": strategy.strategy_id,
+        "status": status,
+        "reason": reason,
+        "dedup_key": dedup_key,
+        **common,
+        **fields,
+    }
     signal_id: int | None = None
     duplicate_of: int | None = None
     try:
-        with transaction.atomic():
-            if windowed:
-                # Serialise alerts of this strategy that carry no bar time, so that a burst of
-                # identical ones straddling a window edge still collapses into one.
+        if windowed:
+            with transaction.atomic():
+                # Serialise alerts of this strategy that carry no bar time, so that a burst
+                # of identical ones straddling a window edge still collapses into one.
                 Strategy.objects.select_for_update().filter(pk=strategy.pk).values_list("pk").first()
-                since = received_at - timedelta(seconds=max(int(strategy.dedup_window_seconds or 1), 1))
-                duplicate_of = (
-                    Signal.objects.filter(
-                        strategy=strategy,
-                        action=alert.action,
-                        ticker=alert.ticker,
-                        tv_order_id=alert.tv_order_id,
-                        bar_time__isnull=True,
-                        dedup_key__isnull=False,
-                        received_at__gte=since,
-                    )
-                    .order_by("-id")
-                    .values_list("pk", flat=True)
-                    .first()
-                )
-            if duplicate_of is None:
-                signal = Signal.objects.create(
-                    strategy=strategy,
-                    strategy_key=strategy.strategy_id,
-                    status=status,
-                    reason=reason,
-                    dedup_key=dedup_key,
-                    committed_at=timezone.now(),
-                    **common,
-                    **fields,
-                )
-                signal_id = signal.pk
-                if status == Signal.Status.ACCEPTED:
-                    transaction.on_commit(lambda: (on_accepted or signal_enqueue)(signal_id))
+                duplicate_of = _recent_duplicate(strategy, alert, received_at)
+                if duplicate_of is None:
+                    signal_id = Signal.objects.create(committed_at=timezone.now(), **row).pk
+        else:
+            signal_id = _insert_signal(row)
     except IntegrityError:
         duplicate_of = Signal.objects.filter(dedup_key=dedup_key).values_list("pk", flat=True).first()
         if duplicate_of is None:
             raise
+    if signal_id is not None and status == Signal.Status.ACCEPTED:
+        # Runs now when the row is committed (autocommit), or at the commit of an enclosing
+        # transaction; never before.
+        transaction.on_commit(lambda: (on_accepted or signal_enqueue)(signal_id, strategy.strategy_id))
 
     if duplicate_of is not None:
         Signal.objects.filter(pk=duplicate_of).update(
@@ -348,17 +329,44 @@ def signal_ingest(
     return IngestResult(http_status=http_status, status=status, signal_id=signal_id, reason=reason)
 
 
+def _insert_signal(row: dict[str, Any]) -> int:
+    """One INSERT. In autocommit (how the webhook runs) the statement is its own transaction:
+    no BEGIN/COMMIT round trips; the unique dedup key makes a concurrent twin fail with
+    IntegrityError. Inside an enclosing transaction a savepoint keeps that failure local."""
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            return Signal.objects.create(committed_at=timezone.now(), **row).pk
+    return Signal.objects.create(committed_at=timezone.now(), **row).pk
+
+
+def _recent_duplicate(strategy: Strategy, alert: payload_mod.Alert, received_at: datetime) -> int | None:
+    since = received_at - timedelta(seconds=max(int(strategy.dedup_window_seconds or 1), 1))
+    return (
+        Signal.objects.filter(
+            strategy=strategy,
+            action=alert.action,
+            ticker=alert.ticker,
+            tv_order_id=alert.tv_order_id,
+            bar_time__isnull=True,
+            dedup_key__isnull=False,
+            received_at__gte=since,
+        )
+        .order_by("-id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
 def _decide(strategy: Strategy, alert: payload_mod.Alert, received_at: datetime) -> tuple[str, str, int]:
     """Accepted, blocked (halted) or rejected (a rule of this strategy says no)."""
-    account = strategy.account
-    if getattr(strategy, "global_halted", False):
+    if strategy.global_halted:
         return Signal.Status.BLOCKED, "blocked: the global kill switch is engaged", 200
     if strategy.halted:
         return Signal.Status.BLOCKED, "blocked: this strategy's kill switch is engaged", 200
     if not strategy.enabled:
         return Signal.Status.BLOCKED, "blocked: this strategy is disabled", 200
-    if account is not None and account.halted:
-        return Signal.Status.BLOCKED, f"blocked: the kill switch of account {account.label} is engaged", 200
+    if strategy.account_halted:
+        return Signal.Status.BLOCKED, f"blocked: the kill switch of account {strategy.account_label} is engaged", 200
     if alert.action not in (strategy.allowed_actions or []):
         return Signal.Status.REJECTED, f"rejected: action {alert.action} is not allowed for this strategy", 422
     if strategy.max_signal_age_seconds and alert.action not in EXIT_ACTIONS:
@@ -378,9 +386,33 @@ def _decide(strategy: Strategy, alert: payload_mod.Alert, received_at: datetime)
 # --- Queueing ----------------------------------------------------------------------------
 
 _broker_down_until = 0.0
+_publisher = threading.local()
 
 
-def signal_enqueue(signal_id: int) -> bool:
+def _producer():
+    """A kombu producer kept per process and thread. `.delay()` builds a connection and
+    producer for every publish (~0.7 ms); reusing one halves that. Created lazily, so a
+    gunicorn worker forked from a preloaded master never shares its parent's socket."""
+    producer = getattr(_publisher, "producer", None)
+    if producer is None or _publisher.pid != os.getpid():
+        from tvtrader.celery import app
+
+        producer = app.amqp.Producer(app.connection_for_write())
+        _publisher.producer, _publisher.pid = producer, os.getpid()
+    return producer
+
+
+def _producer_discard() -> None:
+    producer = getattr(_publisher, "producer", None)
+    _publisher.producer = None
+    if producer is not None:
+        try:
+            producer.connection.release()
+        except Exception:  # already broken; nothing to release
+            pass
+
+
+def signal_enqueue(signal_id: int, strategy_key: str = "-") -> bool:
     """Send the execution wake-up for a committed signal. Never raises: when the broker is
     unreachable the sweeper re-queues from the database later. After a failure, further
     attempts are skipped for a few seconds so a dead broker cannot slow every request."""
@@ -393,12 +425,15 @@ def signal_enqueue(signal_id: int) -> bool:
         if settings.EXECUTION_QUEUE_PER_ACCOUNT:
             from execution.routing import queue_for_signal
 
-            execute_signal.apply_async(args=[signal_id], queue=queue_for_signal(signal_id))
+            execute_signal.apply_async((signal_id,), producer=_producer(), queue=queue_for_signal(signal_id))
         else:
-            execute_signal.delay(signal_id)
+            execute_signal.apply_async((signal_id,), producer=_producer())
     except Exception as exc:  # kombu raises a variety of connection errors
+        _producer_discard()
         _broker_down_until = time.monotonic() + 5.0
-        logger.warning("event=enqueue_failed signal=%s error=%s", signal_id, type(exc).__name__)
+        logger.warning(
+            "event=enqueue_failed strategy=%s signal=%s error=%s", strategy_key, signal_id, type(exc).__name__
+        )
         return False
     return True
 
@@ -407,21 +442,22 @@ def signals_sweep(*, older_than_seconds: int | None = None, limit: int = 500) ->
     """Re-queue signals committed but never started (broker down, Redis emptied, worker
     lost), and signals whose execution lease expired. Returns how many were re-queued."""
     now = timezone.now()
-    wait = settings.SIGNAL_REQUEUE_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
-    cutoff = now - timedelta(seconds=wait)
+    if older_than_seconds is None:
+        older_than_seconds = settings.SIGNAL_REQUEUE_AFTER_SECONDS
+    cutoff = now - timedelta(seconds=older_than_seconds)
     waiting = Signal.objects.filter(status=Signal.Status.ACCEPTED, committed_at__lt=cutoff).exclude(
         enqueued_at__gte=cutoff
     )
     stalled = Signal.objects.filter(status=Signal.Status.PROCESSING, lease_until__lt=now)
-    ids = list(waiting.order_by("id").values_list("pk", flat=True)[:limit])
-    ids += list(stalled.order_by("id").values_list("pk", flat=True)[:limit])
+    rows = list(waiting.order_by("id").values_list("pk", "strategy_key")[:limit])
+    rows += list(stalled.order_by("id").values_list("pk", "strategy_key")[:limit])
     sent = 0
-    for signal_id in ids:
-        if not signal_enqueue(signal_id):
+    for signal_id, strategy_key in rows:
+        if not signal_enqueue(signal_id, strategy_key):
             break
         Signal.objects.filter(pk=signal_id).update(enqueued_at=now, enqueue_count=F("enqueue_count") + 1)
         sent += 1
-        logger.info("event=signal_requeued signal=%s", signal_id)
+        logger.info("event=signal_requeued strategy=%s signal=%s", strategy_key, signal_id)
     return sent
 
 

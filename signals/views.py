@@ -10,7 +10,7 @@ import json
 import logging
 import time
 
-from django.db import DatabaseError
+from django.db import Error as DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -33,7 +33,7 @@ def tv_webhook(request: HttpRequest) -> HttpResponse:
         response["Allow"] = "POST"
         return response
     received_at = timezone.now()
-    accepted: list[int] = []
+    accepted: list[tuple[int, str]] = []
     try:
         body = request.body
     except Exception:  # RequestDataTooBig and friends: refuse, never 500
@@ -46,9 +46,9 @@ def tv_webhook(request: HttpRequest) -> HttpResponse:
             remote_addr=request.META.get("REMOTE_ADDR"),
             received_at=received_at,
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
-            on_accepted=accepted.append,
+            on_accepted=lambda signal_id, strategy_key: accepted.append((signal_id, strategy_key)),
         )
-    except DatabaseError:
+    except DatabaseError:  # django.db.Error: OperationalError, InterfaceError, ...
         # Nothing was committed: a 5xx makes TradingView resend in 5 s.
         logger.exception("event=webhook_db_unavailable")
         return _json({"status": "error", "reason": "database unavailable, retry"}, 503)
@@ -59,7 +59,7 @@ def tv_webhook(request: HttpRequest) -> HttpResponse:
     if accepted:
         # Queue after the answer is on the wire: the row is already committed, the broker
         # is only a wake-up, and a slow or dead broker must not delay TradingView's answer.
-        response._resource_closers.append(lambda: [signal_enqueue(i) for i in accepted])
+        response._resource_closers.append(lambda: [signal_enqueue(*item) for item in accepted])
     return response
 
 
