@@ -418,5 +418,9 @@ class WebhookRejectionAdmin(FastListMixin, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # The trace of refused requests is evidence; it is bounded by design, not pruned by hand.
+        return False
+
     def has_change_permission(self, request, obj=None):
         return False
