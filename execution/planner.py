@@ -87,8 +87,16 @@ def plan_legs(
     position: Decimal,
     equity: Decimal | None = None,
     spot: bool = False,
+    market_position: str = "",
+    market_position_size: Decimal | None = None,
 ) -> list[Leg]:
-    """Legs for one symbol. `position` is the strategy's current signed position."""
+    """Legs for one symbol. `position` is the strategy's current signed position.
+
+    When the alert carries TradingView's `{{strategy.market_position}}` (and size), a buy or
+    sell is read the way the Pine strategy meant it: a sell that leaves the strategy flat is
+    an exit, not a short; a sell while it stays long is a partial exit; a reversal opens only
+    the new position's size, not the contracts of the whole order (which include the close).
+    """
     if action in ("close_long", "close_short", "close_all"):
         if action == "close_long" and position <= 0:
             raise NothingToDo("no long position to close")
@@ -99,6 +107,21 @@ def plan_legs(
         return [_close_leg(strategy, market, position, price)]
 
     side = "buy" if action == "buy" else "sell"
+    if market_position == "flat":
+        if position == 0:
+            raise NothingToDo("the strategy is flat per TradingView and holds nothing here")
+        return [_close_leg(strategy, market, position, price)]
+    if market_position in ("long", "short"):
+        target = 1 if market_position == "long" else -1
+        if (1 if side == "buy" else -1) != target:
+            # e.g. a sell while TradingView stays long: part of the position is taken off.
+            held = position * target
+            if held <= 0:
+                raise NothingToDo(f"partial exit of a {market_position} position, but none is held")
+            return [_close_leg(strategy, market, position, price, qty=min(volume, held))]
+        if position * target < 0 and market_position_size is not None and strategy.sizing_mode == "signal":
+            # A reversal: the order's contracts include the close; open only the new size.
+            volume = market_position_size
     if spot and side == "sell":
         # A spot account cannot go short: a sell closes what is held, and nothing more.
         if position > 0:
@@ -138,9 +161,9 @@ def plan_legs(
     return legs
 
 
-def _close_leg(strategy, market: MarketInfo, position: Decimal, price: Decimal) -> Leg:
+def _close_leg(strategy, market: MarketInfo, position: Decimal, price: Decimal, qty: Decimal | None = None) -> Leg:
     side = "sell" if position > 0 else "buy"
-    qty = market.round_qty(abs(position))
+    qty = market.round_qty(min(abs(position), qty) if qty is not None else abs(position))
     if qty <= 0:
         raise NothingToDo(f"position {position.normalize()} is below the market's lot size")
     order_type, limit_price = _order_terms(strategy, market, side, price)

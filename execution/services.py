@@ -319,6 +319,8 @@ def _plan_orders(signal, strategy, account, gateway: Gateway, book_positions: bo
                 position=position,
                 equity=equity,
                 spot=market.kind == "spot",
+                market_position=signal.market_position,
+                market_position_size=signal.market_position_size,
             )
         except NothingToDo:
             if signal.action != "close_all":
@@ -807,6 +809,8 @@ def signal_replay_on_paper(*, signal: Signal, actor: Any = None) -> dict:
             position=position,
             equity=equity,
             spot=market.kind == "spot",
+            market_position=signal.market_position,
+            market_position_size=signal.market_position_size,
         )
     except NothingToDo as exc:
         return {"ok": True, "legs": [], "reason": f"nothing to do: {exc}"}

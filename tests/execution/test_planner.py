@@ -24,8 +24,19 @@ def strategy(**fields) -> Strategy:
     return Strategy(strategy_id="s", **fields)
 
 
-def plan(action="buy", position="0", price="65000", volume="0.01", market=BTC, **fields):
+def plan(
+    action="buy",
+    position="0",
+    price="65000",
+    volume="0.01",
+    market=BTC,
+    market_position="",
+    market_position_size=None,
+    **fields,
+):
     return plan_legs(
+        market_position=market_position,
+        market_position_size=market_position_size,
         action=action,
         strategy=strategy(**fields),
         market=market,
@@ -110,3 +121,26 @@ def test_closes_use_the_held_quantity_and_skip_when_flat():
 )
 def test_tradingview_tickers_map_to_ccxt_symbols(ticker, market_type, symbol):
     assert tradingview_to_ccxt(ticker, market_type) == symbol
+
+
+def test_a_pine_strategy_exit_sent_as_sell_with_market_position_flat_only_closes():
+    (leg,) = plan(action="sell", position="1", volume="1", market_position="flat")
+    assert (leg.side, leg.qty, leg.reduce_only, leg.purpose) == ("sell", Decimal("1.000"), True, "close")
+
+
+def test_a_pine_reversal_opens_only_the_new_position_size():
+    close, entry = plan(
+        action="buy", position="-1", volume="2", market_position="long", market_position_size=Decimal("1")
+    )
+    assert (close.side, close.qty, close.reduce_only) == ("buy", Decimal("1.000"), True)
+    assert (entry.side, entry.qty, entry.reduce_only) == ("buy", Decimal("1.000"), False)
+
+
+def test_a_sell_while_tradingview_stays_long_is_a_partial_exit():
+    (leg,) = plan(action="sell", position="0.03", volume="0.01", market_position="long")
+    assert (leg.side, leg.qty, leg.reduce_only) == ("sell", Decimal("0.010"), True)
+
+
+def test_without_market_position_the_configured_opposite_rule_applies():
+    close, entry = plan(action="sell", position="0.01", volume="0.02")
+    assert (close.qty, entry.qty) == (Decimal("0.01"), Decimal("0.02"))
