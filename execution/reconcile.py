@@ -64,7 +64,13 @@ def account_reconcile(*, account: ExchangeAccount, fix: bool = False, actor: Any
     pending = (
         Order.objects.filter(account=account)
         .filter(
-            Q(status__in=[Order.Status.UNKNOWN, Order.Status.SUBMITTING], updated_at__lt=stale)
+            # Only orders whose last send is well past: one being sent right now is the engine's.
+            Q(status__in=[Order.Status.UNKNOWN, Order.Status.SUBMITTING], submitted_at__lt=stale)
+            | Q(
+                status__in=[Order.Status.UNKNOWN, Order.Status.SUBMITTING],
+                submitted_at__isnull=True,
+                created_at__lt=stale,
+            )
             | Q(status__in=[Order.Status.OPEN, Order.Status.PARTIALLY_FILLED])
         )
         .select_related("signal")

@@ -97,8 +97,20 @@ def _lease(seconds: int | None = None):
     return timezone.now() + timedelta(seconds=seconds or settings.SIGNAL_LEASE_SECONDS)
 
 
+class LeaseLost(Exception):
+    """Another worker took this signal over (our lease ran out): stop without touching it."""
+
+
+def _owned(signal: Signal):
+    """The signal, only while this worker still owns it. `attempts` counts claims, so the
+    value read right after our claim is a fencing token: a worker whose lease ran out and
+    was taken over can no longer renew, send or finish anything."""
+    return Signal.objects.filter(pk=signal.pk, status=Signal.Status.PROCESSING, attempts=signal.attempts)
+
+
 def _extend_lease(signal: Signal, seconds: int | None = None) -> None:
-    Signal.objects.filter(pk=signal.pk, status=Signal.Status.PROCESSING).update(lease_until=_lease(seconds))
+    if not _owned(signal).update(lease_until=_lease(seconds)):
+        raise LeaseLost(signal.pk)
 
 
 def signal_claim(signal: Signal) -> bool:
@@ -106,8 +118,14 @@ def signal_claim(signal: Signal) -> bool:
     earlier signal for the same strategy and ticker still has to run first)."""
     now = timezone.now()
     earlier_pending = Signal.objects.filter(
-        strategy_id=signal.strategy_id, ticker=signal.ticker, id__lt=signal.pk, status__in=Signal.PENDING_STATUSES
+        strategy_id=signal.strategy_id, id__lt=signal.pk, status__in=Signal.PENDING_STATUSES
     )
+    override = Strategy.objects.filter(pk=signal.strategy_id).values_list("symbol_override", flat=True).first()
+    if signal.action != "close_all" and not override:
+        # Same market (with or without TradingView's .P), or a close_all that covers it. A
+        # close_all, and every signal of a strategy pinned to one symbol, waits for all.
+        key = _market_key(signal.ticker)
+        earlier_pending = earlier_pending.filter(Q(ticker__in=[key, f"{key}.P"]) | Q(action="close_all"))
     claimable = Q(status=Signal.Status.ACCEPTED) | Q(status=Signal.Status.PROCESSING, lease_until__lt=now)
     return bool(
         Signal.objects.filter(pk=signal.pk)
@@ -146,15 +164,18 @@ def signal_execute(*, signal_id: int) -> None:
     if not signal_claim(signal):
         logger.info(_log(signal, "signal_not_claimed", status=signal.status))
         return
-    signal.refresh_from_db()
+    signal.refresh_from_db()  # `attempts` is now this run's fencing token
     try:
         _run(signal)
+    except LeaseLost:
+        logger.warning(_log(signal, "signal_lease_lost", note="another worker owns it now; stopping"))
+        return
     except Exception as exc:
         logger.exception(_log(signal, "signal_execution_error", error=type(exc).__name__))
         in_flight = signal.orders.exclude(status__in=[*Order.TERMINAL_STATUSES, Order.Status.PENDING]).exists()
         if in_flight:
             # An order may be at the exchange: keep the signal for the sweeper to resume.
-            Signal.objects.filter(pk=signal.pk).update(lease_until=_lease(15))
+            _owned(signal).update(lease_until=_lease(15))
         else:
             _finish(signal, Signal.Status.FAILED, f"internal error during execution: {type(exc).__name__}: {exc}")
     finally:
@@ -168,7 +189,9 @@ def _finish(signal: Signal, status: str, reason: str = "") -> None:
     updates: dict[str, Any] = {"status": status, "finished_at": now, "lease_until": None}
     if reason:
         updates["reason"] = reason[:2000]
-    Signal.objects.filter(pk=signal.pk, status=Signal.Status.PROCESSING).update(**updates)
+    if not _owned(signal).update(**updates):
+        logger.warning(_log(signal, "signal_finish_skipped", note="not owned by this worker any more"))
+        return
     signal.refresh_from_db()
     level = logging.INFO if status in (Signal.Status.EXECUTED, Signal.Status.SKIPPED) else logging.WARNING
     logger.log(level, _log(signal, f"signal_{status}", reason=reason or "-"))
@@ -185,19 +208,29 @@ def _notify_finished(signal: Signal) -> None:
         logger.exception(_log(signal, "notification_failed"))
 
 
+def _market_key(ticker: str) -> str:
+    """Tickers that reach the same market order against each other: BTCUSDT and
+    BTCUSDT.P on a perpetual account are one market."""
+    ticker = ticker.upper()
+    return ticker[:-2] if ticker.endswith(".P") else ticker
+
+
 def _wake_next(signal: Signal) -> None:
+    """Queue the first waiting signal of each market of this strategy (waking one that
+    still has to wait is harmless: it just waits)."""
     from signals.services import signal_enqueue
 
-    next_id = (
-        Signal.objects.filter(
-            strategy_id=signal.strategy_id, ticker=signal.ticker, id__gt=signal.pk, status=Signal.Status.ACCEPTED
-        )
+    waiting = (
+        Signal.objects.filter(strategy_id=signal.strategy_id, id__gt=signal.pk, status=Signal.Status.ACCEPTED)
         .order_by("id")
-        .values_list("pk", flat=True)
-        .first()
+        .values_list("pk", "ticker")[:100]
     )
-    if next_id is not None:
-        signal_enqueue(next_id)
+    seen: set[str] = set()
+    for signal_id, ticker in waiting:
+        key = _market_key(ticker)
+        if key not in seen:
+            seen.add(key)
+            signal_enqueue(signal_id, signal.strategy_key or "-")
 
 
 def _strategy_position(strategy: Strategy, account: ExchangeAccount, symbol: str) -> Decimal:
@@ -235,16 +268,26 @@ def _run(signal: Signal) -> None:
         except (PlanError, Misconfigured, ValueError) as exc:
             _finish(signal, Signal.Status.FAILED, str(exc))
             return
-        if strategy.leverage:
+        _extend_lease(signal)
+        if strategy.leverage and any(o.purpose == Order.Purpose.OPEN for o in orders):
             for symbol in {o.symbol for o in orders}:
                 try:
                     gateway.set_leverage(symbol=symbol, leverage=int(strategy.leverage))
                 except GatewayError as exc:
-                    logger.warning(_log(signal, "set_leverage_failed", symbol=symbol, error=str(exc)[:200]))
+                    # Trading at whatever leverage the exchange has set is not what the
+                    # trader configured: refuse, before anything is sent.
+                    reason = f"could not set leverage {strategy.leverage}x on {symbol}: {exc}"
+                    signal.orders.filter(status=Order.Status.PENDING).update(
+                        status=Order.Status.CANCELLED, reason=f"not sent: {reason}", closed_at=timezone.now()
+                    )
+                    _finish(signal, Signal.Status.FAILED, reason)
+                    return
 
     previous: Order | None = None
     for order in orders:
         if previous is not None and previous.purpose == Order.Purpose.CLOSE and order.purpose == Order.Purpose.OPEN:
+            if not previous.is_terminal:
+                break  # the close is still being resolved: the open leg waits for the next run
             if previous.status != Order.Status.FILLED:
                 Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
                     status=Order.Status.CANCELLED,
@@ -408,6 +451,14 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
             )
             return
     sent_at = timezone.now()
+    # The last check before the request leaves: this worker still owns the signal, and the
+    # order is still this attempt's to send (a worker that took over may have reset it). The
+    # stamp also restarts the resolver's grace period from the real moment of sending.
+    still_ours = Order.objects.filter(
+        pk=order.pk, status=Order.Status.SUBMITTING, submit_count=order.submit_count, signal__in=_owned(signal)
+    ).update(submitted_at=sent_at)
+    if not still_ours:
+        raise LeaseLost(signal.pk)
     try:
         state = gateway.create_order(
             symbol=order.symbol,
@@ -443,7 +494,6 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
 
 
 def _record_sent(signal, order: Order, sent_at) -> None:
-    Order.objects.filter(pk=order.pk).update(submitted_at=sent_at)
     Signal.objects.filter(pk=signal.pk, sent_at__isnull=True).update(sent_at=sent_at)
     logger.info(
         _log(
@@ -512,7 +562,9 @@ def _order_resolve(signal, gateway: Gateway, order: Order, book_positions: bool)
                 )
                 return True
             reset = Order.objects.filter(
-                pk=order.pk, status__in=[Order.Status.UNKNOWN, Order.Status.SUBMITTING]
+                pk=order.pk,
+                status__in=[Order.Status.UNKNOWN, Order.Status.SUBMITTING],
+                submitted_at__lte=timezone.now() - timedelta(seconds=grace),
             ).update(
                 status=Order.Status.PENDING,
                 reason=f"not received by the exchange (not found for {since:.0f} s); "
@@ -523,7 +575,7 @@ def _order_resolve(signal, gateway: Gateway, order: Order, book_positions: bool)
         time.sleep(min(delay, max(0.05, grace - since)))
     # Still unknown: keep the signal leased briefly; the sweeper re-runs it.
     Order.objects.filter(pk=order.pk, status=Order.Status.SUBMITTING).update(status=Order.Status.UNKNOWN)
-    Signal.objects.filter(pk=signal.pk).update(lease_until=_lease(15))
+    _owned(signal).update(lease_until=_lease(15))
     return False
 
 
@@ -563,7 +615,9 @@ def _order_follow(signal, strategy, gateway: Gateway, order: Order, book_positio
                 return
         if time.monotonic() - started > FOLLOW_MAX_SECONDS:
             remaining = strategy.limit_timeout_seconds - age if order.order_type == "limit" else 30
-            Signal.objects.filter(pk=signal.pk).update(lease_until=_lease(int(max(5, remaining))))
+            # Come back within 30 s (not at the timeout): a fill must not wait, and nor must the
+            # signals queued behind this one.
+            _owned(signal).update(lease_until=_lease(int(min(30, max(5, remaining)))))
             return
         _extend_lease(signal)
         time.sleep(FOLLOW_BACKOFF[min(i, len(FOLLOW_BACKOFF) - 1)])

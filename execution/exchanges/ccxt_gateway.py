@@ -155,8 +155,10 @@ class CcxtGateway(Gateway):
         self._primary: ccxt.Exchange | None = None
         self._markets_loaded_at = 0.0
         self._leverage_set: set[tuple[str, int]] = set()
-        # Binance accepts a reused client id once the earlier order is no longer open.
-        self.client_id_always_unique = exchange != "binanceusdm"
+        # Only Bybit is known (and tested) to refuse a reused client id forever; Binance accepts
+        # one once the earlier order is no longer open, and OKX/Bitget are unverified here, so
+        # they get the long "not found" grace before any resend.
+        self.client_id_always_unique = exchange == "bybit"
 
     # --- instances and markets ---------------------------------------------------------
 
@@ -206,6 +208,12 @@ class CcxtGateway(Gateway):
                 try:
                     primary.load_markets(True)
                 except Exception as exc:
+                    if self._primary is not None:
+                        # A failed refresh must not stop trading on markets we already know;
+                        # try again in five minutes.
+                        self._markets_loaded_at = time.monotonic() - MARKETS_MAX_AGE_SECONDS + 300
+                        logger.warning("event=markets_refresh_failed account=%s error=%s", self.label, str(exc)[:200])
+                        return self._primary
                     raise translate(exc) from exc
                 self._primary = primary
                 self._markets_loaded_at = time.monotonic()

@@ -60,7 +60,7 @@ def test_unknown_order_is_resolved_by_its_client_id(emu):
         requested_qty=Decimal("0.01"),
         status=Order.Status.UNKNOWN,
     )
-    Order.objects.filter(pk=order.pk).update(updated_at=order.updated_at - timedelta(minutes=5))
+    Order.objects.filter(pk=order.pk).update(submitted_at=order.created_at - timedelta(minutes=5))
     call_command("reconcile", "--fix")
     order.refresh_from_db()
     assert order.status == Order.Status.FILLED and order.filled_qty == Decimal("0.01")
@@ -98,3 +98,37 @@ def test_admin_validation_uses_the_markets_a_worker_saved_without_calling_the_ex
     wrong = StrategyFactory(account=account, symbol_override="NOPE/USDT:USDT")
     assert "not a market" in strategy_validate_market(strategy=wrong)["symbol_override"]
     assert emu.requests() == []  # validation never touched the exchange
+
+
+def test_a_worker_whose_lease_was_taken_over_can_no_longer_renew_or_finish(db):
+    from django.utils import timezone
+
+    from execution.services import LeaseLost, _extend_lease, signal_claim
+
+    signal = SignalFactory(status="accepted")
+    first = type(signal).objects.get(pk=signal.pk)
+    assert signal_claim(first)
+    first.refresh_from_db()
+    type(signal).objects.filter(pk=signal.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    second = type(signal).objects.get(pk=signal.pk)
+    assert signal_claim(second)
+    second.refresh_from_db()
+    with pytest.raises(LeaseLost):
+        _extend_lease(first)
+    _extend_lease(second)  # the new owner carries on
+
+
+def test_signals_for_the_same_market_wait_whatever_the_ticker_spelling_and_close_all_waits_for_all(db):
+    from execution.services import signal_claim
+
+    strategy = StrategyFactory()
+    perp = SignalFactory(strategy=strategy, ticker="BTCUSDT.P", status="processing")
+    plain = SignalFactory(strategy=strategy, ticker="BTCUSDT")
+    other = SignalFactory(strategy=strategy, ticker="ETHUSDT.P")
+    assert not signal_claim(plain)  # BTCUSDT waits for BTCUSDT.P: one market
+    assert signal_claim(other)  # ETH does not wait for BTC
+    flatten = SignalFactory(strategy=strategy, ticker="BTCUSDT.P", action="close_all")
+    type(other).objects.filter(pk__in=[perp.pk]).update(status="executed")
+    assert not signal_claim(flatten)  # plain (BTC) and other (ETH, processing) are still pending
+    after = SignalFactory(strategy=strategy, ticker="SOLUSDT.P")
+    assert not signal_claim(after)  # behind the close_all
