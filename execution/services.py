@@ -141,8 +141,8 @@ def signal_claim(signal: Signal) -> bool:
 
 
 def _halt_reason(signal: Signal, strategy: Strategy, account: ExchangeAccount | None) -> str:
-    if (signal.payload or {}).get("flatten"):
-        return ""  # flattening is what a halted strategy wants
+    if signal.origin == Signal.Origin.FLATTEN and signal.action == "close_all":
+        return ""  # an operator's flatten is what a halted strategy wants
     if TradingControl.is_halted():
         return "blocked at execution: the global kill switch is engaged"
     if strategy.halted:
@@ -831,6 +831,7 @@ def strategy_flatten(*, strategy: Strategy, actor: Any) -> Signal | None:
             received_at=now,
             committed_at=now,
             content_type="flatten",
+            origin=Signal.Origin.FLATTEN,
             payload={"flatten": True, "requested_by": name},
             comment=f"flatten requested by {name}"[:255],
         )

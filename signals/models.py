@@ -54,6 +54,14 @@ class Signal(models.Model):
     content_type = models.CharField(max_length=100, blank=True)
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
 
+    class Origin(models.TextChoices):
+        WEBHOOK = "webhook", "TradingView webhook"
+        TEST = "test", "Test signal"
+        FLATTEN = "flatten", "Flatten (operator)"
+
+    origin = models.CharField(
+        max_length=8, choices=Origin.choices, default=Origin.WEBHOOK, help_text="Set by the server, never by a payload."
+    )
     is_test = models.BooleanField(
         default=False, help_text="A test or replay signal: always executed on paper, whatever the account."
     )

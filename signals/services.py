@@ -490,6 +490,7 @@ def signal_send_test(
             strategy_key=strategy.strategy_id,
             status=Signal.Status.ACCEPTED,
             is_test=True,
+            origin=Signal.Origin.TEST,
             action=action,
             ticker=ticker,
             exchange=exchange,

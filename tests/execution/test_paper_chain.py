@@ -40,3 +40,35 @@ def test_buy_then_close_long_on_paper_through_a_real_worker(worker_factory, post
     position = Position.objects.get(strategy=strategy, symbol="BTC/USDT:USDT")
     assert position.qty == 0
     assert position.realized_pnl > 0
+
+
+@pytest.mark.django_db
+def test_a_flatten_field_in_an_alert_cannot_get_past_the_kill_switch(post_alert):
+    from execution.services import signal_execute
+    from strategies.services import strategy_halt
+
+    strategy = StrategyFactory(strategy_id="demo")
+    response = post_alert(action="buy", flatten=True)
+    assert response.status_code == 202
+    strategy_halt(strategy=strategy, actor="test")
+    signal_execute(signal_id=response.json()["signal_id"])
+    signal = Signal.objects.get(pk=response.json()["signal_id"])
+    assert signal.status == Signal.Status.BLOCKED
+    assert not Order.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_operators_flatten_closes_through_the_kill_switch():
+    from execution.services import signal_execute, strategy_flatten
+    from strategies.services import strategy_halt
+    from tests.factories import SignalFactory
+
+    strategy = StrategyFactory(strategy_id="demo")
+    opened = SignalFactory(strategy=strategy, action="buy", volume=Decimal("0.01"))
+    signal_execute(signal_id=opened.pk)
+    strategy_halt(strategy=strategy, actor="test")
+    flatten = strategy_flatten(strategy=strategy, actor="test")
+    signal_execute(signal_id=flatten.pk)
+    flatten.refresh_from_db()
+    assert flatten.status == Signal.Status.EXECUTED, flatten.reason
+    assert Position.objects.get(strategy=strategy, symbol="BTC/USDT:USDT").qty == 0
