@@ -30,6 +30,13 @@ class NotJSON(Exception):
     """The body is not a JSON object."""
 
 
+def _decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except ArithmeticError:  # beyond Decimal's exponent range, e.g. 1e999999999
+        return Decimal("-Infinity") if text.startswith("-") else Decimal("Infinity")
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     try:
         text = body.decode("utf-8-sig")
@@ -37,11 +44,14 @@ def parse_body(body: bytes) -> dict[str, Any]:
         raise NotJSON("not JSON (body is not UTF-8 text)") from exc
     if not text.strip():
         raise NotJSON("not JSON (empty body)")
+    if "\x00" in text or "\\u0000" in text.lower():
+        # No alert contains NUL, and PostgreSQL cannot store it in text or JSON.
+        raise NotJSON("not JSON (contains NUL characters)")
     try:
         # Decimal keeps prices exact; NaN/Infinity are let through here so that the field
         # they sit in can be named in the error.
-        data = json.loads(text, parse_float=Decimal, parse_constant=lambda c: Decimal(c))
-    except (ValueError, RecursionError) as exc:
+        data = json.loads(text, parse_float=_decimal, parse_constant=lambda c: Decimal(c))
+    except (ValueError, RecursionError, ArithmeticError) as exc:
         raise NotJSON("not JSON") from exc
     if not isinstance(data, dict):
         raise NotJSON('not JSON (expected an object like {"action": ...})')
@@ -51,6 +61,7 @@ def parse_body(body: bytes) -> dict[str, Any]:
 def redact_text(text: str, secrets_to_hide: list[str]) -> str:
     """Remove passphrases from a raw body we keep for forensics (also from non-JSON bodies)."""
     text = re.sub(r'("passphrase"\s*:\s*)"(?:[^"\\]|\\.)*"', r'\1"' + REDACTED + '"', text)
+    text = text.replace("\x00", "\\x00")
     for secret in secrets_to_hide:
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
@@ -71,8 +82,11 @@ def redacted_payload(data: dict[str, Any]) -> dict[str, Any]:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
-        if value.is_finite():
+        # Huge or non-finite numbers stay text: int(Decimal("1e999999999")) would never end.
+        if value.is_finite() and (value.is_zero() or value.adjusted() < 18):
             return float(value) if value != value.to_integral_value() else int(value)
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**18:
         return str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
@@ -148,7 +162,7 @@ def _number(name: str, value: Any, errors: dict[str, str], *, required: bool) ->
     if not number.is_finite():
         errors[name] = f"must be a finite number (got {value!r})"
         return None
-    if abs(number) >= Decimal("1e18"):
+    if not number.is_zero() and number.adjusted() >= 18:  # no arithmetic: 1e999999999 would overflow
         errors[name] = f"is out of range (got {value!r})"
         return None
     return number

@@ -105,6 +105,9 @@ class _LogThrottle:
 
 
 _rejection_log = _LogThrottle()
+# Bodies that are not JSON are stored as rejected signals (so a broken alert template is
+# easy to see), up to this many a minute per process.
+_unparsed_budget = _LogThrottle(per_minute=60)
 
 
 def webhook_rejection_record(
@@ -229,6 +232,11 @@ def signal_ingest(
     try:
         data = payload_mod.parse_body(body)
     except payload_mod.NotJSON as exc:
+        if not _unparsed_budget.allow():
+            # Anyone can send garbage before authenticating: past a budget per minute it is
+            # counted (bounded rows) instead of stored, so a flood cannot fill the disk.
+            webhook_rejection_record(source=remote_addr, reason="not_json", user_agent=user_agent, at=received_at)
+            return IngestResult(http_status=400, status="rejected", reason=f"{exc} (counted, not stored: too many)")
         raw = payload_mod.redact_text(body.decode("utf-8", "replace"), secrets_to_hide)
         signal = _record_rejected(common=common, reason=str(exc), raw_body=raw, committed_at=timezone.now())
         logger.info("event=signal_rejected strategy=- signal=%s reason=%r", signal.pk, str(exc))

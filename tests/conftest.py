@@ -16,6 +16,16 @@ from django.db import connection
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _fresh_intake_budgets():
+    """The webhook's per-minute budgets (stored garbage, throttled refusal logs) are per
+    process; each test starts with a fresh minute so tests do not depend on each other."""
+    from signals import services
+
+    for budget in (services._unparsed_budget, services._rejection_log):
+        budget.minute, budget.count, budget.suppressed = 0, 0, 0
+
+
 def alert_body(**overrides) -> dict:
     body = {
         "passphrase": settings.WEBHOOK_PASSPHRASE,
