@@ -20,7 +20,6 @@ expires the sweeper re-queues it and the next run resumes each order where it st
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from datetime import timedelta
@@ -43,6 +42,7 @@ from .exchanges import (
     OrderNotFound,
     OrderRejected,
     OrderState,
+    SendAborted,
     gateway_for,
     tradingview_to_ccxt,
 )
@@ -66,10 +66,16 @@ _STATUS_MAP = {
 }
 
 
+_install_tag_cache: str | None = None
+
+
 def _install_tag() -> str:
-    # Four characters tied to this installation, so two installs (or a database reset)
-    # sharing one exchange account never collide on client order ids.
-    return hashlib.sha256(settings.SECRET_KEY.encode()).hexdigest()[:4]
+    """Six hex characters made when this database was created: two installations (or a
+    database reset) sharing one exchange account never collide on client order ids."""
+    global _install_tag_cache
+    if _install_tag_cache is None:
+        _install_tag_cache = TradingControl.current().install_id
+    return _install_tag_cache
 
 
 def client_order_id_for(*, signal_id: int, leg: int) -> str:
@@ -97,7 +103,12 @@ def _lease(seconds: int | None = None):
     return timezone.now() + timedelta(seconds=seconds or settings.SIGNAL_LEASE_SECONDS)
 
 
-class LeaseLost(Exception):
+class RetryLater(Exception):
+    """Nothing was sent and the cause is temporary (e.g. markets could not be loaded): keep
+    the signal for the sweeper to bring back shortly."""
+
+
+class LeaseLost(SendAborted):
     """Another worker took this signal over (our lease ran out): stop without touching it."""
 
 
@@ -108,42 +119,57 @@ def _owned(signal: Signal):
     return Signal.objects.filter(pk=signal.pk, status=Signal.Status.PROCESSING, attempts=signal.attempts)
 
 
-def _extend_lease(signal: Signal, seconds: int | None = None) -> None:
+def _extend_lease(signal: Signal, seconds: int | None = None, *, force: bool = False) -> None:
+    """Renew this worker's lease (at most every few seconds: the lease is long, and every
+    statement on the way to the exchange is latency). Raises LeaseLost if taken over."""
+    now = time.monotonic()
+    if not force and seconds is None and now - getattr(signal, "_lease_renewed", 0.0) < 5.0:
+        return
     if not _owned(signal).update(lease_until=_lease(seconds)):
         raise LeaseLost(signal.pk)
+    signal._lease_renewed = now
 
 
 def signal_claim(signal: Signal) -> bool:
     """Take ownership of a signal, or return False (done, owned by another worker, or an
-    earlier signal for the same strategy and ticker still has to run first)."""
+    earlier signal for the same strategy and market still has to run first). On success
+    `signal.attempts` is this run's fencing token (see `_owned`)."""
     now = timezone.now()
     earlier_pending = Signal.objects.filter(
         strategy_id=signal.strategy_id, id__lt=signal.pk, status__in=Signal.PENDING_STATUSES
     )
-    override = Strategy.objects.filter(pk=signal.strategy_id).values_list("symbol_override", flat=True).first()
-    if signal.action != "close_all" and not override:
+    strategy = signal.strategy
+    if signal.action != "close_all" and not strategy.symbol_override:
         # Same market (with or without TradingView's .P), or a close_all that covers it. A
         # close_all, and every signal of a strategy pinned to one symbol, waits for all.
         key = _market_key(signal.ticker)
         earlier_pending = earlier_pending.filter(Q(ticker__in=[key, f"{key}.P"]) | Q(action="close_all"))
     claimable = Q(status=Signal.Status.ACCEPTED) | Q(status=Signal.Status.PROCESSING, lease_until__lt=now)
-    return bool(
-        Signal.objects.filter(pk=signal.pk)
+    lease_until = now + timedelta(seconds=settings.SIGNAL_LEASE_SECONDS)
+    claimed = (
+        Signal.objects.filter(pk=signal.pk, attempts=signal.attempts)
         .filter(claimable)
         .filter(~Exists(earlier_pending))
         .update(
             status=Signal.Status.PROCESSING,
             started_at=Coalesce(F("started_at"), now),
             attempts=F("attempts") + 1,
-            lease_until=now + timedelta(seconds=settings.SIGNAL_LEASE_SECONDS),
+            lease_until=lease_until,
         )
     )
+    if claimed:
+        signal.status, signal.attempts, signal.lease_until = Signal.Status.PROCESSING, signal.attempts + 1, lease_until
+        signal.started_at = signal.started_at or now
+        signal._lease_renewed = signal._claimed_mono = time.monotonic()
+    return bool(claimed)
 
 
-def _halt_reason(signal: Signal, strategy: Strategy, account: ExchangeAccount | None) -> str:
+def _halt_reason(
+    signal: Signal, strategy: Strategy, account: ExchangeAccount | None, global_halted: bool | None = None
+) -> str:
     if signal.origin == Signal.Origin.FLATTEN and signal.action == "close_all":
         return ""  # an operator's flatten is what a halted strategy wants
-    if TradingControl.is_halted():
+    if TradingControl.is_halted() if global_halted is None else global_halted:
         return "blocked at execution: the global kill switch is engaged"
     if strategy.halted:
         return "blocked at execution: this strategy's kill switch is engaged"
@@ -158,17 +184,27 @@ def _halt_reason(signal: Signal, strategy: Strategy, account: ExchangeAccount | 
 
 
 def signal_execute(*, signal_id: int) -> None:
-    signal = Signal.objects.filter(pk=signal_id).first()
+    signal = (
+        Signal.objects.select_related("strategy", "strategy__account")
+        .annotate(global_halted=Exists(TradingControl.objects.filter(pk=1, halted=True)))
+        .filter(pk=signal_id)
+        .first()
+    )
     if signal is None or signal.is_terminal or signal.strategy_id is None:
         return
+    first_run = signal.attempts == 0
     if not signal_claim(signal):
         logger.info(_log(signal, "signal_not_claimed", status=signal.status))
         return
-    signal.refresh_from_db()  # `attempts` is now this run's fencing token
+    signal._first_run = first_run
     try:
         _run(signal)
     except LeaseLost:
         logger.warning(_log(signal, "signal_lease_lost", note="another worker owns it now; stopping"))
+        return
+    except RetryLater as exc:
+        _owned(signal).update(lease_until=_lease(15))
+        logger.warning(_log(signal, "signal_retry_later", reason=str(exc)[:200]))
         return
     except Exception as exc:
         logger.exception(_log(signal, "signal_execution_error", error=type(exc).__name__))
@@ -239,12 +275,12 @@ def _strategy_position(strategy: Strategy, account: ExchangeAccount, symbol: str
 
 
 def _run(signal: Signal) -> None:
-    strategy = Strategy.objects.select_related("account").get(pk=signal.strategy_id)
+    strategy = signal.strategy  # loaded with the signal, its account and the global switch
     account = strategy.account
-    reason = _halt_reason(signal, strategy, account)
+    reason = _halt_reason(signal, strategy, account, getattr(signal, "global_halted", None))
     if reason:
         signal.orders.filter(status=Order.Status.PENDING).update(status=Order.Status.CANCELLED, reason=reason)
-        if not signal.orders.exclude(status__in=Order.TERMINAL_STATUSES).exists():
+        if signal._first_run or not signal.orders.exclude(status__in=Order.TERMINAL_STATUSES).exists():
             _finish(signal, Signal.Status.BLOCKED, reason)
             return
     if account is None:
@@ -258,7 +294,8 @@ def _run(signal: Signal) -> None:
         return
     book_positions = account.is_paper or not signal.is_test
 
-    orders = list(signal.orders.order_by("leg"))
+    # Orders exist only after a first claim; the first run has none to look for.
+    orders = [] if signal._first_run else list(signal.orders.order_by("leg"))
     if not orders:
         try:
             orders = _plan_orders(signal, strategy, account, gateway, book_positions)
@@ -295,7 +332,7 @@ def _run(signal: Signal) -> None:
                     closed_at=timezone.now(),
                 )
                 order.refresh_from_db()
-        _order_drive(signal, strategy, gateway, order, book_positions)
+        _order_drive(signal, strategy, gateway, order, book_positions, fresh=order.status == Order.Status.PENDING)
         order.refresh_from_db()
         previous = order
 
@@ -328,51 +365,75 @@ def _finish_from_orders(signal: Signal, orders: list[Order]) -> None:
         _finish(signal, Signal.Status.FAILED, f"order rejected: {reasons}")
 
 
+def _price_for(signal: Signal, account: ExchangeAccount, symbol: str, own_symbol: str) -> Decimal:
+    """The reference price of a leg: the alert's price for the alert's own market; for the
+    other markets a close_all flattens, their last fill (or the position's entry)."""
+    if symbol == own_symbol:
+        return Decimal(signal.price)
+    last = (
+        Order.objects.filter(account=account, symbol=symbol, avg_price__isnull=False)
+        .order_by("-id")
+        .values_list("avg_price", flat=True)
+        .first()
+    )
+    if last is None:
+        last = Position.objects.filter(account=account, symbol=symbol).values_list("avg_price", flat=True).first()
+    return Decimal(last) if last else Decimal(signal.price)
+
+
 def _plan_orders(signal, strategy, account, gateway: Gateway, book_positions: bool) -> list[Order]:
-    if signal.action == "close_all":
-        symbols = (
-            list(
-                Position.objects.filter(account=account, strategy=strategy)
-                .exclude(qty=0)
-                .values_list("symbol", flat=True)
-            )
-            if book_positions
-            else []
+    positions: dict[str, Decimal] = {}
+    if book_positions:
+        positions = dict(
+            Position.objects.filter(account=account, strategy=strategy).exclude(qty=0).values_list("symbol", "qty")
         )
+    try:
+        own_symbol = gateway.resolve_symbol(signal.ticker, account.market_type, strategy.symbol_override)
+    except ValueError:
+        if signal.action != "close_all":
+            raise
+        own_symbol = ""
+    if signal.action == "close_all":
+        symbols = sorted(positions)
         if not symbols:
             raise NothingToDo("no open position for this strategy")
     else:
-        symbols = [gateway.resolve_symbol(signal.ticker, account.market_type, strategy.symbol_override)]
+        symbols = [own_symbol]
     legs = []
     for symbol in symbols:
         market = gateway.market(symbol)
-        position = _strategy_position(strategy, account, symbol) if book_positions else Decimal("0")
+        position = positions.get(symbol, Decimal("0"))
+        price = _price_for(signal, account, symbol, own_symbol)
         equity = (
             gateway.fetch_equity(account.paper_quote_currency if account.is_paper else market.quote)
             if (strategy.sizing_mode == "percent_equity" and signal.action in ("buy", "sell"))
             else None
         )
         try:
-            legs += plan_legs(
-                action=signal.action,
-                strategy=strategy,
-                market=market,
-                price=Decimal(signal.price),
-                volume=Decimal(signal.volume),
-                position=position,
-                equity=equity,
-                spot=market.kind == "spot",
-                market_position=signal.market_position,
-                market_position_size=signal.market_position_size,
-            )
+            legs += [
+                (leg, price)
+                for leg in plan_legs(
+                    action=signal.action,
+                    strategy=strategy,
+                    market=market,
+                    price=price,
+                    volume=Decimal(signal.volume),
+                    position=position,
+                    equity=equity,
+                    spot=market.kind == "spot",
+                    market_position=signal.market_position,
+                    market_position_size=signal.market_position_size,
+                )
+            ]
         except NothingToDo:
             if signal.action != "close_all":
                 raise
     if not legs:
         raise NothingToDo("no open position for this strategy")
-    with transaction.atomic():
-        orders = [
-            Order.objects.create(
+    # One INSERT for all legs: atomic on its own, and one round trip before the exchange.
+    orders = Order.objects.bulk_create(
+        [
+            Order(
                 signal=signal,
                 strategy=strategy,
                 account=account,
@@ -385,10 +446,11 @@ def _plan_orders(signal, strategy, account, gateway: Gateway, book_positions: bo
                 reduce_only=leg.reduce_only,
                 requested_qty=leg.qty,
                 limit_price=leg.limit_price,
-                signal_price=signal.price,
+                signal_price=price,
             )
-            for i, leg in enumerate(legs, start=1)
+            for i, (leg, price) in enumerate(legs, start=1)
         ]
+    )
     logger.info(
         _log(
             signal,
@@ -399,9 +461,11 @@ def _plan_orders(signal, strategy, account, gateway: Gateway, book_positions: bo
     return orders
 
 
-def _order_drive(signal, strategy, gateway: Gateway, order: Order, book_positions: bool) -> None:
+def _order_drive(signal, strategy, gateway: Gateway, order: Order, book_positions: bool, fresh: bool = False) -> None:
     for _ in range(MAX_SUBMITS * 3):
-        order.refresh_from_db()
+        if not fresh:
+            order.refresh_from_db()
+        fresh = False
         if order.is_terminal:
             return
         if order.status == Order.Status.PENDING:
@@ -414,8 +478,8 @@ def _order_drive(signal, strategy, gateway: Gateway, order: Order, book_position
             return
 
 
-def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positions: bool) -> None:
-    account = order.account
+def _switches_recheck(signal, strategy, account, order: Order) -> bool:
+    """Re-read the kill switches; cancel `order` (never sent) and return True if engaged."""
     strategy.refresh_from_db(fields=["halted", "enabled"])
     account.refresh_from_db(fields=["halted"])
     reason = _halt_reason(signal, strategy, account)
@@ -423,42 +487,48 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
         Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
             status=Order.Status.CANCELLED, reason=f"not sent: {reason}", closed_at=timezone.now()
         )
-        return
-    claimed = Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
-        status=Order.Status.SUBMITTING, submit_count=F("submit_count") + 1, submitted_at=timezone.now()
-    )
-    if not claimed:
-        return
-    _extend_lease(signal)
-    order.refresh_from_db()
-    # Wait for a slot in the venue account's shared order-rate bucket, keeping the lease
-    # alive. The slot is taken last, right before the request, so that nothing slow sits
-    # between the two: the venue counts requests when they arrive.
-    waited = time.monotonic()
-    while not order_slot_acquire(
-        bucket_key=account.rate_limit_key,
-        per_second=account.max_orders_per_second,
-        timeout=max(5.0, settings.SIGNAL_LEASE_SECONDS / 3),
+    return bool(reason)
+
+
+def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positions: bool) -> None:
+    account = strategy.account if strategy.account_id == order.account_id else order.account
+    # The switches were read with the signal at claim time; read them again when time has
+    # passed since (a later leg, a resumed run), so a switch engaged meanwhile still holds.
+    if time.monotonic() - getattr(signal, "_claimed_mono", 0.0) > 1.0 and _switches_recheck(
+        signal, strategy, account, order
     ):
-        _extend_lease(signal)
-    if time.monotonic() - waited > 0.5:
-        strategy.refresh_from_db(fields=["halted", "enabled"])
-        account.refresh_from_db(fields=["halted"])
-        reason = _halt_reason(signal, strategy, account)
-        if reason:  # engaged while this order waited for its slot: it was never sent
-            Order.objects.filter(pk=order.pk, status=Order.Status.SUBMITTING).update(
-                status=Order.Status.CANCELLED, reason=f"not sent: {reason}", closed_at=timezone.now()
-            )
-            return
-    sent_at = timezone.now()
-    # The last check before the request leaves: this worker still owns the signal, and the
-    # order is still this attempt's to send (a worker that took over may have reset it). The
-    # stamp also restarts the resolver's grace period from the real moment of sending.
-    still_ours = Order.objects.filter(
-        pk=order.pk, status=Order.Status.SUBMITTING, submit_count=order.submit_count, signal__in=_owned(signal)
-    ).update(submitted_at=sent_at)
-    if not still_ours:
-        raise LeaseLost(signal.pk)
+        return
+    sent: dict[str, Any] = {}
+
+    def before_send() -> None:
+        """Runs inside the gateway right before the request is signed and sent: take a
+        slot in the venue account's shared rate bucket (keeping the lease alive while
+        waiting), then claim the order and check ownership in one statement. Nothing slow
+        sits between the slot and the request reaching the venue, which counts requests
+        as they arrive. A crash after the claim leaves the order SUBMITTING: resolved by
+        lookup, never resent blindly."""
+        waited = time.monotonic()
+        while not order_slot_acquire(
+            bucket_key=account.rate_limit_key,
+            per_second=account.max_orders_per_second,
+            timeout=max(5.0, settings.SIGNAL_LEASE_SECONDS / 3),
+        ):
+            _extend_lease(signal, force=True)
+        if time.monotonic() - waited > 0.5:
+            _extend_lease(signal, force=True)
+            if _switches_recheck(signal, strategy, account, order):  # engaged while it waited: never sent
+                raise SendAborted("kill switch engaged while waiting for a rate-limit slot")
+        now = timezone.now()
+        claimed = Order.objects.filter(pk=order.pk, status=Order.Status.PENDING, signal__in=_owned(signal)).update(
+            status=Order.Status.SUBMITTING, submit_count=F("submit_count") + 1, submitted_at=now
+        )
+        if not claimed:
+            if not _owned(signal).exists():
+                raise LeaseLost(signal.pk)
+            raise SendAborted("the order moved on meanwhile")
+        order.status, order.submit_count, order.submitted_at = Order.Status.SUBMITTING, order.submit_count + 1, now
+        sent["at"] = now
+
     try:
         state = gateway.create_order(
             symbol=order.symbol,
@@ -469,8 +539,18 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
             reduce_only=order.reduce_only,
             client_order_id=order.client_order_id,
             signal_price=order.signal_price,
+            before_send=before_send,
         )
+    except LeaseLost:
+        raise
+    except SendAborted as exc:
+        logger.info(_log(signal, "order_not_sent", order=order.client_order_id, reason=str(exc)))
+        return
     except OrderRejected as exc:
+        if "at" not in sent:  # refused before anything left (e.g. ccxt's own checks)
+            _mark_rejected(signal, order, str(exc))
+            return
+        sent_at = sent["at"]
         _record_sent(signal, order, sent_at)
         if order.submit_count > 1:
             # A resend refused (e.g. "duplicate client id") may mean the first one landed.
@@ -480,16 +560,22 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
         _count_error(gateway, "rejected")
         return
     except Misconfigured as exc:
-        _record_sent(signal, order, sent_at)
+        if "at" in sent:
+            _record_sent(signal, order, sent["at"])
         _mark_rejected(signal, order, f"account or symbol misconfigured: {exc}")
         _count_error(gateway, "misconfigured")
         return
     except GatewayError as exc:  # TemporaryError, RateLimited and anything unclassified
-        _record_sent(signal, order, sent_at)
+        if "at" not in sent:
+            # Failed before the hook ran (e.g. markets could not be loaded): nothing was sent
+            # and the order is still PENDING; the sweeper brings the signal back.
+            logger.warning(_log(signal, "order_not_sent", order=order.client_order_id, reason=str(exc)[:200]))
+            raise RetryLater(str(exc)) from exc
+        _record_sent(signal, order, sent["at"])
         _mark_unknown(signal, order, f"outcome unknown after: {exc}")
         _count_error(gateway, type(exc).__name__)
         return
-    _record_sent(signal, order, sent_at)
+    _record_sent(signal, order, sent["at"])
     order_apply_state(order=order, state=state, book_positions=book_positions, reply=True)
 
 

@@ -147,13 +147,19 @@ def verify_passphrase(raw: str, stored: str) -> bool:
     return hmac.compare_digest(candidate, digest)
 
 
+def _new_install_id() -> str:
+    return secrets.token_hex(3)
+
+
 class TradingControl(models.Model):
-    """The single row holding the global kill switch."""
+    """The single row holding the global kill switch, and this installation's id (part of
+    every client order id, so a reset database never reuses an old id at the exchange)."""
 
     halted = models.BooleanField(default=False)
     halted_at = models.DateTimeField(null=True, blank=True)
     halted_by = models.CharField(max_length=150, blank=True)
     halt_reason = models.CharField(max_length=255, blank=True)
+    install_id = models.CharField(max_length=8, default=_new_install_id, editable=False)
 
     class Meta:
         verbose_name = "global kill switch"

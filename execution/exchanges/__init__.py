@@ -6,7 +6,15 @@ from __future__ import annotations
 import threading
 
 from .base import Gateway, MarketInfo, OrderState, PositionInfo, tradingview_to_ccxt
-from .errors import GatewayError, Misconfigured, OrderNotFound, OrderRejected, RateLimited, TemporaryError
+from .errors import (
+    GatewayError,
+    Misconfigured,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    SendAborted,
+    TemporaryError,
+)
 
 __all__ = [
     "Gateway",
@@ -16,6 +24,7 @@ __all__ = [
     "tradingview_to_ccxt",
     "gateway_for",
     "GatewayError",
+    "SendAborted",
     "Misconfigured",
     "OrderNotFound",
     "OrderRejected",

@@ -88,7 +88,10 @@ class Gateway(ABC):
         reduce_only: bool,
         client_order_id: str,
         signal_price: Decimal | None = None,
-    ) -> OrderState: ...
+        before_send=None,
+    ) -> OrderState:
+        """Place one order. `before_send()` runs immediately before the request leaves (after
+        it is built, before it is signed), and may raise SendAborted to stop it."""
 
     @abstractmethod
     def find_order(self, *, symbol: str, client_order_id: str, exchange_order_id: str = "") -> OrderState | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import types
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -21,7 +22,15 @@ import ccxt
 from django.conf import settings
 
 from .base import Gateway, MarketInfo, OrderState, PositionInfo
-from .errors import GatewayError, Misconfigured, OrderNotFound, OrderRejected, RateLimited, TemporaryError
+from .errors import (
+    GatewayError,
+    Misconfigured,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    SendAborted,
+    TemporaryError,
+)
 
 logger = logging.getLogger("tvtrader.exchanges")
 
@@ -61,10 +70,12 @@ def translate(exc: Exception, *, creating: bool = False) -> GatewayError:
     return TemporaryError(message)
 
 
-def _order_state(order: dict[str, Any], client_order_id: str = "") -> OrderState:
+def _order_state(order: dict[str, Any], client_order_id: str = "", contract_size: Decimal = Decimal("1")) -> OrderState:
+    """ccxt's order → ours. Quantities come back in contracts; ours are in the base coin."""
     status = order.get("status")
-    filled = _dec(order.get("filled")) or Decimal("0")
+    filled = (_dec(order.get("filled")) or Decimal("0")) * contract_size
     amount = _dec(order.get("amount"))
+    amount = amount * contract_size if amount is not None else None
     if status == "closed":
         mapped = "filled"
     elif status in ("canceled", "cancelled", "expired"):
@@ -98,17 +109,27 @@ def _order_state(order: dict[str, Any], client_order_id: str = "") -> OrderState
 MARKETS_SNAPSHOT_KEY = "tvtrader:markets:account:{}"
 
 
+def contract_size(m: dict[str, Any]) -> Decimal:
+    """Base coin per contract: 1 on Bybit, Binance and Bitget linear markets; OKX swaps
+    trade in contracts of ctVal (e.g. 0.01 BTC), so quantities must be converted."""
+    if m.get("spot") or not m.get("contract"):
+        return Decimal("1")
+    return _dec(m.get("contractSize")) or Decimal("1")
+
+
 def market_info(symbol: str, m: dict[str, Any]) -> MarketInfo:
+    """Trading rules in base-coin units, whatever unit the venue counts in."""
     limits = m.get("limits") or {}
     precision = m.get("precision") or {}
+    size = contract_size(m)
     return MarketInfo(
         symbol=symbol,
         base=m.get("base", ""),
         quote=m.get("quote", ""),
         kind="spot" if m.get("spot") else "linear",
-        amount_step=_dec(precision.get("amount")) or Decimal("0"),
+        amount_step=(_dec(precision.get("amount")) or Decimal("0")) * size,
         price_step=_dec(precision.get("price")) or Decimal("0"),
-        min_qty=_dec((limits.get("amount") or {}).get("min")) or Decimal("0"),
+        min_qty=(_dec((limits.get("amount") or {}).get("min")) or Decimal("0")) * size,
         min_notional=_dec((limits.get("cost") or {}).get("min")) or Decimal("0"),
         max_leverage=int(_dec((limits.get("leverage") or {}).get("max")) or 0) or None,
     )
@@ -122,12 +143,24 @@ def _snapshot_markets(account_id: int, markets: dict[str, Any]) -> None:
     from signals.selectors import redis_client
 
     compact = {
-        symbol: {k: m.get(k) for k in ("base", "quote", "spot", "precision", "limits")} for symbol, m in markets.items()
+        symbol: {k: m.get(k) for k in ("base", "quote", "spot", "contract", "contractSize", "precision", "limits")}
+        for symbol, m in markets.items()
     }
     try:
         redis_client().set(MARKETS_SNAPSHOT_KEY.format(account_id), json.dumps(compact, default=str), ex=7 * 86400)
     except Exception:
         logger.warning("event=markets_snapshot_failed account_id=%s", account_id)
+
+
+def _throttle_hook(self, cost=None):
+    """Replaces ccxt's per-instance sleep limiter (off: our limit is shared in Redis). ccxt
+    calls `throttle` right before it signs and sends a request, which is exactly where an
+    order's rate-limit slot belongs: nothing slow can then sit between the slot and the
+    request reaching the venue."""
+    hook = getattr(self, "_tv_before_send", None)
+    if hook is not None:
+        self._tv_before_send = None
+        hook()
 
 
 class CcxtGateway(Gateway):
@@ -192,6 +225,9 @@ class CcxtGateway(Gateway):
     def _new_instance(self) -> ccxt.Exchange:
         cls = getattr(ccxt, self.exchange_id)
         ex = cls(self._config())
+        ex.enableRateLimit = True  # so that fetch2 calls throttle(), which is ours
+        ex.throttle = types.MethodType(_throttle_hook, ex)
+        ex._tv_before_send = None
         if self.mode == "testnet":
             if self._base_url:
                 from .redirect import redirect_exchange
@@ -247,6 +283,9 @@ class CcxtGateway(Gateway):
 
     # --- the interface ------------------------------------------------------------------
 
+    def _contract_size(self, symbol: str) -> Decimal:
+        return contract_size(self._ensure_markets().markets.get(symbol) or {})
+
     def market(self, symbol: str) -> MarketInfo:
         primary = self._ensure_markets()
         m = primary.markets.get(symbol)
@@ -258,24 +297,48 @@ class CcxtGateway(Gateway):
         return list(self._ensure_markets().markets)
 
     def create_order(
-        self, *, symbol, side, order_type, qty, price, reduce_only, client_order_id, signal_price=None
+        self,
+        *,
+        symbol,
+        side,
+        order_type,
+        qty,
+        price,
+        reduce_only,
+        client_order_id,
+        signal_price=None,
+        before_send=None,
     ) -> OrderState:
         params: dict[str, Any] = {"clientOrderId": client_order_id}
         if reduce_only:
             params["reduceOnly"] = True
+        size = self._contract_size(symbol)
         with self._client() as ex:
+            ex._tv_before_send = before_send
             try:
                 order = ex.create_order(
-                    symbol, order_type, side, float(qty), float(price) if price is not None else None, params
+                    symbol, order_type, side, float(qty / size), float(price) if price is not None else None, params
                 )
+            except SendAborted:
+                raise
             except Exception as exc:
+                if ex._tv_before_send is not None and before_send is not None:
+                    # Failed before the request was built (e.g. ccxt's own precision check):
+                    # nothing was sent, so nothing is ambiguous.
+                    err = translate(exc)
+                    if isinstance(err, (OrderRejected, Misconfigured)):
+                        raise err from exc
+                    raise TemporaryError(f"not sent: {err}") from exc
                 raise translate(exc, creating=True) from exc
+            finally:
+                ex._tv_before_send = None
         if not order or not order.get("id"):
             # An HTTP 200 with a body ccxt could not read raises nothing: still ambiguous.
             raise TemporaryError("the exchange's reply carried no order id")
-        return _order_state(order, client_order_id)
+        return _order_state(order, client_order_id, size)
 
     def find_order(self, *, symbol, client_order_id, exchange_order_id="") -> OrderState | None:
+        size = self._contract_size(symbol)
         with self._client() as ex:
             try:
                 if self.exchange_id == "bybit":
@@ -285,9 +348,9 @@ class CcxtGateway(Gateway):
                     found = ex.fetch_open_orders(symbol, None, None, params)
                     if not found:
                         found = ex.fetch_canceled_and_closed_orders(symbol, None, None, params)
-                    return _order_state(found[0], client_order_id) if found else None
+                    return _order_state(found[0], client_order_id, size) if found else None
                 order = ex.fetch_order(exchange_order_id or None, symbol, {"clientOrderId": client_order_id})
-                return _order_state(order, client_order_id)
+                return _order_state(order, client_order_id, size)
             except ccxt.OrderNotFound:
                 return None
             except Exception as exc:
@@ -309,9 +372,10 @@ class CcxtGateway(Gateway):
     def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
         with self._client() as ex:
             try:
-                return [_order_state(o) for o in ex.fetch_open_orders(symbol)]
+                orders = ex.fetch_open_orders(symbol)
             except Exception as exc:
                 raise translate(exc) from exc
+        return [_order_state(o, contract_size=contract_size(ex.markets.get(o.get("symbol"), {}))) for o in orders]
 
     def fetch_positions(self, symbols: list[str] | None = None) -> list[PositionInfo]:
         if self.market_type == "spot":

@@ -30,3 +30,9 @@ class OrderNotFound(GatewayError):
 class Misconfigured(GatewayError):
     """Credentials, permissions, unknown symbol or account settings are wrong. Nothing
     will work until an operator fixes the account or strategy."""
+
+
+class SendAborted(Exception):
+    """Raised by a `before_send` hook to stop an order at the last moment, before anything
+    was sent (the worker lost its lease, a kill switch was engaged while it waited for a
+    rate-limit slot). Never translated: the order was not sent, and the caller knows why."""

@@ -85,9 +85,22 @@ class PaperGateway(Gateway):
     # --- orders -------------------------------------------------------------------------
 
     def create_order(
-        self, *, symbol, side, order_type, qty, price, reduce_only, client_order_id, signal_price=None
+        self,
+        *,
+        symbol,
+        side,
+        order_type,
+        qty,
+        price,
+        reduce_only,
+        client_order_id,
+        signal_price=None,
+        before_send=None,
     ) -> OrderState:
         from execution.models import PaperOrder
+
+        if before_send is not None:
+            before_send()
 
         reference = signal_price or price or self._mark(symbol)
         if reference is None:

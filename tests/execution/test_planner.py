@@ -144,3 +144,24 @@ def test_a_sell_while_tradingview_stays_long_is_a_partial_exit():
 def test_without_market_position_the_configured_opposite_rule_applies():
     close, entry = plan(action="sell", position="0.01", volume="0.02")
     assert (close.qty, entry.qty) == (Decimal("0.01"), Decimal("0.02"))
+
+
+def test_okx_style_contract_sizes_become_base_coin_rules():
+    from execution.exchanges.ccxt_gateway import contract_size, market_info
+
+    okx_swap = {
+        "base": "BTC",
+        "quote": "USDT",
+        "spot": False,
+        "contract": True,
+        "contractSize": 0.01,
+        "precision": {"amount": 1, "price": 0.1},
+        "limits": {"amount": {"min": 1}, "cost": {}},
+    }
+    assert contract_size(okx_swap) == Decimal("0.01")
+    info = market_info("BTC/USDT:USDT", okx_swap)
+    assert (info.amount_step, info.min_qty) == (Decimal("0.01"), Decimal("0.01"))
+    assert info.round_qty(Decimal("0.057")) == Decimal("0.05")  # five contracts
+    bybit_linear = {**okx_swap, "contractSize": 1, "precision": {"amount": 0.001}, "limits": {"amount": {"min": 0.001}}}
+    assert contract_size(bybit_linear) == 1
+    assert contract_size({"spot": True}) == 1
