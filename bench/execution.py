@@ -74,6 +74,7 @@ def creates(emu_url: str) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--single", type=int, default=100, help="number of single alerts")
+    parser.add_argument("--pause", type=float, default=0.2, help="seconds between single alerts")
     parser.add_argument("--concurrency", default=os.environ.get("WORKER_CONCURRENCY", "64"))
     args = parser.parse_args()
 
@@ -208,7 +209,7 @@ def main() -> int:
             alert(strategies[i % 8].strategy_id, markets[i % 25].base, markets[i % 25].price)
             for i in range(args.single)
         ]
-        answers = post_sequential(web, bodies, pause=0.03)
+        answers = post_sequential(web, bodies, pause=args.pause)
         ids = [a["signal_id"] for a in answers]
         wait_done(ids)
         seen = creates(emu_url)
