@@ -149,6 +149,7 @@ def main() -> int:
                 env,
             )
         )
+        env["WORKER_PREWARM"] = str(args.concurrency)
         worker = start_process(
             "worker",
             [

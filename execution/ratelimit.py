@@ -35,7 +35,7 @@ _lock = threading.Lock()
 # network). Up to GUARD_MS of such jitter cannot squeeze an extra order into the venue's
 # second. Slots are also spaced evenly rather than handed out in bursts of N at once, so a
 # burst does not turn into N simultaneous requests competing for the same CPU.
-GUARD_MS = 40
+GUARD_MS = 100
 WINDOW_MS = Duration.SECOND + GUARD_MS
 
 

@@ -42,6 +42,33 @@ def reconcile() -> int:
     return sum(len(r.unresolved) for r in reports)
 
 
+_warm_barrier = None
+
+
+@shared_task(name="execution.warm_thread", ignore_result=True)
+def warm_thread(account_ids: list[int]) -> None:
+    """Open this pool thread's database connection and check out a ccxt client for each
+    account, so the first burst after a start pays for neither (each new thread would
+    otherwise connect to PostgreSQL and build its exchange client while an alert waits)."""
+    from django.db import connection
+
+    from .exchanges import gateway_for
+    from .models import ExchangeAccount
+
+    connection.ensure_connection()
+    for account in ExchangeAccount.objects.filter(pk__in=account_ids):
+        gateway = gateway_for(account)
+        client = getattr(gateway, "_client", None)
+        if client is not None:
+            with client():
+                if _warm_barrier is not None:
+                    try:
+                        # Hold the client until every warm task runs, so each gets its own.
+                        _warm_barrier.wait(timeout=5)
+                    except Exception:
+                        pass
+
+
 @worker_ready.connect
 def _warm_on_start(**_kwargs) -> None:
     """Load exchange markets before the first alert needs them, and pick up anything the
@@ -53,6 +80,7 @@ def _warm_on_start(**_kwargs) -> None:
 
     try:
         warmed = gateways_warm()
+        _prewarm_threads()
         # Resolve what the exchange did with orders left in flight before trading resumes.
         drift = sum(len(r.unresolved) for r in reconcile_all(include_paper=False))
         if drift:
@@ -61,3 +89,26 @@ def _warm_on_start(**_kwargs) -> None:
         logger.info("event=worker_started gateways_warmed=%d signals_requeued=%d", warmed, requeued)
     except Exception:
         logger.exception("event=worker_start_hook_failed")
+
+
+def _prewarm_threads() -> None:
+    """Occupy WORKER_PREWARM pool threads at once with `warm_thread` tasks (see there)."""
+    import threading
+
+    from django.conf import settings
+
+    from .models import ExchangeAccount
+
+    count = settings.WORKER_PREWARM
+    if count <= 0:
+        return
+    global _warm_barrier
+    _warm_barrier = threading.Barrier(count)
+    ids = list(
+        ExchangeAccount.objects.filter(strategies__enabled=True)
+        .exclude(mode=ExchangeAccount.Mode.PAPER)
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    for _ in range(count):
+        warm_thread.apply_async(args=[ids], queue="orders")

@@ -66,6 +66,8 @@ def main() -> int:
             children.append((name, proc))
 
         bin_dir = Path(PY).parent
+        # Prepare every pool thread at start-up (database connection, exchange client).
+        os.environ.setdefault("WORKER_PREWARM", os.environ.get("WORKER_CONCURRENCY", "64"))
         spawn(
             "gunicorn",
             [

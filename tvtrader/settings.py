@@ -230,6 +230,10 @@ SIGNAL_REQUEUE_AFTER_SECONDS = env.int("SIGNAL_REQUEUE_AFTER_SECONDS", default=1
 # (`celery worker -Q orders.account-3`). Ordering and rate limits hold either way: both live
 # in PostgreSQL and Redis, not in a worker.
 EXECUTION_QUEUE_PER_ACCOUNT = env.bool("EXECUTION_QUEUE_PER_ACCOUNT", default=False)
+# Pool threads a worker prepares at start-up (database connection + exchange client each), so
+# the first burst of alerts does not pay for them. `make run` and the systemd unit set it to
+# the worker's concurrency; 0 (the default) prepares none.
+WORKER_PREWARM = env.int("WORKER_PREWARM", default=0)
 EXCHANGE_TIMEOUT_SECONDS = env.float("EXCHANGE_TIMEOUT_SECONDS", default=10.0)
 ORDER_NOT_FOUND_GRACE_SECONDS = env.float("ORDER_NOT_FOUND_GRACE_SECONDS", default=5.0)
 SIGNAL_LEASE_SECONDS = env.int("SIGNAL_LEASE_SECONDS", default=60)
