@@ -659,9 +659,27 @@ def _order_resolve(signal, gateway: Gateway, order: Order, book_positions: bool)
             logger.warning(_log(signal, "order_not_received", order=order.client_order_id, after_s=round(since, 1)))
             return bool(reset)
         time.sleep(min(delay, max(0.05, grace - since)))
-    # Still unknown: keep the signal leased briefly; the sweeper re-runs it.
+    # Still unknown: keep the signal leased briefly; the sweeper re-runs it. It keeps blocking
+    # the signals behind it (the order may well exist), so after a few runs say so loudly.
     Order.objects.filter(pk=order.pk, status=Order.Status.SUBMITTING).update(status=Order.Status.UNKNOWN)
     _owned(signal).update(lease_until=_lease(15))
+    order.refresh_from_db()
+    if signal.attempts >= 4 and not order.reason.startswith("needs an operator"):
+        Order.objects.filter(pk=order.pk).update(
+            reason=f"needs an operator: still unknown after {signal.attempts} runs ({order.reason})"[:2000]
+        )
+        try:
+            from tvtrader.ops.notifications import notification_send
+
+            notification_send(
+                event="signal_failed",
+                strategy=signal.strategy,
+                text=f"⚠️ {signal.strategy_key}: order {order.client_order_id} ({order.side} {order.symbol}) is "
+                f"still unknown at the exchange after {signal.attempts} runs; later alerts for this market wait "
+                "behind it. Check the exchange, then run `manage.py reconcile`.",
+            )
+        except Exception:
+            logger.exception(_log(signal, "notification_failed"))
     return False
 
 
