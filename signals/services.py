@@ -277,6 +277,7 @@ def signal_ingest(
             signal.pk,
             reason,
         )
+        _notify_refused(signal.pk, strategy, signal.strategy_key, "rejected", reason)
         return IngestResult(http_status=400, status="rejected", signal_id=signal.pk, reason=reason, errors=errors)
 
     alert = result.alert
@@ -334,7 +335,26 @@ def signal_ingest(
         alert.volume,
         f" reason={reason!r}" if reason else "",
     )
+    if status != Signal.Status.ACCEPTED:
+        _notify_refused(signal_id, strategy, strategy.strategy_id, status, reason, alert)
     return IngestResult(http_status=http_status, status=status, signal_id=signal_id, reason=reason)
+
+
+def _notify_refused(signal_id, strategy, strategy_key: str, status: str, reason: str, alert=None) -> None:
+    """Tell the trader about an authenticated alert that will not trade (rejected by a rule,
+    or blocked by a kill switch). Unauthenticated garbage is only counted, never notified."""
+    try:
+        from tvtrader.ops.notifications import notification_send
+
+        what = f"{alert.action} {alert.ticker}" if alert is not None else "alert"
+        icon = "⛔" if status == Signal.Status.BLOCKED else "❌"
+        notification_send(
+            event="signal_failed",
+            strategy=strategy,
+            text=f"{icon} {strategy_key or '-'}: {what} {status} — {reason}\nsignal #{signal_id}",
+        )
+    except Exception:
+        logger.exception("event=notification_failed strategy=%s signal=%s", strategy_key or "-", signal_id)
 
 
 def _insert_signal(row: dict[str, Any]) -> int:

@@ -170,3 +170,18 @@ def test_executed_signal_message_has_prices_slippage_and_latency():
     signal.status, signal.reason = Signal.Status.SKIPPED, "no long position to close"
     event, text = signal_outcome_text(signal)
     assert event == "signal_executed" and "nothing to do" in text and "no long position" in text
+
+
+def test_a_rejected_or_blocked_alert_is_notified_with_its_reason(
+    worker_factory, fake_channels, channels_configured, post_alert
+):
+    worker_factory(queues="notifications", env=channel_env(fake_channels))
+    strategy = StrategyFactory(strategy_id="demo")
+    assert post_alert(price="{{close}}").status_code == 400
+    strategy_halt(strategy=strategy, actor="alice", reason="CPI")
+    assert post_alert(bar_time="2026-11-24T05:00:00Z").json()["status"] == "blocked"
+    wait_for(lambda: len(fake_channels.messages("telegram")) >= 3, message="three telegram messages")
+    texts = [m["body"]["text"] for m in fake_channels.messages("telegram")]
+    assert any("rejected" in t and "{{close}}" in t for t in texts)
+    assert any("blocked" in t and "kill switch" in t for t in texts)
+    assert not any("[redacted]" in t or "passphrase" in t.lower() for t in texts)
