@@ -74,6 +74,12 @@ def creates(emu_url: str) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--single", type=int, default=100, help="number of single alerts")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WORKER_PROCESSES", "1")),
+        help="worker processes (each with --concurrency threads)",
+    )
     parser.add_argument("--pause", type=float, default=0.2, help="seconds between single alerts")
     parser.add_argument("--concurrency", default=os.environ.get("WORKER_CONCURRENCY", "64"))
     args = parser.parse_args()
@@ -150,30 +156,36 @@ def main() -> int:
             )
         )
         env["WORKER_PREWARM"] = str(args.concurrency)
-        worker = start_process(
-            "worker",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tvtrader",
-                "worker",
-                "-P",
-                "threads",
-                "-c",
-                args.concurrency,
-                "-Q",
-                "orders,default",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "warning",
-            ],
-            env,
-        )
-        procs.append(worker)
+        workers = []
+        for n in range(args.workers):
+            workers.append(
+                start_process(
+                    f"worker{n}",
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "tvtrader",
+                        "worker",
+                        "-P",
+                        "threads",
+                        "-c",
+                        args.concurrency,
+                        "-Q",
+                        "orders,default",
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--without-heartbeat",
+                        "-l",
+                        "warning",
+                        "-n",
+                        f"bench{n}@%h",
+                    ],
+                    env,
+                )
+            )
+        procs.extend(workers)
         wait_http(f"http://127.0.0.1:{web_port}/health", accept=(200, 503))
         time.sleep(3)  # worker start-up: markets warmed before the first alert
         passphrase = env["WEBHOOK_PASSPHRASE"]
@@ -202,7 +214,7 @@ def main() -> int:
                 time.sleep(0.2)
             raise SystemExit("signals did not finish in time")
 
-        results: dict[str, object] = {"worker_rss_mb_at_rest": rss_mb(worker.pid)}
+        results: dict[str, object] = {"worker_rss_mb_at_rest": sum(rss_mb(w.pid) for w in workers)}
         print(f"worker RSS at rest: {results['worker_rss_mb_at_rest']:.0f} MB (threads pool, -c {args.concurrency})")
 
         # 1. single alerts
@@ -265,7 +277,7 @@ def main() -> int:
             f"{results['burst200_last_order_after_last_alert_ms']:.0f} ms after the last alert   [target ≤ 1000, "
             "none lost or doubled]"
         )
-        results["worker_rss_mb_after_burst"] = rss_mb(worker.pid)
+        results["worker_rss_mb_after_burst"] = sum(rss_mb(w.pid) for w in workers)
 
         # 4. 200 alerts, account limited to 10 orders/s
         ExchangeAccount.objects.filter(pk=account.pk).update(max_orders_per_second=Decimal("10"))

@@ -55,7 +55,9 @@ logger = logging.getLogger("tvtrader.execution")
 MAX_SUBMITS = 3
 FOLLOW_MAX_SECONDS = 120
 RESOLVE_BACKOFF = (0.1, 0.25, 0.5, 1, 1, 2, 2, 3, 3, 5)
-FOLLOW_BACKOFF = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 1, 2)
+# The first look at an acknowledged order waits a little: in a burst, every thread polling
+# at once would hold the interpreter while other alerts' orders are still to be sent.
+FOLLOW_BACKOFF = (0.15, 0.15, 0.2, 0.3, 0.5, 1, 1, 2)
 BPS = Decimal("10000")
 _STATUS_MAP = {
     "open": Order.Status.OPEN,
@@ -687,6 +689,8 @@ def _order_follow(signal, strategy, gateway: Gateway, order: Order, book_positio
     """Poll an acknowledged order to a final state; cancel a limit order past its timeout."""
     started = time.monotonic()
     for i in range(10_000):
+        if i == 0:
+            time.sleep(FOLLOW_BACKOFF[0])
         order.refresh_from_db()
         if order.is_terminal:
             return
