@@ -73,149 +73,126 @@ def audit_record(
     )
 
 
-def strategy_halt(*, strategy: Strategy, actor: Any, reason: str = "") -> bool:
-    """Engage a strategy's kill switch. Signals already queued are blocked when a worker
-    claims them. Returns False when it was already engaged."""
+def _switch_set(
+    *,
+    model,
+    pk: int,
+    engage: bool,
+    actor: Any,
+    reason: str,
+    scope: str,
+    target: str,
+    strategy: Strategy | None = None,
+) -> bool:
+    """Engage or release one kill switch (a conditional update, so a repeat is a no-op),
+    with its audit row, log line and notification. Returns False when nothing changed."""
+    if engage:
+        values = {
+            "halted": True,
+            "halted_at": timezone.now(),
+            "halted_by": _actor_name(actor),
+            "halt_reason": reason[:255],
+        }
+    else:
+        values = {"halted": False, "halted_at": None, "halted_by": "", "halt_reason": ""}
     with transaction.atomic():
-        updated = Strategy.objects.filter(pk=strategy.pk, halted=False).update(
-            halted=True, halted_at=timezone.now(), halted_by=_actor_name(actor), halt_reason=reason[:255]
-        )
+        updated = model.objects.filter(pk=pk, halted=not engage).update(**values)
         if updated:
             audit_record(
                 actor=actor,
-                target_type="strategy",
-                target_id=strategy.strategy_id,
+                target_type=scope,
+                target_id=target,
                 field="halted",
-                old=False,
-                new=True,
+                old=not engage,
+                new=engage,
                 strategy=strategy,
                 note=reason,
             )
     if updated:
         logger.warning(
-            "event=kill_switch_engaged scope=strategy strategy=%s actor=%s reason=%r",
-            strategy.strategy_id,
+            "event=kill_switch_%s scope=%s target=%s actor=%s reason=%r",
+            "engaged" if engage else "released",
+            scope,
+            target or "-",
             _actor_name(actor),
             reason,
         )
         notify_kill_switch(
-            scope="strategy",
-            engaged=True,
-            target=strategy.strategy_id,
-            actor=_actor_name(actor),
-            reason=reason,
-            strategy=strategy,
+            scope=scope, engaged=engage, target=target, actor=_actor_name(actor), reason=reason, strategy=strategy
         )
-    strategy.refresh_from_db()
     return bool(updated)
+
+
+def strategy_halt(*, strategy: Strategy, actor: Any, reason: str = "") -> bool:
+    """Engage a strategy's kill switch. Signals already queued are blocked when a worker
+    claims them. Returns False when it was already engaged."""
+    changed = _switch_set(
+        model=Strategy,
+        pk=strategy.pk,
+        engage=True,
+        actor=actor,
+        reason=reason,
+        scope="strategy",
+        target=strategy.strategy_id,
+        strategy=strategy,
+    )
+    strategy.refresh_from_db()
+    return changed
 
 
 def strategy_resume(*, strategy: Strategy, actor: Any, reason: str = "") -> bool:
-    with transaction.atomic():
-        updated = Strategy.objects.filter(pk=strategy.pk, halted=True).update(
-            halted=False, halted_at=None, halted_by="", halt_reason=""
-        )
-        if updated:
-            audit_record(
-                actor=actor,
-                target_type="strategy",
-                target_id=strategy.strategy_id,
-                field="halted",
-                old=True,
-                new=False,
-                strategy=strategy,
-                note=reason,
-            )
-    if updated:
-        logger.warning(
-            "event=kill_switch_released scope=strategy strategy=%s actor=%s", strategy.strategy_id, _actor_name(actor)
-        )
-        notify_kill_switch(
-            scope="strategy",
-            engaged=False,
-            target=strategy.strategy_id,
-            actor=_actor_name(actor),
-            reason=reason,
-            strategy=strategy,
-        )
+    changed = _switch_set(
+        model=Strategy,
+        pk=strategy.pk,
+        engage=False,
+        actor=actor,
+        reason=reason,
+        scope="strategy",
+        target=strategy.strategy_id,
+        strategy=strategy,
+    )
     strategy.refresh_from_db()
-    return bool(updated)
+    return changed
 
 
 def account_halt(*, account: ExchangeAccount, actor: Any, reason: str = "") -> bool:
-    with transaction.atomic():
-        updated = ExchangeAccount.objects.filter(pk=account.pk, halted=False).update(
-            halted=True, halted_at=timezone.now(), halted_by=_actor_name(actor), halt_reason=reason[:255]
-        )
-        if updated:
-            audit_record(
-                actor=actor,
-                target_type="account",
-                target_id=account.label,
-                field="halted",
-                old=False,
-                new=True,
-                note=reason,
-            )
-    if updated:
-        logger.warning("event=kill_switch_engaged scope=account account=%s actor=%s", account.label, _actor_name(actor))
-        notify_kill_switch(scope="account", engaged=True, target=account.label, actor=_actor_name(actor), reason=reason)
+    """Engage the kill switch of every strategy trading on `account`."""
+    changed = _switch_set(
+        model=ExchangeAccount,
+        pk=account.pk,
+        engage=True,
+        actor=actor,
+        reason=reason,
+        scope="account",
+        target=account.label,
+    )
     account.refresh_from_db()
-    return bool(updated)
+    return changed
 
 
 def account_resume(*, account: ExchangeAccount, actor: Any, reason: str = "") -> bool:
-    with transaction.atomic():
-        updated = ExchangeAccount.objects.filter(pk=account.pk, halted=True).update(
-            halted=False, halted_at=None, halted_by="", halt_reason=""
-        )
-        if updated:
-            audit_record(
-                actor=actor,
-                target_type="account",
-                target_id=account.label,
-                field="halted",
-                old=True,
-                new=False,
-                note=reason,
-            )
-    if updated:
-        notify_kill_switch(
-            scope="account", engaged=False, target=account.label, actor=_actor_name(actor), reason=reason
-        )
+    changed = _switch_set(
+        model=ExchangeAccount,
+        pk=account.pk,
+        engage=False,
+        actor=actor,
+        reason=reason,
+        scope="account",
+        target=account.label,
+    )
     account.refresh_from_db()
-    return bool(updated)
+    return changed
 
 
 def global_halt(*, actor: Any, reason: str = "") -> bool:
+    """Stop all trading: every strategy's alerts are recorded as blocked."""
     TradingControl.current()
-    with transaction.atomic():
-        updated = TradingControl.objects.filter(pk=1, halted=False).update(
-            halted=True, halted_at=timezone.now(), halted_by=_actor_name(actor), halt_reason=reason[:255]
-        )
-        if updated:
-            audit_record(
-                actor=actor, target_type="global", target_id="", field="halted", old=False, new=True, note=reason
-            )
-    if updated:
-        logger.warning("event=kill_switch_engaged scope=global actor=%s reason=%r", _actor_name(actor), reason)
-        notify_kill_switch(scope="global", engaged=True, actor=_actor_name(actor), reason=reason)
-    return bool(updated)
+    return _switch_set(model=TradingControl, pk=1, engage=True, actor=actor, reason=reason, scope="global", target="")
 
 
 def global_resume(*, actor: Any, reason: str = "") -> bool:
     TradingControl.current()
-    with transaction.atomic():
-        updated = TradingControl.objects.filter(pk=1, halted=True).update(
-            halted=False, halted_at=None, halted_by="", halt_reason=""
-        )
-        if updated:
-            audit_record(
-                actor=actor, target_type="global", target_id="", field="halted", old=True, new=False, note=reason
-            )
-    if updated:
-        notify_kill_switch(scope="global", engaged=False, actor=_actor_name(actor), reason=reason)
-    return bool(updated)
+    return _switch_set(model=TradingControl, pk=1, engage=False, actor=actor, reason=reason, scope="global", target="")
 
 
 def strategy_audit_changes(*, before: dict[str, Any], strategy: Strategy, actor: Any) -> int:
