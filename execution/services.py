@@ -738,6 +738,7 @@ def order_apply_state(*, order: Order, state: OrderState, book_positions: bool =
     """Record a venue's view of an order: status, new fills (as deltas of the cumulative
     filled quantity, each a `Fill` row, idempotent), positions and the latency chain."""
     now = timezone.now()
+    position_fill: tuple[Decimal, Decimal] | None = None
     with transaction.atomic():
         current = Order.objects.select_for_update().get(pk=order.pk)
         updates: dict[str, Any] = {}
@@ -791,7 +792,7 @@ def order_apply_state(*, order: Order, state: OrderState, book_positions: bool =
                     and current.side == "buy"
                 ):
                     held = max(delta - fee_delta, Decimal("0"))
-                _position_apply(current, held, fill_price)
+                position_fill = (held, fill_price)
         status = _STATUS_MAP.get(state.status, current.status)
         if status != current.status and current.status not in Order.TERMINAL_STATUSES:
             updates["status"] = status
@@ -807,6 +808,10 @@ def order_apply_state(*, order: Order, state: OrderState, book_positions: bool =
         if delta > 0:
             signal_updates["first_fill_at"] = Coalesce(F("first_fill_at"), now)
         Signal.objects.filter(pk=current.signal_id).update(**signal_updates)
+        if position_fill is not None:
+            # Last, right before the commit: the account-level position row of a symbol is
+            # shared by every strategy trading it, so its lock must be held as briefly as possible.
+            _position_apply(current, *position_fill)
 
 
 def _redact(info: dict[str, Any]) -> dict[str, Any]:
