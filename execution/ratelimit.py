@@ -36,6 +36,7 @@ _lock = threading.Lock()
 # second. Slots are also spaced evenly rather than handed out in bursts of N at once, so a
 # burst does not turn into N simultaneous requests competing for the same CPU.
 GUARD_MS = 100
+SPACED_UP_TO = 50
 WINDOW_MS = Duration.SECOND + GUARD_MS
 
 
@@ -49,9 +50,13 @@ def _limiter(bucket_key: str, per_second: Decimal) -> Limiter:
                 from signals.selectors import redis_client
 
                 # Fractional limits (e.g. 0.5/s) become one per 1/rate seconds.
-                spacing = Rate(1, max(1, int(WINDOW_MS / float(per_second))))
-                rates = [spacing]
+                rates = []
+                if per_second <= SPACED_UP_TO:
+                    # Low limits (the venues' per-account order limits): evenly spaced slots.
+                    rates.append(Rate(1, max(1, int(WINDOW_MS / float(per_second)))))
                 if per_second >= 2:
+                    # High limits: the window alone; spacing slots a few ms apart would have
+                    # hundreds of threads wake every millisecond to retry.
                     rates.append(Rate(int(per_second), WINDOW_MS))
                 bucket = SharedRedisBucket.init(rates, redis_client(), f"tvtrader:ratelimit:{bucket_key}")
                 limiter = Limiter(bucket, buffer_ms=1)
