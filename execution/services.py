@@ -188,6 +188,8 @@ def _halt_reason(
 def signal_execute(*, signal_id: int) -> None:
     signal = (
         Signal.objects.select_related("strategy", "strategy__account")
+        # The body and payload are for people, not for execution: not decoded on the hot path.
+        .defer("payload", "raw_body", "errors", "strategy__description")
         .annotate(global_halted=Exists(TradingControl.objects.filter(pk=1, halted=True)))
         .filter(pk=signal_id)
         .first()
