@@ -31,7 +31,7 @@ clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
 
 bench-execution: $(VENV)/.installed
-	$(PY) bench/execution.py
+	$(PY) bench/execution.py $(ARGS)
 
 emulator: $(VENV)/.installed
 	$(PY) -m execution.emulator --port 8800

@@ -22,3 +22,36 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning")
 # nginx in front is the only trusted forwarder; Django decides (TRUSTED_PROXIES).
 forwarded_allow_ips = "127.0.0.1"
+
+
+def post_worker_init(worker):
+    """Warm each worker before it takes an alert: database connection, statements, broker,
+    and one request through Django (URL resolver, middleware chain), a GET the webhook
+    refuses with 405 without touching anything. Cold, a worker's first alert took ~50 ms
+    longer than the next ones."""
+    import io
+
+    from django.conf import settings
+
+    from signals.services import intake_warm
+
+    intake_warm()
+    # A host Django accepts, so the warm-up never logs a DisallowedHost.
+    host = next((h.lstrip(".") for h in settings.ALLOWED_HOSTS if h != "*"), "localhost")
+    try:
+        environ = {
+            "HTTP_HOST": host,
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/tv-webhook",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "REMOTE_ADDR": "127.0.0.1",
+            "wsgi.input": io.BytesIO(b""),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": io.StringIO(),
+        }
+        result = worker.wsgi(environ, lambda status, headers, exc_info=None: None)
+        b"".join(result)
+        getattr(result, "close", lambda: None)()
+    except Exception as exc:  # a cold first request is the only consequence
+        worker.log.warning("warm-up request failed: %s", exc)

@@ -21,20 +21,23 @@ expires the sweeper re-queues it and the next run resumes each order where it st
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, Q
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from signals.models import Signal
 from strategies.models import Strategy, TradingControl
 
+from . import hotpath
 from .exchanges import (
     Gateway,
     GatewayError,
@@ -58,6 +61,12 @@ RESOLVE_BACKOFF = (0.1, 0.25, 0.5, 1, 1, 2, 2, 3, 3, 5)
 # The first look at an acknowledged order waits a little: in a burst, every thread polling
 # at once would hold the interpreter while other alerts' orders are still to be sent.
 FOLLOW_BACKOFF = (0.15, 0.15, 0.2, 0.3, 0.5, 1, 1, 2)
+# How long a follow-up waits for this process's outgoing orders before it polls anyway.
+FOLLOW_YIELD_MAX_SECONDS = 2.0
+SEND_QUIET_SECONDS = 0.02
+# A follower spends at most this long on one signal before putting it at the back of the
+# followers' queue, so a few resting limit orders cannot keep every other signal waiting.
+FOLLOW_SLICE_SECONDS = 3.0
 BPS = Decimal("10000")
 _STATUS_MAP = {
     "open": Order.Status.OPEN,
@@ -137,27 +146,15 @@ def signal_claim(signal: Signal) -> bool:
     earlier signal for the same strategy and market still has to run first). On success
     `signal.attempts` is this run's fencing token (see `_owned`)."""
     now = timezone.now()
-    earlier_pending = Signal.objects.filter(
-        strategy_id=signal.strategy_id, id__lt=signal.pk, status__in=Signal.PENDING_STATUSES
-    )
-    strategy = signal.strategy
-    if signal.action != "close_all" and not strategy.symbol_override:
+    market_tickers = None
+    if signal.action != "close_all" and not signal.strategy.symbol_override:
         # Same market (with or without TradingView's .P), or a close_all that covers it. A
         # close_all, and every signal of a strategy pinned to one symbol, waits for all.
         key = _market_key(signal.ticker)
-        earlier_pending = earlier_pending.filter(Q(ticker__in=[key, f"{key}.P"]) | Q(action="close_all"))
-    claimable = Q(status=Signal.Status.ACCEPTED) | Q(status=Signal.Status.PROCESSING, lease_until__lt=now)
+        market_tickers = (key, f"{key}.P")
     lease_until = now + timedelta(seconds=settings.SIGNAL_LEASE_SECONDS)
-    claimed = (
-        Signal.objects.filter(pk=signal.pk, attempts=signal.attempts)
-        .filter(claimable)
-        .filter(~Exists(earlier_pending))
-        .update(
-            status=Signal.Status.PROCESSING,
-            started_at=Coalesce(F("started_at"), now),
-            attempts=F("attempts") + 1,
-            lease_until=lease_until,
-        )
+    claimed = hotpath.signal_claim_update(
+        signal=signal, now=now, lease_until=lease_until, market_tickers=market_tickers
     )
     if claimed:
         signal.status, signal.attempts, signal.lease_until = Signal.Status.PROCESSING, signal.attempts + 1, lease_until
@@ -185,22 +182,200 @@ def _halt_reason(
 # --- the engine --------------------------------------------------------------------------
 
 
-def signal_execute(*, signal_id: int) -> None:
-    signal = (
-        Signal.objects.select_related("strategy", "strategy__account")
-        # The body and payload are for people, not for execution: not decoded on the hot path.
-        .defer("payload", "raw_body", "errors", "strategy__description")
-        .annotate(global_halted=Exists(TradingControl.objects.filter(pk=1, halted=True)))
-        .filter(pk=signal_id)
-        .first()
+def _load_for_execution(signal_id: int, claim_at=None):
+    """The signal with its strategy, account and the global switch (the body and payload
+    are for people and are not read here). Django's per-task connection health check would
+    add a `SELECT 1` round trip before this read; instead a kept connection found dead (a
+    PostgreSQL restart) is replaced and the read, which changes nothing, tried once more."""
+    kept = connection.connection is not None
+    connection.health_check_done = True
+
+    def attempt():
+        if claim_at is None:
+            return hotpath.signal_for_execution(signal_id)
+        return hotpath.signal_load_and_claim(signal_id=signal_id, now=claim_at[0], lease_until=claim_at[1])
+
+    try:
+        return attempt()
+    except DatabaseError:
+        if not kept or connection.is_usable():
+            raise
+        # A dead connection never ran the statement; if it did and only the reply was lost,
+        # the claim is in place and the retry finds it taken: the lease runs out and the
+        # sweeper resumes the signal (a delay, never a second order).
+        logger.warning("event=worker_db_reconnect reason=kept connection found dead signal=%s", signal_id)
+        connection.close()
+        return attempt()
+
+
+# --- send first, follow later ----------------------------------------------------------
+# Following an acknowledged order (polls, fills, positions) costs several times the Python of
+# sending it, and a worker's pool threads share one interpreter lock: in a burst the
+# follow-ups of the first orders used to delay the sends of the last ones by seconds, and
+# held the pool threads the later alerts needed. Now, in the worker, a signal's run sends its
+# orders on a pool thread and hands the following to a small pool of follower threads in the
+# same process (same run, same lease and fencing token), freeing the pool thread at once.
+# Followers wait, briefly, while this process still has orders on their way out.
+
+_sends_lock = threading.Lock()
+_sends_in_progress = 0
+_last_send_activity = 0.0
+_followers: ThreadPoolExecutor | None = None
+_stopping = threading.Event()
+
+
+def followers_stop() -> None:
+    """The worker is shutting down: followers poll once more, then release their signals'
+    leases, so the next worker resumes them at once instead of after the lease runs out."""
+    _stopping.set()
+
+
+class _SendPhase:
+    """Counts this process's signal runs that may still send an order."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def __enter__(self) -> _SendPhase:
+        global _sends_in_progress, _last_send_activity
+        with _sends_lock:
+            _sends_in_progress += 1
+            _last_send_activity = time.monotonic()
+        self.open = True
+        return self
+
+    def end(self) -> None:
+        global _sends_in_progress, _last_send_activity
+        if self.open:
+            self.open = False
+            with _sends_lock:
+                _sends_in_progress -= 1
+                _last_send_activity = time.monotonic()
+
+    def __exit__(self, *_exc) -> None:
+        self.end()
+
+
+def _sends_first(max_wait: float = FOLLOW_YIELD_MAX_SECONDS) -> None:
+    """Wait (bounded) while this process has orders on their way out, and a little after the
+    last one (the next alert of a burst is usually a few milliseconds behind)."""
+    deadline = time.monotonic() + max_wait
+    while (
+        time.monotonic() < deadline
+        and not _stopping.is_set()
+        and (_sends_in_progress > 0 or time.monotonic() - _last_send_activity < SEND_QUIET_SECONDS)
+    ):
+        time.sleep(0.005)
+
+
+def _send_phase_end(signal: Signal) -> None:
+    phase = getattr(signal, "_send_phase", None)
+    if phase is not None:
+        phase.end()
+
+
+def _followers_pool() -> ThreadPoolExecutor:
+    global _followers
+    with _sends_lock:
+        if _followers is None:
+            _followers = ThreadPoolExecutor(
+                max_workers=settings.EXECUTION_FOLLOW_THREADS, thread_name_prefix="tvtrader-follow"
+            )
+    return _followers
+
+
+def _follow_later(signal: Signal, orders: list[Order]) -> None:
+    """Hand this run over to a follower thread: it keeps the lease and the fencing token, so
+    nothing else can act on the signal meanwhile; if the process dies, the lease runs out
+    and the sweeper resumes the signal as it would any interrupted run."""
+    _send_phase_end(signal)
+    _extend_lease(signal, force=True)
+    _followers_pool().submit(
+        _follow_run,
+        signal.pk,
+        signal.attempts,
+        getattr(signal, "_claimed_mono", 0.0),
+        getattr(signal, "_pending_reply", None),
     )
-    if signal is None or signal.is_terminal or signal.strategy_id is None:
-        return
-    first_run = signal.attempts == 0
-    if not signal_claim(signal):
-        logger.info(_log(signal, "signal_not_claimed", status=signal.status))
-        return
+    logger.info(_log(signal, "signal_follow_later", orders=",".join(f"{o.client_order_id}:{o.status}" for o in orders)))
+
+
+def _follow_run(signal_id: int, attempts: int, claimed_mono: float, reply: tuple | None) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()  # what a task start does: a follower thread lives long
+    try:
+        signal = _load_for_execution(signal_id)
+        if signal is None or signal.is_terminal:
+            return
+        # This run's fencing token, not whatever the row says now: if another worker took the
+        # signal over meanwhile, every update below refuses and the follower stops.
+        signal.attempts = attempts
+        signal._first_run, signal._claimed_mono, signal._lease_renewed = False, claimed_mono, time.monotonic()
+        signal._on_follower = True
+        if reply is not None:
+            # The exchange's acknowledgement of the order the pool thread sent: recorded here,
+            # off the sending path. Until then the order reads SUBMITTING, which a resumed
+            # run (after a crash) resolves by looking it up, never by resending blindly.
+            order, state, sent_at, acked_at = reply
+            account = signal.strategy.account
+            _record_sent(signal, order, sent_at)
+            order_apply_state(
+                order=order,
+                state=state,
+                book_positions=account.is_paper or not signal.is_test,
+                reply=True,
+                acked_at=acked_at,
+            )
+        _execute_claimed(signal)
+        if getattr(signal, "_follow_again", False) and not _stopping.is_set():
+            _followers_pool().submit(_follow_run, signal_id, attempts, claimed_mono, None)
+    except Exception:
+        logger.exception("event=follow_failed signal=%s", signal_id)
+
+
+def signal_execute(*, signal_id: int, follow_in_background: bool = False) -> None:
+    """Run a signal: claim it, plan, send, follow the orders to a final state. The worker
+    passes `follow_in_background` (see "send first, follow later" above); called directly,
+    the run follows its orders before returning."""
+    with _SendPhase() as phase:
+        _signal_execute(signal_id, phase, follow_in_background)
+
+
+def _signal_execute(signal_id: int, phase: _SendPhase, follow_in_background: bool) -> None:
+    if connection.vendor == "postgresql":
+        # Claim and load in one round trip (the claim's rules are those of signal_claim).
+        now = timezone.now()
+        lease_until = now + timedelta(seconds=settings.SIGNAL_LEASE_SECONDS)
+        signal, claimed = _load_for_execution(signal_id, claim_at=(now, lease_until))
+        if signal is None or signal.is_terminal or signal.strategy_id is None:
+            return
+        first_run = signal.attempts == 0
+        if not first_run:
+            phase.end()  # a resumed run follows (a resend after "never received" is rare)
+        if not claimed:
+            logger.info(_log(signal, "signal_not_claimed", status=signal.status))
+            return
+        signal.status, signal.attempts, signal.lease_until = Signal.Status.PROCESSING, signal.attempts + 1, lease_until
+        signal.started_at = signal.started_at or now
+        signal._lease_renewed = signal._claimed_mono = time.monotonic()
+    else:
+        signal = _load_for_execution(signal_id)
+        if signal is None or signal.is_terminal or signal.strategy_id is None:
+            return
+        first_run = signal.attempts == 0
+        if not first_run:
+            phase.end()
+        if not signal_claim(signal):
+            logger.info(_log(signal, "signal_not_claimed", status=signal.status))
+            return
     signal._first_run = first_run
+    signal._send_phase = phase
+    signal._follow_in_background = follow_in_background
+    _execute_claimed(signal)
+
+
+def _execute_claimed(signal: Signal) -> None:
     try:
         _run(signal)
     except LeaseLost:
@@ -336,7 +511,20 @@ def _run(signal: Signal) -> None:
                     closed_at=timezone.now(),
                 )
                 order.refresh_from_db()
-        _order_drive(signal, strategy, gateway, order, book_positions, fresh=order.status == Order.Status.PENDING)
+        if (
+            _order_drive(
+                signal,
+                strategy,
+                gateway,
+                order,
+                book_positions,
+                fresh=order.status == Order.Status.PENDING,
+                follow=not (signal._first_run and getattr(signal, "_follow_in_background", False)),
+            )
+            == "follow_later"
+        ):
+            _follow_later(signal, orders)
+            return
         order.refresh_from_db()
         previous = order
 
@@ -388,9 +576,9 @@ def _price_for(signal: Signal, account: ExchangeAccount, symbol: str, own_symbol
 def _plan_orders(signal, strategy, account, gateway: Gateway, book_positions: bool) -> list[Order]:
     positions: dict[str, Decimal] = {}
     if book_positions:
-        positions = dict(
-            Position.objects.filter(account=account, strategy=strategy).exclude(qty=0).values_list("symbol", "qty")
-        )
+        positions = getattr(signal, "_positions", None)
+        if positions is None or account.pk != strategy.account_id:
+            positions = hotpath.strategy_positions(account_id=account.pk, strategy_id=strategy.pk)
     try:
         own_symbol = gateway.resolve_symbol(signal.ticker, account.market_type, strategy.symbol_override)
     except ValueError:
@@ -435,7 +623,7 @@ def _plan_orders(signal, strategy, account, gateway: Gateway, book_positions: bo
     if not legs:
         raise NothingToDo("no open position for this strategy")
     # One INSERT for all legs: atomic on its own, and one round trip before the exchange.
-    orders = Order.objects.bulk_create(
+    orders = hotpath.orders_insert(
         [
             Order(
                 signal=signal,
@@ -465,21 +653,31 @@ def _plan_orders(signal, strategy, account, gateway: Gateway, book_positions: bo
     return orders
 
 
-def _order_drive(signal, strategy, gateway: Gateway, order: Order, book_positions: bool, fresh: bool = False) -> None:
+def _order_drive(
+    signal, strategy, gateway: Gateway, order: Order, book_positions: bool, fresh: bool = False, follow: bool = True
+) -> str:
+    """Take an order as far as this run can. Returns "follow_later" when it is acknowledged
+    and open and `follow` is False (the signal's first run, which only sends)."""
     for _ in range(MAX_SUBMITS * 3):
         if not fresh:
             order.refresh_from_db()
         fresh = False
         if order.is_terminal:
-            return
+            return "done"
         if order.status == Order.Status.PENDING:
-            _order_submit(signal, strategy, gateway, order, book_positions)
+            reply = _order_submit(signal, strategy, gateway, order, book_positions, defer_reply=not follow)
+            if reply is not None:
+                signal._pending_reply = reply
+                return "follow_later"
         elif order.status in (Order.Status.SUBMITTING, Order.Status.UNKNOWN):
             if not _order_resolve(signal, gateway, order, book_positions):
-                return  # still unknown: left for a later run
+                return "unknown"  # still unknown: left for a later run
         elif order.status in (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED):
+            if not follow:
+                return "follow_later"
             _order_follow(signal, strategy, gateway, order, book_positions)
-            return
+            return "followed"
+    return "gave_up"
 
 
 def _switches_recheck(signal, strategy, account, order: Order) -> bool:
@@ -494,7 +692,10 @@ def _switches_recheck(signal, strategy, account, order: Order) -> bool:
     return bool(reason)
 
 
-def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positions: bool) -> None:
+def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positions: bool, defer_reply: bool = False):
+    """Send a PENDING order. With `defer_reply`, a successful reply is returned (order,
+    state, sent at, acknowledged at) for the caller to record later instead of recorded
+    here; every other outcome is recorded here as usual."""
     account = strategy.account if strategy.account_id == order.account_id else order.account
     # The switches were read with the signal at claim time; read them again when time has
     # passed since (a later leg, a resumed run), so a switch engaged meanwhile still holds.
@@ -523,10 +724,7 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
             if _switches_recheck(signal, strategy, account, order):  # engaged while it waited: never sent
                 raise SendAborted("kill switch engaged while waiting for a rate-limit slot")
         now = timezone.now()
-        claimed = Order.objects.filter(pk=order.pk, status=Order.Status.PENDING, signal__in=_owned(signal)).update(
-            status=Order.Status.SUBMITTING, submit_count=F("submit_count") + 1, submitted_at=now
-        )
-        if not claimed:
+        if not hotpath.order_claim_for_send(order_id=order.pk, signal=signal, now=now):
             if not _owned(signal).exists():
                 raise LeaseLost(signal.pk)
             raise SendAborted("the order moved on meanwhile")
@@ -579,8 +777,12 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
         _mark_unknown(signal, order, f"outcome unknown after: {exc}")
         _count_error(gateway, type(exc).__name__)
         return
+    if defer_reply:
+        # Recording the acknowledgement is the follower's first job (see _follow_later).
+        return (order, state, sent["at"], timezone.now())
     _record_sent(signal, order, sent["at"])
     order_apply_state(order=order, state=state, book_positions=book_positions, reply=True)
+    return None
 
 
 def _record_sent(signal, order: Order, sent_at) -> None:
@@ -689,10 +891,20 @@ def _order_resolve(signal, gateway: Gateway, order: Order, book_positions: bool)
 
 def _order_follow(signal, strategy, gateway: Gateway, order: Order, book_positions: bool) -> None:
     """Poll an acknowledged order to a final state; cancel a limit order past its timeout."""
+    _send_phase_end(signal)
     started = time.monotonic()
-    for i in range(10_000):
-        if i == 0:
-            time.sleep(FOLLOW_BACKOFF[0])
+    age = (timezone.now() - order.submitted_at).total_seconds() if order.submitted_at else 0.0
+    # Back-off by the order's age, so a follow-up resumed later does not start polling fast again.
+    step, elapsed = 0, FOLLOW_BACKOFF[0]
+    while step < len(FOLLOW_BACKOFF) - 1 and elapsed + FOLLOW_BACKOFF[step + 1] <= age:
+        step += 1
+        elapsed += FOLLOW_BACKOFF[step]
+    for i in range(step, step + 10_000):
+        if i == 0 and order.submitted_at is not None:
+            # The first look comes FOLLOW_BACKOFF[0] after the send (a handed-off run has
+            # already waited most of it in the queue).
+            time.sleep(max(0.0, FOLLOW_BACKOFF[0] - age))
+        _sends_first()
         order.refresh_from_db()
         if order.is_terminal:
             return
@@ -729,14 +941,24 @@ def _order_follow(signal, strategy, gateway: Gateway, order: Order, book_positio
             # signals queued behind this one.
             _owned(signal).update(lease_until=_lease(int(min(30, max(5, remaining)))))
             return
+        if getattr(signal, "_on_follower", False) and time.monotonic() - started > FOLLOW_SLICE_SECONDS:
+            _extend_lease(signal, force=True)
+            signal._follow_again = True  # back of the followers' queue (see _follow_run)
+            return
+        if _stopping.is_set():
+            _owned(signal).update(lease_until=timezone.now())
+            logger.info(_log(signal, "signal_follow_released", reason="worker shutting down"))
+            return
         _extend_lease(signal)
-        time.sleep(FOLLOW_BACKOFF[min(i, len(FOLLOW_BACKOFF) - 1)])
+        _stopping.wait(FOLLOW_BACKOFF[min(i, len(FOLLOW_BACKOFF) - 1)])
 
 
 # --- recording what the exchange says ---------------------------------------------------
 
 
-def order_apply_state(*, order: Order, state: OrderState, book_positions: bool = True, reply: bool = False) -> None:
+def order_apply_state(
+    *, order: Order, state: OrderState, book_positions: bool = True, reply: bool = False, acked_at=None
+) -> None:
     """Record a venue's view of an order: status, new fills (as deltas of the cumulative
     filled quantity, each a `Fill` row, idempotent), positions and the latency chain."""
     now = timezone.now()
@@ -747,7 +969,7 @@ def order_apply_state(*, order: Order, state: OrderState, book_positions: bool =
         if state.exchange_order_id and not current.exchange_order_id:
             updates["exchange_order_id"] = state.exchange_order_id[:64]
         if current.acked_at is None:
-            updates["acked_at"] = now
+            updates["acked_at"] = acked_at or now
         replies = list(current.replies or [])
         if len(replies) < 20:
             replies.append(

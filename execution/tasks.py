@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutting_down
 
 logger = logging.getLogger("tvtrader.execution")
 
@@ -16,7 +16,7 @@ def execute_signal(signal_id: int) -> None:
     # signal it could not finish stays leased in the database for the sweeper to resume.
     from .services import signal_execute
 
-    signal_execute(signal_id=signal_id)
+    signal_execute(signal_id=signal_id, follow_in_background=True)
 
 
 @shared_task(name="execution.reconcile", ignore_result=True)
@@ -47,15 +47,18 @@ _warm_barrier = None
 
 @shared_task(name="execution.warm_thread", ignore_result=True)
 def warm_thread(account_ids: list[int]) -> None:
-    """Open this pool thread's database connection and check out a ccxt client for each
-    account, so the first burst after a start pays for neither (each new thread would
-    otherwise connect to PostgreSQL and build its exchange client while an alert waits)."""
+    """Open this pool thread's database connection, warm and prepare the hot-path
+    statements on it, and check out a ccxt client for each account, so the first burst
+    after a start pays for none of it (each new thread would otherwise connect to
+    PostgreSQL, plan every statement and build its exchange client while an alert waits)."""
     from django.db import connection
 
     from .exchanges import gateway_for
+    from .hotpath import warm
     from .models import ExchangeAccount
 
     connection.ensure_connection()
+    warm()
     for account in ExchangeAccount.objects.filter(pk__in=account_ids):
         gateway = gateway_for(account)
         client = getattr(gateway, "_client", None)
@@ -67,6 +70,13 @@ def warm_thread(account_ids: list[int]) -> None:
                         _warm_barrier.wait(timeout=5)
                     except Exception:
                         pass
+
+
+@worker_shutting_down.connect
+def _release_followed_signals(**_kwargs) -> None:
+    from .services import followers_stop
+
+    followers_stop()
 
 
 @worker_ready.connect

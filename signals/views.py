@@ -11,6 +11,7 @@ import logging
 import time
 
 from django.db import Error as DatabaseError
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -39,19 +40,31 @@ def tv_webhook(request: HttpRequest) -> HttpResponse:
     except Exception:  # RequestDataTooBig and friends: refuse, never 500
         webhook_rejection_record(source=request.META.get("REMOTE_ADDR"), reason="body_too_large")
         return _json({"status": "rejected", "reason": "body too large"}, 413)
-    try:
-        result = signal_ingest(
-            body=body,
-            content_type=request.META.get("CONTENT_TYPE", ""),
-            remote_addr=request.META.get("REMOTE_ADDR"),
-            received_at=received_at,
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
-            on_accepted=lambda signal_id, strategy_key: accepted.append((signal_id, strategy_key)),
-        )
-    except DatabaseError:  # django.db.Error: OperationalError, InterfaceError, ...
-        # Nothing was committed: a 5xx makes TradingView resend in 5 s.
-        logger.exception("event=webhook_db_unavailable")
-        return _json({"status": "error", "reason": "database unavailable, retry"}, 503)
+    # Django's per-request connection health check is a `SELECT 1` round trip before the
+    # first query. The webhook skips it and instead, when a kept connection turns out to have
+    # died while idle (PostgreSQL restarted), replaces it and tries the alert once more. A
+    # second try is safe: the alert's dedup key makes it an ordinary resend.
+    kept = connection.connection is not None
+    connection.health_check_done = True
+    for attempt in (1, 2):
+        try:
+            result = signal_ingest(
+                body=body,
+                content_type=request.META.get("CONTENT_TYPE", ""),
+                remote_addr=request.META.get("REMOTE_ADDR"),
+                received_at=received_at,
+                user_agent=request.META.get("HTTP_USER_AGENT", ""),
+                on_accepted=lambda signal_id, strategy_key: accepted.append((signal_id, strategy_key)),
+            )
+            break
+        except DatabaseError:  # django.db.Error: OperationalError, InterfaceError, ...
+            if attempt == 1 and kept and not connection.is_usable():
+                logger.warning("event=webhook_db_reconnect reason=kept connection found dead")
+                connection.close()
+                continue
+            # Nothing was committed: a 5xx makes TradingView resend in 5 s.
+            logger.exception("event=webhook_db_unavailable")
+            return _json({"status": "error", "reason": "database unavailable, retry"}, 503)
 
     payload = result.as_dict()
     payload["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)

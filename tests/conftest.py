@@ -128,6 +128,12 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def logged(self, *needles: str, timeout: float = 10.0) -> str:
+        """Wait until every needle is in the worker's log. A log line is written after the
+        effect a test observes (a message delivered, a row committed), so it can trail it."""
+        wait_for(lambda: all(n in self.log() for n in needles), timeout=timeout, message=f"{needles} in the worker log")
+        return self.log()
+
 
 @pytest.fixture
 def worker_factory(transactional_db, tmp_path):

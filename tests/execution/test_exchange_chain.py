@@ -4,6 +4,7 @@ checking signatures, faults injected at the emulator."""
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from execution.models import Fill, Order, Position
 from signals.models import Signal
@@ -11,7 +12,7 @@ from signals.services import signals_sweep
 from strategies.services import strategy_halt
 from tests.conftest import wait_for
 
-from .conftest import KEY, finished, make_account
+from .conftest import FAST_WORKER_ENV, KEY, finished, make_account
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -234,3 +235,61 @@ def test_a_worker_killed_mid_order_loses_nothing_and_duplicates_nothing(emu, emu
     order = Order.objects.get(signal=signal)
     assert len(emu.orders(client_order_id=order.client_order_id)) == 1
     assert len(creates(emu)) == 1
+
+
+def test_a_worker_stopped_while_following_hands_the_signal_back_at_once(emu, emu_strategy, worker_factory, send):
+    """The pool thread sends and a follower thread follows. A warm shutdown (systemd stop,
+    deploy) must not leave the signal leased to a worker that is gone: the follower releases
+    it, and the next worker resumes following the same order without sending another."""
+    emu_strategy.order_type = "limit"
+    emu_strategy.limit_offset_bps = 100  # 1% below the market: rests on the book
+    emu_strategy.limit_timeout_seconds = 4
+    emu_strategy.save()
+    emu.set_price("BTCUSDT", "65000")
+    env = {"SIGNAL_LEASE_SECONDS": "60"}
+    worker = worker_factory(env=env)
+    signal_id = send(action="buy", volume=0.01, price=65000)
+    wait_for(
+        lambda: Order.objects.filter(signal_id=signal_id, status=Order.Status.OPEN).exists(),
+        message="the order to be acknowledged and followed",
+    )
+    worker.logged("signal_follow_later")
+    worker.stop()  # SIGTERM: warm shutdown
+    signal = Signal.objects.get(pk=signal_id)
+    assert signal.status == Signal.Status.PROCESSING
+    assert signal.lease_until <= timezone.now(), "released, not left for 60 s"
+    assert "signal_follow_released" in worker.log()
+
+    worker_factory(env=env)  # its start-up sweep resumes released signals at once
+    signal = finished(signal_id)
+    assert signal.status == Signal.Status.FAILED  # the limit never filled: cancelled at its timeout
+    order = Order.objects.get(signal=signal)
+    assert order.status == Order.Status.CANCELLED
+    assert len(creates(emu)) == 1
+
+
+def test_a_resting_limit_order_does_not_hold_up_following_other_signals(emu, emu_strategy, worker_factory, send):
+    """Followers take turns (at most FOLLOW_SLICE_SECONDS per signal): with a single follower
+    thread busy with a limit order resting on the book, another strategy's market order is
+    still followed to its fill and its signal finished, long before the limit order's timeout."""
+    from tests.factories import StrategyFactory
+
+    emu_strategy.order_type = "limit"
+    emu_strategy.limit_offset_bps = 100  # rests
+    emu_strategy.limit_timeout_seconds = 20
+    emu_strategy.save()
+    StrategyFactory(strategy_id="other", account=emu_strategy.account)
+    emu.set_price("BTCUSDT", "65000")
+    emu.set_price("ETHUSDT", "3000")
+    worker = worker_factory(env={**FAST_WORKER_ENV, "EXECUTION_FOLLOW_THREADS": "1"})
+    resting = send(action="buy", volume=0.01, price=65000)
+    wait_for(
+        lambda: Order.objects.filter(signal_id=resting, status=Order.Status.OPEN).exists(),
+        message="the limit order to rest",
+    )
+    market = send(strategy_id="other", ticker="ETHUSDT.P", action="buy", volume=0.1, price=3000)
+    signal = finished(market, timeout=12)
+    assert signal.status == Signal.Status.EXECUTED, signal.reason
+    assert Order.objects.get(signal_id=resting).status == Order.Status.OPEN  # still resting, still followed
+    assert Signal.objects.get(pk=resting).status == Signal.Status.PROCESSING
+    assert "follow_failed" not in worker.log()

@@ -51,8 +51,7 @@ def test_failing_channel_is_retried_with_backoff_and_the_bot_token_never_logged(
     attempts = fake_channels.messages()
     assert [a["status"] for a in attempts] == [502, 500, 200]
     assert attempts[2]["at"] - attempts[1]["at"] > attempts[1]["at"] - attempts[0]["at"] > 1.5  # backing off
-    assert "notification_retry" in worker.log() and "notification_sent" in worker.log()
-    assert BOT_TOKEN not in worker.log()
+    assert BOT_TOKEN not in worker.logged("notification_retry", "notification_sent")
 
 
 def test_rate_limit_reply_is_honoured(worker_factory, fake_channels, settings):

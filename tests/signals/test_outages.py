@@ -96,6 +96,38 @@ def test_database_down_answers_503_fast_records_nothing_and_the_resend_is_kept(t
     assert "webhook_db_unavailable" in server.log()
 
 
+@pytest.mark.skipif(
+    not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"), reason="the proxy stands in front of PostgreSQL"
+)
+def test_database_restart_between_alerts_costs_no_alert(transactional_db, tmp_path, started):
+    """Every gunicorn worker's kept connection dies when PostgreSQL restarts. The webhook does
+    not pay a health-check round trip per alert; it must still answer the first alert after
+    the restart with 202, not a 503 that would delay the order by TradingView's resend."""
+    StrategyFactory(strategy_id="demo")
+    db = connection.settings_dict
+    proxy = TcpProxy(db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432))
+    started.append(proxy)
+    proxied_url = database_url().replace(f":{db['PORT'] or 5432}/", f":{proxy.port}/")
+    server = GunicornProcess(server_env(DATABASE_URL=proxied_url), tmp_path / "gunicorn.log", workers=2)
+    started.append(server)
+    server.start()
+    webhook = server.url + "/tv-webhook"
+    # Several alerts, so that every sync worker holds a kept connection.
+    for hour in range(8):
+        status, body, _ = http_post(webhook, alert(bar_time=f"2026-11-24T0{hour}:00:00Z"))
+        assert status == 202, body
+
+    proxy.cut()
+    proxy.restore()  # a restart: the kept connections are dead, new ones work
+
+    for hour in range(8):
+        status, body, _ = http_post(webhook, alert(bar_time=f"2026-11-24T1{hour}:00:00Z"))
+        assert (status, body["status"]) == (202, "accepted"), body
+    assert Signal.objects.filter(status=Signal.Status.ACCEPTED).count() == 16
+    assert "webhook_db_reconnect" in server.log()
+    assert "webhook_db_unavailable" not in server.log()
+
+
 def test_broker_down_alert_is_still_accepted_and_runs_once_the_broker_returns(
     transactional_db, tmp_path, started, worker_factory
 ):
@@ -136,7 +168,7 @@ def test_broker_down_alert_is_still_accepted_and_runs_once_the_broker_returns(
         timeout=20,
         message="the sweeper to re-queue the committed signal",
     )
-    assert f"event=signal_requeued strategy=demo signal={signal.pk}" in worker.log()
+    worker.logged(f"event=signal_requeued strategy=demo signal={signal.pk}")
     # A real worker picked the wake-up up: the signal leaves `accepted` once the execution
     # engine runs; until then the worker's log shows the task was delivered.
     wait_for(
@@ -197,3 +229,20 @@ def test_health_fails_when_the_worker_heartbeat_is_stale(client, settings):
     assert response.status_code == 503
     assert response.json()["checks"]["worker"]["ok"] is False
     redis_client().delete(HEARTBEAT_KEY)
+
+
+def test_web_workers_warm_up_at_start_without_noise(transactional_db, tmp_path, started):
+    """Each gunicorn worker opens its connections and sends one request through Django
+    before its first alert (deploy/gunicorn.conf.py); that must work with a production host
+    list and leave nothing alarming in the log."""
+    StrategyFactory(strategy_id="demo")
+    server = GunicornProcess(
+        server_env(ALLOWED_HOSTS=".tv.example.com,127.0.0.1"), tmp_path / "gunicorn.log", workers=2
+    )
+    started.append(server)
+    server.start()
+    status, body, _ = http_post(server.url + "/tv-webhook", alert(bar_time="2026-11-24T05:00:00Z"))
+    assert (status, body["status"]) == (202, "accepted")
+    log = server.log()
+    for bad in ("intake_warm_failed", "warm-up request failed", "DisallowedHost", "Invalid HTTP_HOST", "Traceback"):
+        assert bad not in log, log

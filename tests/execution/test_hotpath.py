@@ -1,0 +1,312 @@
+"""The execution hot path's hand-written SQL must build exactly what the ORM builds, and its
+conditional updates must refuse exactly what the engine relies on them to refuse."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.db.models import Exists
+from django.utils import timezone
+
+from execution import hotpath
+from execution.models import Order, Position
+from execution.services import signal_claim
+from signals.models import Signal
+from strategies.models import TradingControl
+from tests.factories import ExchangeAccountFactory, SignalFactory, StrategyFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def orm_signal(pk: int) -> Signal:
+    return (
+        Signal.objects.select_related("strategy", "strategy__account")
+        .annotate(global_halted=Exists(TradingControl.objects.filter(pk=1, halted=True)))
+        .get(pk=pk)
+    )
+
+
+def loaded_fields(instance) -> dict:
+    deferred = instance.get_deferred_fields()
+    return {
+        f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields if f.attname not in deferred
+    }
+
+
+def test_signal_with_strategy_and_account_matches_the_orm(django_assert_num_queries):
+    account = ExchangeAccountFactory(label="hot", max_orders_per_second=Decimal("7.5"), halted=True)
+    strategy = StrategyFactory(
+        account=account,
+        allowed_actions=["buy", "close_all"],
+        leverage=Decimal("3"),
+        symbol_override="ETH/USDT:USDT",
+        description="not needed to trade",
+    )
+    signal = SignalFactory(
+        strategy=strategy,
+        fired_at=timezone.now() - timedelta(seconds=2),
+        bar_time=timezone.now() - timedelta(minutes=1),
+        payload={"comment": "kept for people"},
+        raw_body='{"a": 1}',
+    )
+    TradingControl.objects.update_or_create(pk=1, defaults={"halted": True})
+
+    with django_assert_num_queries(1):
+        fast = hotpath.signal_for_execution(signal.pk)
+        # strategy and account are attached: reading them costs no query
+        assert fast.strategy.account.label == "hot"
+
+    slow = orm_signal(signal.pk)
+    assert fast.global_halted is True and slow.global_halted is True
+    assert set(fast.get_deferred_fields()) == hotpath.SIGNAL_SKIPPED
+    expected = {k: v for k, v in loaded_fields(slow).items() if k not in hotpath.SIGNAL_SKIPPED}
+    assert loaded_fields(fast) == expected
+    assert {k: v for k, v in loaded_fields(fast.strategy).items()} == {
+        k: v for k, v in loaded_fields(slow.strategy).items() if k not in hotpath.STRATEGY_SKIPPED
+    }
+    assert fast.strategy.allowed_actions == ["buy", "close_all"]
+    assert loaded_fields(fast.strategy.account) == loaded_fields(slow.strategy.account)
+    assert fast.strategy.account.max_orders_per_second == Decimal("7.5")
+    # deferred fields still load on demand, as with .defer()
+    assert fast.payload == {"comment": "kept for people"}
+
+
+def test_signal_without_account_or_strategy_and_missing_signal():
+    strategy = StrategyFactory(account=None)
+    signal = SignalFactory(strategy=strategy)
+    fast = hotpath.signal_for_execution(signal.pk)
+    assert fast.strategy.pk == strategy.pk and fast.strategy.account is None
+    assert fast.global_halted is False
+
+    orphan = SignalFactory(strategy=None, strategy_key="gone")
+    fast = hotpath.signal_for_execution(orphan.pk)
+    assert fast.strategy_id is None and fast.strategy is None
+
+    assert hotpath.signal_for_execution(orphan.pk + 1000) is None
+
+
+def claim_in_two_statements(pk: int) -> bool:
+    return signal_claim(hotpath.signal_for_execution(pk))
+
+
+def claim_in_one_statement(pk: int) -> bool:
+    now = timezone.now()
+    return hotpath.signal_load_and_claim(signal_id=pk, now=now, lease_until=now + timedelta(seconds=60))[1]
+
+
+# The worker claims in one statement on PostgreSQL and in two on SQLite: same rules.
+CLAIMS = [claim_in_two_statements] + ([claim_in_one_statement] if connection.vendor == "postgresql" else [])
+
+
+@pytest.mark.parametrize("claim", CLAIMS)
+def test_claim_waits_for_an_earlier_pending_signal_of_the_same_market_only(claim):
+    strategy = StrategyFactory()
+    first = SignalFactory(strategy=strategy, ticker="BTCUSDT.P")
+    same_market = SignalFactory(strategy=strategy, ticker="BTCUSDT")
+    other_market = SignalFactory(strategy=strategy, ticker="ETHUSDT.P")
+    other_strategy = SignalFactory(ticker="BTCUSDT.P")
+
+    assert not claim(same_market.pk)  # the earlier BTC signal is still pending
+    assert claim(other_market.pk)
+    assert claim(other_strategy.pk)
+    assert claim(first.pk)
+    Signal.objects.filter(pk=first.pk).update(status=Signal.Status.EXECUTED)
+    assert claim(same_market.pk)
+    row = Signal.objects.get(pk=same_market.pk)
+    assert (row.status, row.attempts, row.started_at is not None) == (Signal.Status.PROCESSING, 1, True)
+
+
+@pytest.mark.parametrize("claim", CLAIMS)
+def test_close_all_waits_for_everything_and_everything_waits_for_it(claim):
+    strategy = StrategyFactory()
+    earlier = SignalFactory(strategy=strategy, ticker="XRPUSDT.P")
+    close_all = SignalFactory(strategy=strategy, action="close_all", ticker="BTCUSDT.P")
+    later = SignalFactory(strategy=strategy, ticker="SOLUSDT.P")
+    assert not claim(close_all.pk)  # waits for the XRP signal before it
+    assert not claim(later.pk)  # waits for the pending close_all
+    Signal.objects.filter(pk=earlier.pk).update(status=Signal.Status.EXECUTED)
+    assert claim(close_all.pk)
+    assert not claim(later.pk)  # the close_all is still running
+    Signal.objects.filter(pk=close_all.pk).update(status=Signal.Status.EXECUTED)
+    assert claim(later.pk)
+
+
+@pytest.mark.parametrize("claim", CLAIMS)
+def test_a_strategy_pinned_to_one_symbol_runs_every_signal_in_order(claim):
+    strategy = StrategyFactory(symbol_override="BTC/USDT:USDT")
+    first = SignalFactory(strategy=strategy, ticker="BTCUSDT.P")
+    other_ticker = SignalFactory(strategy=strategy, ticker="ETHUSDT.P")  # same market after the override
+    assert not claim(other_ticker.pk)
+    assert claim(first.pk)
+
+
+@pytest.mark.parametrize("claim", CLAIMS)
+def test_a_live_lease_refuses_and_an_expired_one_is_taken_over(claim):
+    signal = SignalFactory()
+    assert claim(signal.pk)
+    assert not claim(signal.pk)  # a duplicated task: processing with a live lease
+    Signal.objects.filter(pk=signal.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert claim(signal.pk)
+    assert Signal.objects.get(pk=signal.pk).attempts == 2
+    Signal.objects.filter(pk=signal.pk).update(status=Signal.Status.EXECUTED)
+    assert not claim(signal.pk)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement claim is PostgreSQL's")
+def test_one_statement_claim_returns_the_signal_as_it_was_with_strategy_and_account(django_assert_num_queries):
+    signal = SignalFactory(ticker="ETHUSDT.P")
+    now = timezone.now()
+    with django_assert_num_queries(1):
+        loaded, claimed = hotpath.signal_load_and_claim(
+            signal_id=signal.pk, now=now, lease_until=now + timedelta(seconds=60)
+        )
+        assert loaded.strategy.account.pk == signal.strategy.account_id
+    assert claimed
+    assert (loaded.status, loaded.attempts) == (Signal.Status.ACCEPTED, 0)  # before the claim
+    row = Signal.objects.get(pk=signal.pk)
+    assert (row.status, row.attempts, row.lease_until) == (Signal.Status.PROCESSING, 1, now + timedelta(seconds=60))
+    assert hotpath.signal_load_and_claim(signal_id=signal.pk + 1000, now=now, lease_until=now) == (None, False)
+
+
+def test_claim_is_fenced_by_attempts_and_respects_a_live_lease():
+    signal = SignalFactory()
+    stale = hotpath.signal_for_execution(signal.pk)
+    fresh = hotpath.signal_for_execution(signal.pk)
+    assert signal_claim(fresh)
+    assert not signal_claim(stale)  # a duplicated task read attempts=0: refused
+    again = hotpath.signal_for_execution(signal.pk)
+    assert not signal_claim(again)  # processing with a live lease
+    Signal.objects.filter(pk=signal.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert signal_claim(hotpath.signal_for_execution(signal.pk))  # expired lease: taken over
+    assert Signal.objects.get(pk=signal.pk).attempts == 2
+
+
+def test_order_claim_only_while_the_run_owns_the_signal():
+    signal = SignalFactory(status=Signal.Status.PROCESSING, attempts=2)
+    strategy = signal.strategy
+    order = Order.objects.create(
+        signal=signal,
+        strategy=strategy,
+        account=strategy.account,
+        leg=1,
+        purpose=Order.Purpose.OPEN,
+        client_order_id="tvt-hot-1",
+        symbol="BTC/USDT:USDT",
+        side="buy",
+        order_type="market",
+        requested_qty=Decimal("0.01"),
+    )
+    owner = hotpath.signal_for_execution(signal.pk)
+    taken_over = hotpath.signal_for_execution(signal.pk)
+    taken_over.attempts = 1  # what a worker whose lease ran out still believes
+    now = timezone.now()
+    assert not hotpath.order_claim_for_send(order_id=order.pk, signal=taken_over, now=now)
+    assert hotpath.order_claim_for_send(order_id=order.pk, signal=owner, now=now)
+    assert not hotpath.order_claim_for_send(order_id=order.pk, signal=owner, now=now)  # no longer pending
+    order.refresh_from_db()
+    assert (order.status, order.submit_count, order.submitted_at) == (Order.Status.SUBMITTING, 1, now)
+
+
+def test_strategy_positions_are_the_non_zero_ones_of_this_strategy_and_account():
+    strategy = StrategyFactory()
+    other = StrategyFactory(account=strategy.account)
+    Position.objects.create(account=strategy.account, strategy=strategy, symbol="BTC/USDT:USDT", qty=Decimal("0.5"))
+    Position.objects.create(account=strategy.account, strategy=strategy, symbol="ETH/USDT:USDT", qty=Decimal("0"))
+    Position.objects.create(account=strategy.account, strategy=strategy, symbol="SOL/USDT:USDT", qty=Decimal("-2"))
+    Position.objects.create(account=strategy.account, strategy=other, symbol="XRP/USDT:USDT", qty=Decimal("9"))
+    assert hotpath.strategy_positions(account_id=strategy.account_id, strategy_id=strategy.pk) == {
+        "BTC/USDT:USDT": Decimal("0.5"),
+        "SOL/USDT:USDT": Decimal("-2"),
+    }
+
+
+def test_orders_insert_writes_what_the_orm_would_and_keeps_the_unique_legs():
+    from django.db import IntegrityError, transaction
+
+    signal = SignalFactory()
+    strategy = signal.strategy
+
+    def leg(n: int, **extra) -> Order:
+        return Order(
+            signal=signal,
+            strategy=strategy,
+            account=strategy.account,
+            leg=n,
+            purpose=Order.Purpose.CLOSE if n == 1 else Order.Purpose.OPEN,
+            client_order_id=f"tvt-ins-{n}",
+            symbol="BTC/USDT:USDT",
+            side="sell",
+            order_type="limit",
+            reduce_only=n == 1,
+            requested_qty=Decimal("0.015"),
+            limit_price=Decimal("64999.5"),
+            signal_price=Decimal("65000"),
+            **extra,
+        )
+
+    made = hotpath.orders_insert([leg(1), leg(2)])
+    assert [o.leg for o in made] == [1, 2] and all(o.pk and not o._state.adding for o in made)
+    row = Order.objects.get(pk=made[0].pk)
+    assert (row.signal_id, row.leg, row.status, row.reduce_only, row.replies) == (signal.pk, 1, "pending", True, [])
+    assert (row.requested_qty, row.limit_price, row.filled_qty, row.fee) == (
+        Decimal("0.015"),
+        Decimal("64999.5"),
+        0,
+        0,
+    )
+    assert row.created_at is not None and row.updated_at is not None
+    assert Order.objects.get(pk=made[1].pk).purpose == Order.Purpose.OPEN
+    with pytest.raises(IntegrityError), transaction.atomic():
+        hotpath.orders_insert([leg(2)])  # the same leg of the same signal twice: refused
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement claim is PostgreSQL's")
+def test_one_statement_claim_brings_the_strategys_positions_exactly():
+    signal = SignalFactory()
+    strategy = signal.strategy
+    other = StrategyFactory(account=strategy.account)
+    Position.objects.create(
+        account=strategy.account, strategy=strategy, symbol="BTC/USDT:USDT", qty=Decimal("0.123456789012")
+    )
+    Position.objects.create(account=strategy.account, strategy=strategy, symbol="ETH/USDT:USDT", qty=Decimal("0"))
+    Position.objects.create(account=strategy.account, strategy=other, symbol="SOL/USDT:USDT", qty=Decimal("5"))
+    now = timezone.now()
+    loaded, claimed = hotpath.signal_load_and_claim(signal_id=signal.pk, now=now, lease_until=now)
+    assert claimed
+    assert loaded._positions == {"BTC/USDT:USDT": Decimal("0.123456789012")}
+    assert loaded._positions == hotpath.strategy_positions(account_id=strategy.account_id, strategy_id=strategy.pk)
+    flat = SignalFactory()
+    assert hotpath.signal_load_and_claim(signal_id=flat.pk, now=now, lease_until=now)[0]._positions == {}
+
+
+def test_inserts_fall_back_to_the_orm_where_the_database_cannot_return_ids(monkeypatch):
+    """SQLite before 3.35 (e.g. a self-built Python on an old distribution) has no RETURNING."""
+    from django.db import connection as conn
+
+    from tvtrader.fastsql import insert_returning_pk
+
+    monkeypatch.setattr(type(conn.features), "can_return_rows_from_bulk_insert", False)
+    signal = SignalFactory()
+    made = insert_returning_pk(
+        [
+            Order(
+                signal=signal,
+                strategy=signal.strategy,
+                account=signal.strategy.account,
+                leg=n,
+                purpose=Order.Purpose.OPEN,
+                client_order_id=f"tvt-old-{n}",
+                symbol="BTC/USDT:USDT",
+                side="buy",
+                order_type="market",
+                requested_qty=Decimal("0.01"),
+            )
+            for n in (1, 2)
+        ]
+    )
+    assert [o.pk for o in made] == list(
+        Order.objects.filter(signal=signal).order_by("leg").values_list("pk", flat=True)
+    )
