@@ -107,6 +107,76 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def _tree(pid: int) -> list[int]:
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    return pids
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _pids_named(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+class CpuSampler:
+    """Samples the CPU seconds used by each group of processes (each with its children), by
+    every PostgreSQL and Redis process (they serve others too: on a quiet machine that is
+    noise) and by this process, every `interval` seconds in a thread, so a scenario can report
+    what each used up to a moment found afterwards (e.g. the last order reaching the venue)."""
+
+    def __init__(self, groups: dict[str, list[int]], interval: float = 0.05):
+        import threading
+
+        self.interval = interval
+        self.groups = groups
+        self.named = {name: _pids_named(name) for name in ("postgres", "redis-server")}
+        self.samples: list[tuple[float, dict]] = [(time.time(), self._snapshot())]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.samples.append((time.time(), self._snapshot()))
+
+    def _snapshot(self) -> dict:
+        out = {name: sum(_cpu_of(p) for pid in pids for p in _tree(pid)) for name, pids in self.groups.items()}
+        out.update({name: sum(_cpu_of(pid) for pid in pids) for name, pids in self.named.items()})
+        t = os.times()
+        out["benchmark client"] = t.user + t.system
+        return out
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def used_until(self, wall: float) -> dict:
+        """CPU seconds per process from the start to the first sample at or after `wall`."""
+        later = [snap for at, snap in self.samples if at >= wall] or [self.samples[-1][1]]
+        return cpu_delta(self.samples[0][1], later[0])
+
+
+def cpu_delta(before: dict, after: dict) -> dict:
+    return {name: after[name] - before.get(name, 0.0) for name in after}
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     if not ordered:

@@ -36,6 +36,8 @@ sys.path.insert(0, str(BASE_DIR))
 
 from bench.common import (  # noqa: E402
     burst_post,
+    cpu_delta,
+    CpuSampler,
     free_port,
     percentile,
     post_sequential,
@@ -98,6 +100,35 @@ def stage_breakdown(answers: list[dict], seen: dict[str, float]) -> dict[str, fl
         add("claimed → order claimed to send", started.timestamp(), submitted[pk].timestamp())
         add("order claimed → emulator read it", submitted[pk].timestamp(), at_exchange)
     return {name: percentile(values, 50) for name, values in stages.items()}
+
+
+def burst_timeline(answers: list[dict], seen: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """For a burst: when half of the signals, and all of them, had reached each stage,
+    in ms after the first alert left the client. Shows which stage the burst queues at."""
+    from execution.models import Order
+    from execution.services import client_order_id_for
+    from signals.models import Signal
+
+    sent = {a["signal_id"]: a["sent_wall"] for a in answers if a.get("signal_id")}
+    t0 = min(sent.values())
+    rows = Signal.objects.filter(pk__in=sent).values_list("pk", "received_at", "committed_at", "started_at")
+    submitted = dict(Order.objects.filter(signal_id__in=sent, leg=1).values_list("signal_id", "submitted_at"))
+    marks: dict[str, list[float]] = {name: [] for name in ("alert sent", "received", "committed", "worker claimed")}
+    marks.update({"order claimed to send": [], "emulator read it": []})
+    for pk, received, committed, started in rows:
+        marks["alert sent"].append(sent[pk])
+        for name, at in (("received", received), ("committed", committed), ("worker claimed", started)):
+            if at:
+                marks[name].append(at.timestamp())
+        if submitted.get(pk):
+            marks["order claimed to send"].append(submitted[pk].timestamp())
+        if (at_exchange := seen.get(client_order_id_for(signal_id=pk, leg=1))) is not None:
+            marks["emulator read it"].append(at_exchange)
+    return {
+        name: (percentile([(t - t0) * 1000 for t in values], 50), (max(values) - t0) * 1000)
+        for name, values in marks.items()
+        if values
+    }
 
 
 def main() -> int:
@@ -216,6 +247,7 @@ def main() -> int:
                 )
             )
         procs.extend(workers)
+        groups = {"gunicorn": [procs[1].pid], "worker": [w.pid for w in workers], "emulator": [procs[0].pid]}
         wait_http(f"http://127.0.0.1:{web_port}/health", accept=(200, 503))
         time.sleep(3)  # worker start-up: markets warmed before the first alert
         passphrase = env["WEBHOOK_PASSPHRASE"]
@@ -296,10 +328,12 @@ def main() -> int:
         # 3. 200 alerts, limit not binding
         if "3" in args.scenarios:
             bodies = [alert(s.strategy_id, m.base, m.price) for s in strategies for m in markets]
+            sampler = CpuSampler(groups)
             answers = burst_post(web, bodies)
             ok = [a for a in answers if a.get("status") == "accepted"]
             ids = [a["signal_id"] for a in ok]
             wait_done(ids)
+            sampler.stop()
             seen = creates(emu_url)
             cids = [client_order_id_for(signal_id=i, leg=1) for i in ids]
             last_alert = max(a["sent_wall"] for a in answers)
@@ -320,6 +354,17 @@ def main() -> int:
                 "none lost or doubled]"
             )
             results["worker_rss_mb_after_burst"] = sum(rss_mb(w.pid) for w in workers)
+            for label, until in (("until the last order reached the exchange", last_order), ("until all finished", 0)):
+                cpu = sampler.used_until(until) if until else cpu_delta(sampler.samples[0][1], sampler.samples[-1][1])
+                results[f"burst200_cpu_s {label}"] = {k: round(v, 2) for k, v in cpu.items()}
+                print(
+                    f"   CPU seconds {label}: "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+                    + f"; total {sum(cpu.values()):.2f} on {os.cpu_count()} cores"
+                )
+            print("   timeline, ms after the first alert left the client (half of them / all of them):")
+            for name, (half, last) in burst_timeline(answers, seen).items():
+                print(f"     {name:<24} {half:7.0f} / {last:7.0f}")
 
         # 4. 200 alerts, account limited to 10 orders/s
         if "4" in args.scenarios:

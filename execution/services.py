@@ -289,20 +289,27 @@ def _follow_later(signal: Signal, orders: list[Order]) -> None:
     nothing else can act on the signal meanwhile; if the process dies, the lease runs out
     and the sweeper resumes the signal as it would any interrupted run."""
     _send_phase_end(signal)
-    _extend_lease(signal, force=True)
+    _extend_lease(signal)  # only if the last renewal is a while ago: the claim set a fresh lease
+    signal._handed_off = True
     _followers_pool().submit(
         _follow_run,
         signal.pk,
         signal.attempts,
         getattr(signal, "_claimed_mono", 0.0),
         getattr(signal, "_pending_reply", None),
+        getattr(signal, "_lease_renewed", 0.0),
     )
     logger.info(_log(signal, "signal_follow_later", orders=",".join(f"{o.client_order_id}:{o.status}" for o in orders)))
 
 
-def _follow_run(signal_id: int, attempts: int, claimed_mono: float, reply: tuple | None) -> None:
+def _follow_run(
+    signal_id: int, attempts: int, claimed_mono: float, reply: tuple | None, lease_renewed: float = 0.0
+) -> None:
     from django.db import close_old_connections
 
+    # Nothing a follower does is urgent next to an order still on its way out: during a burst
+    # it starts (loading the signal, recording the acknowledgement) only once the sends pause.
+    _sends_first()
     close_old_connections()  # what a task start does: a follower thread lives long
     try:
         signal = _load_for_execution(signal_id)
@@ -311,7 +318,7 @@ def _follow_run(signal_id: int, attempts: int, claimed_mono: float, reply: tuple
         # This run's fencing token, not whatever the row says now: if another worker took the
         # signal over meanwhile, every update below refuses and the follower stops.
         signal.attempts = attempts
-        signal._first_run, signal._claimed_mono, signal._lease_renewed = False, claimed_mono, time.monotonic()
+        signal._first_run, signal._claimed_mono, signal._lease_renewed = False, claimed_mono, lease_renewed
         signal._on_follower = True
         if reply is not None:
             # The exchange's acknowledgement of the order the pool thread sent: recorded here,
@@ -329,7 +336,7 @@ def _follow_run(signal_id: int, attempts: int, claimed_mono: float, reply: tuple
             )
         _execute_claimed(signal)
         if getattr(signal, "_follow_again", False) and not _stopping.is_set():
-            _followers_pool().submit(_follow_run, signal_id, attempts, claimed_mono, None)
+            _followers_pool().submit(_follow_run, signal_id, attempts, claimed_mono, None, signal._lease_renewed)
     except Exception:
         logger.exception("event=follow_failed signal=%s", signal_id)
 
@@ -394,9 +401,10 @@ def _execute_claimed(signal: Signal) -> None:
         else:
             _finish(signal, Signal.Status.FAILED, f"internal error during execution: {type(exc).__name__}: {exc}")
     finally:
-        signal.refresh_from_db()
-        if signal.is_terminal:
-            _wake_next(signal)
+        if not getattr(signal, "_handed_off", False):  # else the follower's run ends it
+            signal.refresh_from_db()
+            if signal.is_terminal:
+                _wake_next(signal)
 
 
 def _finish(signal: Signal, status: str, reason: str = "") -> None:
