@@ -35,9 +35,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
 from bench.common import (  # noqa: E402
+    CpuSampler,
     burst_post,
     cpu_delta,
-    CpuSampler,
     free_port,
     percentile,
     post_sequential,
