@@ -261,6 +261,23 @@ def orders_insert(orders: list[Order]) -> list[Order]:
     return insert_returning_pk(orders)
 
 
+def orders_insert_sending_first(*, orders: list[Order], signal: Signal, now: datetime) -> bool:
+    """INSERT the planned legs with the first one already claimed to send (SUBMITTING, sent
+    once, at `now`), in one statement that writes them only while `signal` is still owned
+    by this run. The signal's first send then needs one round trip instead of two (insert
+    the legs, then claim the first). PostgreSQL only. Returns False, writing nothing, when
+    the signal is not owned any more."""
+    first = orders[0]
+    first.status, first.submit_count, first.submitted_at = Order.Status.SUBMITTING, 1, now
+    condition = (
+        f"EXISTS (SELECT 1 FROM {Signal._meta.db_table} s WHERE s.id = %s AND s.status = %s AND s.attempts = %s)"
+    )
+    inserted = insert_returning_pk(orders, only_if=(condition, [signal.pk, Signal.Status.PROCESSING, signal.attempts]))
+    if not inserted:
+        first.status, first.submit_count, first.submitted_at = Order.Status.PENDING, 0, None
+    return bool(inserted)
+
+
 def warm(rounds: int = 6) -> None:
     """Run every statement above on this thread's connection with ids that match nothing,
     `rounds` times. The first use of a statement on a PostgreSQL connection loads the
@@ -277,3 +294,21 @@ def warm(rounds: int = 6) -> None:
         signal_claim_update(signal=probe, now=now, lease_until=now, market_tickers=None)
         strategy_positions(account_id=0, strategy_id=0)
         order_claim_for_send(order_id=0, signal=probe, now=now)
+        if connection.vendor == "postgresql":  # writes nothing: the probe signal is not owned
+            orders_insert_sending_first(orders=[_warm_order(now)], signal=probe, now=now)
+
+
+def _warm_order(now: datetime) -> Order:
+    return Order(
+        signal_id=0,
+        strategy_id=0,
+        account_id=0,
+        leg=1,
+        purpose=Order.Purpose.OPEN,
+        client_order_id="warm",
+        symbol="-",
+        side="buy",
+        order_type="market",
+        requested_qty=1,
+        signal_price=1,
+    )

@@ -484,8 +484,11 @@ def _run(signal: Signal) -> None:
     # Orders exist only after a first claim; the first run has none to look for.
     orders = [] if signal._first_run else list(signal.orders.order_by("leg"))
     if not orders:
+        # On PostgreSQL the legs of a first run are written by the first leg's send, in the
+        # same statement that claims it (see before_send in _order_submit); elsewhere now.
+        defer = signal._first_run and connection.vendor == "postgresql"
         try:
-            orders = _plan_orders(signal, strategy, account, gateway, book_positions)
+            orders = _plan_orders(signal, strategy, account, gateway, book_positions, insert=not defer)
         except NothingToDo as exc:
             _finish(signal, Signal.Status.SKIPPED, f"nothing to do: {exc}")
             return
@@ -493,7 +496,10 @@ def _run(signal: Signal) -> None:
             _finish(signal, Signal.Status.FAILED, str(exc))
             return
         _extend_lease(signal)
+        if defer:
+            signal._unsaved_legs = orders
         if strategy.leverage and any(o.purpose == Order.Purpose.OPEN for o in orders):
+            _legs_save_pending(signal)  # written before anything is said to the exchange
             for symbol in {o.symbol for o in orders}:
                 try:
                     gateway.set_leverage(symbol=symbol, leverage=int(strategy.leverage))
@@ -562,7 +568,12 @@ def _finish_from_orders(signal: Signal, orders: list[Order]) -> None:
         _finish(signal, Signal.Status.PARTIAL, f"partly executed: {reasons}")
     else:
         reasons = "; ".join(o.reason for o in orders if o.reason) or "no order filled"
-        _finish(signal, Signal.Status.FAILED, f"order rejected: {reasons}")
+        never_sent = all(o.submit_count == 0 for o in orders)
+        if never_sent and any(o.status == Order.Status.CANCELLED and "blocked" in o.reason for o in orders):
+            # A kill switch engaged after the claim stopped every leg before it left.
+            _finish(signal, Signal.Status.BLOCKED, reasons)
+        else:
+            _finish(signal, Signal.Status.FAILED, reasons if never_sent else f"order rejected: {reasons}")
 
 
 def _price_for(signal: Signal, account: ExchangeAccount, symbol: str, own_symbol: str) -> Decimal:
@@ -581,7 +592,16 @@ def _price_for(signal: Signal, account: ExchangeAccount, symbol: str, own_symbol
     return Decimal(last) if last else Decimal(signal.price)
 
 
-def _plan_orders(signal, strategy, account, gateway: Gateway, book_positions: bool) -> list[Order]:
+def _legs_save_pending(signal: Signal) -> None:
+    """Write legs planned but not written yet (see `_run`) as PENDING: every path that ends
+    without the first send writing them leaves them on record all the same."""
+    legs = getattr(signal, "_unsaved_legs", None)
+    if legs:
+        signal._unsaved_legs = None
+        hotpath.orders_insert(legs)
+
+
+def _plan_orders(signal, strategy, account, gateway: Gateway, book_positions: bool, insert: bool = True) -> list[Order]:
     positions: dict[str, Decimal] = {}
     if book_positions:
         positions = getattr(signal, "_positions", None)
@@ -631,7 +651,7 @@ def _plan_orders(signal, strategy, account, gateway: Gateway, book_positions: bo
     if not legs:
         raise NothingToDo("no open position for this strategy")
     # One INSERT for all legs: atomic on its own, and one round trip before the exchange.
-    orders = hotpath.orders_insert(
+    orders = (hotpath.orders_insert if insert else list)(
         [
             Order(
                 signal=signal,
@@ -690,6 +710,7 @@ def _order_drive(
 
 def _switches_recheck(signal, strategy, account, order: Order) -> bool:
     """Re-read the kill switches; cancel `order` (never sent) and return True if engaged."""
+    _legs_save_pending(signal)
     strategy.refresh_from_db(fields=["halted", "enabled"])
     account.refresh_from_db(fields=["halted"])
     reason = _halt_reason(signal, strategy, account)
@@ -732,6 +753,14 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
             if _switches_recheck(signal, strategy, account, order):  # engaged while it waited: never sent
                 raise SendAborted("kill switch engaged while waiting for a rate-limit slot")
         now = timezone.now()
+        if order.pk is None:
+            # The first leg of a first run: write the legs with this one claimed, in one
+            # statement that also proves this run still owns the signal.
+            legs, signal._unsaved_legs = signal._unsaved_legs, None
+            if not hotpath.orders_insert_sending_first(orders=legs, signal=signal, now=now):
+                raise LeaseLost(signal.pk)
+            sent["at"] = now
+            return
         if not hotpath.order_claim_for_send(order_id=order.pk, signal=signal, now=now):
             if not _owned(signal).exists():
                 raise LeaseLost(signal.pk)
@@ -758,6 +787,7 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
         return
     except OrderRejected as exc:
         if "at" not in sent:  # refused before anything left (e.g. ccxt's own checks)
+            _legs_save_pending(signal)
             _mark_rejected(signal, order, str(exc))
             return
         sent_at = sent["at"]
@@ -770,6 +800,7 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
         _count_error(gateway, "rejected")
         return
     except Misconfigured as exc:
+        _legs_save_pending(signal)
         if "at" in sent:
             _record_sent(signal, order, sent["at"])
         _mark_rejected(signal, order, f"account or symbol misconfigured: {exc}")
@@ -779,6 +810,7 @@ def _order_submit(signal, strategy, gateway: Gateway, order: Order, book_positio
         if "at" not in sent:
             # Failed before the hook ran (e.g. markets could not be loaded): nothing was sent
             # and the order is still PENDING; the sweeper brings the signal back.
+            _legs_save_pending(signal)
             logger.warning(_log(signal, "order_not_sent", order=order.client_order_id, reason=str(exc)[:200]))
             raise RetryLater(str(exc)) from exc
         _record_sent(signal, order, sent["at"])

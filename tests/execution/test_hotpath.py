@@ -223,29 +223,33 @@ def test_strategy_positions_are_the_non_zero_ones_of_this_strategy_and_account()
     }
 
 
+def planned_leg(signal: Signal, n: int, **extra) -> Order:
+    """What the planner builds: leg 1 closes (reduce-only limit), leg 2 opens."""
+    fields = dict(
+        signal=signal,
+        strategy=signal.strategy,
+        account=signal.strategy.account,
+        leg=n,
+        purpose=Order.Purpose.CLOSE if n == 1 else Order.Purpose.OPEN,
+        client_order_id=f"tvt-ins-{signal.pk}-{n}",
+        symbol="BTC/USDT:USDT",
+        side="sell",
+        order_type="limit",
+        reduce_only=n == 1,
+        requested_qty=Decimal("0.015"),
+        limit_price=Decimal("64999.5"),
+        signal_price=Decimal("65000"),
+    )
+    return Order(**{**fields, **extra})
+
+
 def test_orders_insert_writes_what_the_orm_would_and_keeps_the_unique_legs():
     from django.db import IntegrityError, transaction
 
     signal = SignalFactory()
-    strategy = signal.strategy
 
     def leg(n: int, **extra) -> Order:
-        return Order(
-            signal=signal,
-            strategy=strategy,
-            account=strategy.account,
-            leg=n,
-            purpose=Order.Purpose.CLOSE if n == 1 else Order.Purpose.OPEN,
-            client_order_id=f"tvt-ins-{n}",
-            symbol="BTC/USDT:USDT",
-            side="sell",
-            order_type="limit",
-            reduce_only=n == 1,
-            requested_qty=Decimal("0.015"),
-            limit_price=Decimal("64999.5"),
-            signal_price=Decimal("65000"),
-            **extra,
-        )
+        return planned_leg(signal, n, **extra)
 
     made = hotpath.orders_insert([leg(1), leg(2)])
     assert [o.leg for o in made] == [1, 2] and all(o.pk and not o._state.adding for o in made)
@@ -261,6 +265,63 @@ def test_orders_insert_writes_what_the_orm_would_and_keeps_the_unique_legs():
     assert Order.objects.get(pk=made[1].pk).purpose == Order.Purpose.OPEN
     with pytest.raises(IntegrityError), transaction.atomic():
         hotpath.orders_insert([leg(2)])  # the same leg of the same signal twice: refused
+
+
+ROW_FIELDS = [f.attname for f in Order._meta.concrete_fields if f.attname not in ("id", "signal_id", "client_order_id")]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the conditional insert is PostgreSQL's")
+def test_first_send_writes_the_legs_with_the_first_claimed_only_while_the_run_owns_the_signal():
+    """A first run writes its legs and claims the first to send in one statement, refused
+    (nothing written) once the run no longer owns the signal. Apart from the first leg's
+    claim, the rows are what the plain insert writes, typed NULLs and all."""
+    signal = SignalFactory(status=Signal.Status.PROCESSING, attempts=2)
+    owner = hotpath.signal_for_execution(signal.pk)
+    taken_over = hotpath.signal_for_execution(signal.pk)
+    taken_over.attempts = 1  # what a worker whose lease ran out still believes
+    now = timezone.now()
+
+    def legs() -> list[Order]:
+        # leg 2 a market order: no limit price, a NULL numeric among typed values
+        return [planned_leg(signal, 1), planned_leg(signal, 2, order_type="market", limit_price=None)]
+
+    refused = legs()
+    assert not hotpath.orders_insert_sending_first(orders=refused, signal=taken_over, now=now)
+    assert not Order.objects.filter(signal=signal).exists()
+    assert [(o.pk, o.status, o.submit_count) for o in refused] == [(None, "pending", 0), (None, "pending", 0)]
+    Signal.objects.filter(pk=signal.pk).update(status=Signal.Status.EXECUTED)
+    assert not hotpath.orders_insert_sending_first(orders=legs(), signal=owner, now=now)  # finished meanwhile
+    Signal.objects.filter(pk=signal.pk).update(status=Signal.Status.PROCESSING)
+
+    made = legs()
+    assert hotpath.orders_insert_sending_first(orders=made, signal=owner, now=now)
+    first, second = (Order.objects.get(pk=o.pk) for o in made)
+    assert (first.leg, first.status, first.submit_count, first.submitted_at) == (1, "submitting", 1, now)
+    assert (second.leg, second.status, second.submit_count, second.submitted_at) == (2, "pending", 0, None)
+    assert second.limit_price is None and second.requested_qty == Decimal("0.015")
+
+    other = SignalFactory(strategy=signal.strategy)
+    plain = hotpath.orders_insert([planned_leg(other, 1), planned_leg(other, 2, order_type="market", limit_price=None)])
+    plain_rows = [Order.objects.get(pk=o.pk) for o in plain]
+    plain_rows[0].status, plain_rows[0].submit_count, plain_rows[0].submitted_at = "submitting", 1, now
+    skip = {"created_at", "updated_at"}
+    for ours, theirs in zip((first, second), plain_rows, strict=True):
+        assert {f: getattr(ours, f) for f in ROW_FIELDS if f not in skip} == {
+            f: getattr(theirs, f) for f in ROW_FIELDS if f not in skip
+        }
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the conditional insert is PostgreSQL's")
+def test_conditional_insert_refuses_an_over_long_value_instead_of_cutting_it():
+    from django.db import DataError, transaction
+
+    signal = SignalFactory(status=Signal.Status.PROCESSING, attempts=1)
+    owner = hotpath.signal_for_execution(signal.pk)
+    with pytest.raises(DataError), transaction.atomic():
+        hotpath.orders_insert_sending_first(
+            orders=[planned_leg(signal, 1, client_order_id="x" * 200)], signal=owner, now=timezone.now()
+        )
+    assert not Order.objects.filter(signal=signal).exists()
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement claim is PostgreSQL's")

@@ -49,3 +49,47 @@ def test_four_processes_share_one_limit():
     assert busiest <= 5
     # ...and the limit is used, not starved: 24 slots at 5/s take about 5 s, not much more.
     assert times[-1] - times[0] < 7.5
+
+
+def test_a_kill_switch_engaged_while_an_order_waits_for_its_slot_stops_it_unsent(transactional_db):
+    """The account's bucket is full, so the signal's first order waits for a slot; the
+    trader engages the kill switch meanwhile. The order must not go out: it is on record as
+    cancelled, never sent, and the paper exchange saw nothing."""
+    import threading
+    from decimal import Decimal
+
+    from django.db import connection
+
+    from execution.models import Fill, Order
+    from execution.ratelimit import order_slot_acquire
+    from execution.services import signal_execute
+    from signals.models import Signal
+    from strategies.services import strategy_halt
+    from tests.conftest import wait_for
+    from tests.factories import ExchangeAccountFactory, SignalFactory, StrategyFactory
+
+    account = ExchangeAccountFactory(max_orders_per_second=Decimal("1"))
+    strategy = StrategyFactory(account=account)
+    signal = SignalFactory(strategy=strategy, action="buy", volume=Decimal("0.01"))
+    assert order_slot_acquire(bucket_key=account.rate_limit_key, per_second=Decimal("1"))  # the next is ~1 s away
+
+    def execute() -> None:
+        try:
+            signal_execute(signal_id=signal.pk)
+        finally:
+            connection.close()  # this thread's own connection
+
+    run = threading.Thread(target=execute)
+    run.start()
+    wait_for(lambda: Signal.objects.get(pk=signal.pk).status == Signal.Status.PROCESSING, message="the claim")
+    strategy_halt(strategy=strategy, actor="test", reason="stop now")
+    run.join(timeout=30)
+
+    order = Order.objects.get(signal=signal)
+    assert order.status == Order.Status.CANCELLED
+    assert order.reason.startswith("not sent") and "kill switch" in order.reason
+    assert order.submit_count == 0 and order.submitted_at is None
+    assert not Fill.objects.filter(order=order).exists()
+    signal.refresh_from_db()
+    assert signal.status == Signal.Status.BLOCKED and "kill switch" in signal.reason
+    assert signal.sent_at is None
