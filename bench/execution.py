@@ -155,6 +155,7 @@ def main() -> int:
 
     from execution.emulator.markets import default_markets
     from execution.models import ExchangeAccount, Order
+    from execution.ratelimit import guard_ms
     from execution.services import client_order_id_for
     from signals.models import Signal
     from strategies.models import Strategy
@@ -374,14 +375,32 @@ def main() -> int:
             answers = burst_post(web, bodies)
             ids = [a["signal_id"] for a in answers if a.get("status") == "accepted"]
             wait_done(ids, timeout=180)
-            times = sorted(creates(emu_url).values())
+            seen = creates(emu_url)
+            times = sorted(seen.values())
             worst = max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
+            # How late a request reaches the venue after its rate slot: what the guard covers.
+            slot_to_venue = [
+                (seen[cid] - at.timestamp()) * 1000
+                for cid, at in Order.objects.filter(signal_id__in=ids, leg=1).values_list(
+                    "client_order_id", "submitted_at"
+                )
+                if cid in seen and at
+            ]
             span = times[-1] - times[0]
             orders = Order.objects.filter(signal_id__in=ids, status="filled").count()
             results.update(limited_max_per_second=worst, limited_span_s=span, limited_filled=orders)
+            results["limited_slot_to_venue_ms"] = {
+                "p50": round(percentile(slot_to_venue, 50), 1),
+                "p99": round(percentile(slot_to_venue, 99), 1),
+                "max": round(max(slot_to_venue), 1),
+            }
             print(
                 f"4. 200 alerts at 10 orders/s: {orders} filled; at most {worst} creates in any 1 s window at the "
                 f"exchange; first → last create {span:.1f} s   [target ≤ 10/s, ≈ 19 s]"
+            )
+            print(
+                "   rate slot taken → request at the exchange: p50 {p50} ms, p99 {p99} ms, max {max} ms "
+                "(what the {guard} ms guard covers)".format(guard=guard_ms(), **results["limited_slot_to_venue_ms"])
             )
         if "worker_rss_mb_after_burst" in results:
             print(

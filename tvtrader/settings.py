@@ -244,6 +244,10 @@ WORKER_PREWARM = env.int("WORKER_PREWARM", default=0)
 EXCHANGE_TIMEOUT_SECONDS = env.float("EXCHANGE_TIMEOUT_SECONDS", default=10.0)
 ORDER_NOT_FOUND_GRACE_SECONDS = env.float("ORDER_NOT_FOUND_GRACE_SECONDS", default=5.0)
 SIGNAL_LEASE_SECONDS = env.int("SIGNAL_LEASE_SECONDS", default=60)
+# The order-rate bucket counts each second as 1 s + this guard, so jitter between taking a
+# slot and the request reaching the venue cannot put one order too many into the venue's
+# second (execution/ratelimit.py). Raise it when the venue is far away on a jittery network.
+ORDER_RATE_GUARD_MS = env.int("ORDER_RATE_GUARD_MS", default=50)
 # Threads per worker process that follow acknowledged orders to a final state, so the
 # Celery pool threads only send (docs/execution.md).
 EXECUTION_FOLLOW_THREADS = env.int("EXECUTION_FOLLOW_THREADS", default=16)

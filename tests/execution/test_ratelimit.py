@@ -9,6 +9,8 @@ import time
 
 from django.conf import settings
 
+from execution.ratelimit import order_slot_acquire
+
 SCRIPT = """
 import json, os, sys, time, django
 django.setup()
@@ -49,6 +51,35 @@ def test_four_processes_share_one_limit():
     assert busiest <= 5
     # ...and the limit is used, not starved: 24 slots at 5/s take about 5 s, not much more.
     assert times[-1] - times[0] < 7.5
+
+
+def test_many_threads_of_one_worker_share_the_limit_and_use_it():
+    """A worker's pool threads all waiting on one account's bucket: never more than the
+    limit in any rolling second, and the limit is used, not wasted on the waiting."""
+    import threading
+    from decimal import Decimal
+
+    from signals.selectors import redis_client
+
+    key = f"test-threads-{os.getpid()}-{time.monotonic_ns()}"
+    redis_client().delete(f"tvtrader:ratelimit:{key}")
+    times: list[float] = []
+
+    def take() -> None:
+        for _ in range(3):
+            assert order_slot_acquire(bucket_key=key, per_second=Decimal("20"), timeout=30)
+            times.append(time.time())
+
+    threads = [threading.Thread(target=take) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    times.sort()
+    assert len(times) == 48
+    assert max(sum(1 for t in times[i:] if t - begin < 1.0) for i, begin in enumerate(times)) <= 20
+    # 48 slots at 20/s: 47 intervals of 1/20 s stretched by the guard, about 2.5 s; not much more.
+    assert times[-1] - times[0] < 2.35 * (1 + settings.ORDER_RATE_GUARD_MS / 1000) + 0.6
 
 
 def test_a_kill_switch_engaged_while_an_order_waits_for_its_slot_stops_it_unsent(transactional_db):
