@@ -5,7 +5,7 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
-from execution.models import ExchangeAccount
+from execution.models import ExchangeAccount, Order
 from signals.models import Signal
 from strategies.models import Strategy
 
@@ -43,3 +43,23 @@ class SignalFactory(factory.django.DjangoModelFactory):
     volume = Decimal("0.01")
     received_at = factory.LazyFunction(timezone.now)
     committed_at = factory.LazyFunction(timezone.now)
+
+
+class OrderFactory(factory.django.DjangoModelFactory):
+    """One leg of a signal: a market buy of 0.01 BTC on the perpetual, pending. `.build()`
+    gives an unsaved one (what the planner hands to the hot path's INSERT)."""
+
+    class Meta:
+        model = Order
+
+    signal = factory.SubFactory(SignalFactory)
+    strategy = factory.LazyAttribute(lambda o: o.signal.strategy)
+    account = factory.LazyAttribute(lambda o: o.strategy.account)
+    leg = 1
+    purpose = Order.Purpose.OPEN
+    client_order_id = factory.Sequence(lambda n: f"tvtest{n}l1")
+    symbol = "BTC/USDT:USDT"
+    side = Order.Side.BUY
+    order_type = "market"
+    requested_qty = Decimal("0.01")
+    signal_price = factory.LazyAttribute(lambda o: o.signal.price)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from execution.models import Fill, Order
 from signals.models import Signal
-from tests.factories import SignalFactory, StrategyFactory
+from tests.factories import OrderFactory, SignalFactory, StrategyFactory
 
 
 def executed_signal(strategy, *, sent_ms: int = 120, fill_ms: int = 300, client_order_id: str = "", **kw) -> Signal:
@@ -31,18 +31,10 @@ def executed_signal(strategy, *, sent_ms: int = 120, fill_ms: int = 300, client_
         content_type="application/json",
         **kw,
     )
-    order = Order.objects.create(
+    order = OrderFactory(
         signal=signal,
-        strategy=strategy,
-        account=strategy.account,
         leg=0,
-        purpose=Order.Purpose.OPEN,
         client_order_id=client_order_id or f"tv{signal.pk}x0",
-        symbol="BTC/USDT:USDT",
-        side=Order.Side.BUY,
-        order_type="market",
-        requested_qty=Decimal("0.01"),
-        signal_price=signal.price,
         status=Order.Status.FILLED,
         filled_qty=Decimal("0.01"),
         avg_price=Decimal("65010"),

@@ -16,7 +16,7 @@ from execution.models import Order, Position
 from execution.services import signal_claim
 from signals.models import Signal
 from strategies.models import TradingControl
-from tests.factories import ExchangeAccountFactory, SignalFactory, StrategyFactory
+from tests.factories import ExchangeAccountFactory, OrderFactory, SignalFactory, StrategyFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -186,19 +186,7 @@ def test_claim_is_fenced_by_attempts_and_respects_a_live_lease():
 
 def test_order_claim_only_while_the_run_owns_the_signal():
     signal = SignalFactory(status=Signal.Status.PROCESSING, attempts=2)
-    strategy = signal.strategy
-    order = Order.objects.create(
-        signal=signal,
-        strategy=strategy,
-        account=strategy.account,
-        leg=1,
-        purpose=Order.Purpose.OPEN,
-        client_order_id="tvt-hot-1",
-        symbol="BTC/USDT:USDT",
-        side="buy",
-        order_type="market",
-        requested_qty=Decimal("0.01"),
-    )
+    order = OrderFactory(signal=signal)
     owner = hotpath.signal_for_execution(signal.pk)
     taken_over = hotpath.signal_for_execution(signal.pk)
     taken_over.attempts = 1  # what a worker whose lease ran out still believes
@@ -352,21 +340,7 @@ def test_inserts_fall_back_to_the_orm_where_the_database_cannot_return_ids(monke
     monkeypatch.setattr(type(conn.features), "can_return_rows_from_bulk_insert", False)
     signal = SignalFactory()
     made = insert_returning_pk(
-        [
-            Order(
-                signal=signal,
-                strategy=signal.strategy,
-                account=signal.strategy.account,
-                leg=n,
-                purpose=Order.Purpose.OPEN,
-                client_order_id=f"tvt-old-{n}",
-                symbol="BTC/USDT:USDT",
-                side="buy",
-                order_type="market",
-                requested_qty=Decimal("0.01"),
-            )
-            for n in (1, 2)
-        ]
+        [OrderFactory.build(signal=signal, leg=n, client_order_id=f"tvt-old-{n}") for n in (1, 2)]
     )
     assert [o.pk for o in made] == list(
         Order.objects.filter(signal=signal).order_by("leg").values_list("pk", flat=True)

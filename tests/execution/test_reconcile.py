@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from execution.models import Order, Position
 from strategies.models import AuditEntry
-from tests.factories import SignalFactory, StrategyFactory
+from tests.factories import OrderFactory, SignalFactory, StrategyFactory
 
 from .conftest import KEY, make_account
 
@@ -47,18 +47,8 @@ def test_unknown_order_is_resolved_by_its_client_id(emu):
         reduce_only=False,
         client_order_id="tvrec1",
     )
-    order = Order.objects.create(
-        signal=signal,
-        strategy=strategy,
-        account=account,
-        leg=1,
-        purpose="open",
-        client_order_id="tvrec1",
-        symbol="BTC/USDT:USDT",
-        side="buy",
-        order_type="market",
-        requested_qty=Decimal("0.01"),
-        status=Order.Status.UNKNOWN,
+    order = OrderFactory(
+        signal=signal, strategy=strategy, account=account, client_order_id="tvrec1", status=Order.Status.UNKNOWN
     )
     Order.objects.filter(pk=order.pk).update(submitted_at=order.created_at - timedelta(minutes=5))
     call_command("reconcile", "--fix")

@@ -10,11 +10,10 @@ from decimal import Decimal
 import pytest
 import redis
 
-from execution.models import Order
 from signals.models import Signal
 from strategies.services import global_halt, strategy_halt
 from tests.conftest import wait_for
-from tests.factories import SignalFactory, StrategyFactory
+from tests.factories import OrderFactory, SignalFactory, StrategyFactory
 from tvtrader.ops.models import NotificationTarget
 from tvtrader.ops.notifications import DeliveryError, deliver_now, destinations, notification_send, signal_outcome_text
 
@@ -140,17 +139,9 @@ def test_executed_signal_message_has_prices_slippage_and_latency():
     signal = SignalFactory(status=Signal.Status.EXECUTED, price=Decimal("65000"))
     signal.sent_at = signal.received_at + timedelta(milliseconds=42)
     signal.filled_at = signal.received_at + timedelta(milliseconds=180)
-    Order.objects.create(
+    OrderFactory(
         signal=signal,
-        strategy=signal.strategy,
-        account=signal.strategy.account,
         leg=0,
-        purpose="open",
-        client_order_id="tv-1-0",
-        symbol="BTC/USDT:USDT",
-        side="buy",
-        order_type="market",
-        requested_qty=Decimal("0.01"),
         status="filled",
         filled_qty=Decimal("0.01"),
         avg_price=Decimal("65013"),
