@@ -72,6 +72,31 @@ def test_close_long_and_close_all_flatten_and_close_short_while_flat_is_skipped(
     assert not Position.objects.filter(strategy=emu_strategy).exclude(qty=0).exists()
 
 
+def test_leverage_is_set_before_the_order_and_a_refused_one_sends_nothing(emu, emu_strategy, fast_worker, send):
+    """The strategy's leverage reaches the venue before its first order, with the order rows
+    already written; a leverage the venue refuses stops the signal before any order is sent,
+    and says why."""
+    emu.set_price("BTCUSDT", "65000")
+    emu.set_price("SOLUSDT", "150")
+    emu_strategy.leverage = 5
+    emu_strategy.save()
+    signal = finished(send(action="buy", volume=0.01, price=65000))
+    assert signal.status == Signal.Status.EXECUTED, signal.reason
+    operations = [r.operation for r in emu.requests() if r.operation in ("set_leverage", "create_order")]
+    assert operations == ["set_leverage", "create_order"]
+    assert emu.requests(operation="set_leverage")[0].params["buyLeverage"] == "5"
+
+    emu_strategy.leverage = 90  # SOL's maximum on the venue is 75
+    emu_strategy.save()
+    signal = finished(send(action="buy", ticker="SOLUSDT.P", volume=1, price=150))
+    assert signal.status == Signal.Status.FAILED
+    assert "could not set leverage 90x on SOL/USDT:USDT" in signal.reason
+    order = Order.objects.get(signal=signal)
+    assert order.status == Order.Status.CANCELLED and order.reason.startswith("not sent: could not set leverage")
+    assert order.submit_count == 0 and signal.sent_at is None
+    assert creates(emu, symbol="SOLUSDT") == []
+
+
 def test_spot_buy_and_sell_on_a_spot_account(emu, fast_worker, send):
     from tests.factories import StrategyFactory
 
