@@ -24,6 +24,7 @@ from django.utils import timezone
 from signals.models import Signal
 from strategies.models import Strategy, TradingControl
 from tvtrader.fastsql import insert_returning_pk
+from tvtrader.processes import lease_owner
 
 from .models import ExchangeAccount, Order, Position
 
@@ -115,7 +116,7 @@ def _load_and_claim_sql() -> str:
     rest = marker[len(" FROM ") :] + rest
     return (
         f"WITH claimed AS (UPDATE {table} AS c SET status = %s, started_at = COALESCE(c.started_at, %s),"
-        " attempts = c.attempts + 1, lease_until = %s"
+        " attempts = c.attempts + 1, lease_until = %s, lease_owner = %s"
         f" FROM {strategies} AS cs"
         " WHERE c.id = %s AND cs.id = c.strategy_id"
         " AND (c.status = %s OR (c.status = %s AND c.lease_until < %s))"
@@ -146,6 +147,7 @@ def signal_load_and_claim(*, signal_id: int, now: datetime, lease_until: datetim
         Signal.Status.PROCESSING,
         now,
         lease_until,
+        lease_owner(),
         signal_id,
         Signal.Status.ACCEPTED,
         Signal.Status.PROCESSING,
@@ -173,7 +175,7 @@ def _claim_sql(vendor: str, by_market: bool) -> str:
     market = " AND (e.ticker IN (%s, %s) OR e.action = %s)" if by_market else ""
     return (
         f"UPDATE {table} SET status = %s, started_at = COALESCE(started_at, %s), attempts = attempts + 1,"
-        " lease_until = %s"
+        " lease_until = %s, lease_owner = %s"
         " WHERE id = %s AND attempts = %s"
         " AND (status = %s OR (status = %s AND lease_until < %s))"
         f" AND NOT EXISTS (SELECT 1 FROM {table} e WHERE e.strategy_id = %s AND e.id < %s"
@@ -191,6 +193,7 @@ def signal_claim_update(
         Signal.Status.PROCESSING,
         now,
         lease_until,
+        lease_owner(),
         signal.pk,
         signal.attempts,
         Signal.Status.ACCEPTED,

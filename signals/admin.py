@@ -177,7 +177,7 @@ class SignalAdmin(FastListMixin, admin.ModelAdmin):
                 "fields": (
                     ("content_type", "remote_addr"),
                     ("duplicate_count", "last_duplicate_at"),
-                    ("enqueue_count", "attempts", "lease_until"),
+                    ("enqueue_count", "attempts", "lease_until", "lease_owner"),
                     "raw_body_pre",
                     "payload_pre",
                 )

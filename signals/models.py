@@ -84,6 +84,10 @@ class Signal(models.Model):
     enqueue_count = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # Which worker process holds the lease (host, boot, pid, process start): a worker that
+    # starts on the same host takes over the leases of one that died without releasing them
+    # (SIGKILL, out of memory) at once, instead of after the lease runs out.
+    lease_owner = models.CharField(max_length=160, blank=True, default="")
 
     class Meta:
         ordering = ["-id"]

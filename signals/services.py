@@ -501,9 +501,34 @@ def signal_enqueue(signal_id: int, strategy_key: str = "-") -> bool:
     return True
 
 
+def leases_of_dead_workers_release() -> int:
+    """Expire at once the leases held by worker processes of this host that no longer exist
+    (killed without a chance to release them: SIGKILL, out of memory), so the sweep below
+    resumes their signals now rather than when the lease runs out. Leases of live processes,
+    and of other hosts, are left alone. Returns how many were released."""
+    from tvtrader.processes import host_key, owner_is_gone
+
+    now = timezone.now()
+    held = Signal.objects.filter(
+        status=Signal.Status.PROCESSING, lease_until__gte=now, lease_owner__startswith=host_key() + "|"
+    )
+    gone = [owner for owner in set(held.values_list("lease_owner", flat=True)) if owner_is_gone(owner)]
+    if not gone:
+        return 0
+    released = held.filter(lease_owner__in=gone).update(lease_until=now - timedelta(milliseconds=1))
+    if released:
+        logger.warning("event=dead_worker_leases_released signals=%d workers=%s", released, ",".join(sorted(gone)))
+    return released
+
+
 def signals_sweep(*, older_than_seconds: int | None = None, limit: int = 500) -> int:
     """Re-queue signals committed but never started (broker down, Redis emptied, worker
-    lost), and signals whose execution lease expired. Returns how many were re-queued."""
+    lost), and signals whose execution lease expired or whose worker process is gone.
+    Returns how many were re-queued."""
+    try:
+        leases_of_dead_workers_release()
+    except Exception:  # never let this stop the sweep itself
+        logger.exception("event=dead_worker_check_failed")
     now = timezone.now()
     if older_than_seconds is None:
         older_than_seconds = settings.SIGNAL_REQUEUE_AFTER_SECONDS

@@ -293,6 +293,35 @@ def test_a_worker_stopped_while_following_hands_the_signal_back_at_once(emu, emu
     assert len(creates(emu)) == 1
 
 
+def test_a_worker_killed_while_following_is_taken_over_by_the_next_at_once(emu, emu_strategy, worker_factory, send):
+    """SIGKILL (the out-of-memory killer) leaves no chance to release the lease. The next
+    worker on the same host sees its owner is gone and resumes the signal at once instead of
+    after the 60 s lease, following the same order without sending another."""
+    emu_strategy.order_type = "limit"
+    emu_strategy.limit_offset_bps = 100  # 1% below the market: rests on the book
+    emu_strategy.limit_timeout_seconds = 3
+    emu_strategy.save()
+    emu.set_price("BTCUSDT", "65000")
+    env = {"SIGNAL_LEASE_SECONDS": "60"}
+    worker = worker_factory(env=env)
+    signal_id = send(action="buy", volume=0.01, price=65000)
+    wait_for(
+        lambda: Order.objects.filter(signal_id=signal_id, status=Order.Status.OPEN).exists(),
+        message="the order to be acknowledged and followed",
+    )
+    worker.kill()  # SIGKILL: nothing released
+    signal = Signal.objects.get(pk=signal_id)
+    assert signal.status == Signal.Status.PROCESSING and signal.lease_until > timezone.now()
+    assert signal.lease_owner
+
+    successor = worker_factory(env=env)
+    signal = finished(signal_id, timeout=20)  # not 60 s
+    assert signal.status == Signal.Status.FAILED  # the limit never filled: cancelled at its timeout
+    assert Order.objects.get(signal=signal).status == Order.Status.CANCELLED
+    assert len(creates(emu)) == 1
+    successor.logged("dead_worker_leases_released signals=1")
+
+
 def test_a_resting_limit_order_does_not_hold_up_following_other_signals(emu, emu_strategy, worker_factory, send):
     """Followers take turns (at most FOLLOW_SLICE_SECONDS per signal): with a single follower
     thread busy with a limit order resting on the book, another strategy's market order is
