@@ -13,6 +13,7 @@ from signals.models import Signal
 from strategies.models import AuditEntry, Strategy, TradingControl
 from tests.factories import ExchangeAccountFactory, SignalFactory, StrategyFactory
 from tvtrader.api.models import ApiToken
+from tvtrader.api.services import api_token_create
 
 from .conftest import client_with
 
@@ -35,6 +36,23 @@ def test_missing_wrong_and_revoked_tokens_are_refused(read_token):
     assert client_with("tvt_not-a-real-token").get("/api/signals/").status_code == 401
     ApiToken.objects.update(revoked=True)
     assert client_with(read_token).get("/api/signals/").status_code == 401
+
+
+def test_an_expired_token_is_refused_and_one_not_yet_expired_works(api_user, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    token, raw = api_token_create(user=api_user, scope="control", name="expiring", days=30)
+    assert timezone.now() + timedelta(days=29) < token.expires_at <= timezone.now() + timedelta(days=30)
+    assert client_with(raw).get("/api/signals/").status_code == 200
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    refused = client_with(raw).post("/api/global/kill/", {}, format="json")
+    assert refused.status_code == 401 and "expired" in refused.json()["detail"]
+    settings.METRICS_ALLOWED_IPS, settings.METRICS_TOKEN = [], ""
+    assert client_with(raw).get("/metrics").status_code == 401  # the metrics endpoint refuses it too
+    with pytest.raises(ValueError, match="positive"):
+        api_token_create(user=api_user, scope="read", days=0)
 
 
 def test_tokens_are_stored_only_as_hashes(read_token):
@@ -172,8 +190,12 @@ def test_create_api_token_command(api_user):
     raw = out.getvalue().strip()
     assert ApiToken.objects.get(name="cron").scope == "control"
     assert client_with(raw).post("/api/global/kill/", {}, format="json").status_code == 200
+    assert ApiToken.objects.get(name="cron").expires_at is None  # no expiry unless asked
     with pytest.raises(CommandError, match="no user"):
         call_command("create_api_token", "ghost", stdout=out, stderr=err)
+    err = io.StringIO()
+    call_command("create_api_token", "ops-bot", "--name", "short", "--days", "7", stdout=io.StringIO(), stderr=err)
+    assert ApiToken.objects.get(name="short").expires_at is not None and "valid until" in err.getvalue()
 
 
 def test_strategy_lookup_survives_odd_ids(read_api):

@@ -8,12 +8,12 @@ from .services import api_token_revoke
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "user", "scope", "prefix", "revoked", "created_at", "last_used_at"]
+    list_display = ["name", "user", "scope", "prefix", "revoked", "expires_at", "created_at", "last_used_at"]
     list_filter = ["scope", "revoked"]
     list_select_related = ["user"]
     search_fields = ["name", "prefix", "user__username"]
     readonly_fields = ["prefix", "created_at", "last_used_at"]
-    fields = ["name", "user", "scope", "revoked", "prefix", "created_at", "last_used_at"]
+    fields = ["name", "user", "scope", "revoked", "expires_at", "prefix", "created_at", "last_used_at"]
     actions = ["revoke"]
 
     def get_readonly_fields(self, request, obj=None):

@@ -30,6 +30,9 @@ class ApiToken(models.Model):
     revoked = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="After this moment the token is refused. Empty: it does not expire."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -39,8 +42,14 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.scope}, {self.prefix}…)"
 
     @property
+    def expired(self) -> bool:
+        from django.utils import timezone
+
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
     def can_control(self) -> bool:
-        return self.scope == self.Scope.CONTROL and not self.revoked
+        return self.scope == self.Scope.CONTROL and not self.revoked and not self.expired
 
     def set_new_key(self) -> str:
         """Generate a key, keep only its hash, and return the key (shown once)."""
