@@ -323,7 +323,17 @@ class FillAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Position)
 class PositionAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("account", "owner", "symbol", "qty", "avg_price", "realized_pnl", "updated_at")
+    list_display = (
+        "account",
+        "owner",
+        "symbol",
+        "qty",
+        "avg_price",
+        "realized_pnl",
+        "fees_paid",
+        "net_pnl",
+        "updated_at",
+    )
     list_filter = ("account", "strategy")
     list_select_related = ("account", "strategy")
     search_fields = ("=symbol",)
@@ -331,6 +341,10 @@ class PositionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Strategy")
     def owner(self, obj):
         return _strategy_link(obj.strategy) if obj.strategy_id else "account total"
+
+    @admin.display(description="Net realized P&L")
+    def net_pnl(self, obj):
+        return obj.net_realized_pnl
 
 
 @admin.register(PaperBalance)

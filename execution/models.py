@@ -236,7 +236,16 @@ class Position(models.Model):
     symbol = models.CharField(max_length=64)
     qty = models.DecimalField(max_digits=30, decimal_places=12, default=0)
     avg_price = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
-    realized_pnl = models.DecimalField(max_digits=30, decimal_places=12, default=0)
+    realized_pnl = models.DecimalField(
+        max_digits=30, decimal_places=12, default=0, help_text="From prices alone, before fees."
+    )
+    fees_paid = models.DecimalField(
+        max_digits=30,
+        decimal_places=12,
+        default=0,
+        help_text="Fees of every fill, in the quote currency (a fee taken in the base coin is valued at its"
+        " fill's price; one in a third currency, e.g. a discount token, is not counted).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -253,6 +262,11 @@ class Position(models.Model):
                 name="position_unique_strategy_symbol",
             ),
         ]
+
+    @property
+    def net_realized_pnl(self):
+        """What closing has earned after every fee paid on this position's fills."""
+        return self.realized_pnl - self.fees_paid
 
     def __str__(self) -> str:
         owner = self.strategy.strategy_id if self.strategy_id else "account"

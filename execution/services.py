@@ -1002,7 +1002,7 @@ def order_apply_state(
     """Record a venue's view of an order: status, new fills (as deltas of the cumulative
     filled quantity, each a `Fill` row, idempotent), positions and the latency chain."""
     now = timezone.now()
-    position_fill: tuple[Decimal, Decimal] | None = None
+    position_fill: tuple[Decimal, Decimal, Decimal] | None = None
     with transaction.atomic():
         current = Order.objects.select_for_update().get(pk=order.pk)
         updates: dict[str, Any] = {}
@@ -1056,7 +1056,11 @@ def order_apply_state(
                     and current.side == "buy"
                 ):
                     held = max(delta - fee_delta, Decimal("0"))
-                position_fill = (held, fill_price)
+                position_fill = (
+                    held,
+                    fill_price,
+                    _fee_in_quote(current.symbol, fee_delta, state.fee_currency, fill_price),
+                )
         status = _STATUS_MAP.get(state.status, current.status)
         if status != current.status and current.status not in Order.TERMINAL_STATUSES:
             updates["status"] = status
@@ -1096,8 +1100,24 @@ def _position_row(account_id: int, strategy_id: int | None, symbol: str) -> Posi
     return row
 
 
-def _position_apply(order: Order, qty: Decimal, price: Decimal) -> None:
-    """Apply one fill to the account's net position and to the strategy's share of it."""
+def _fee_in_quote(symbol: str, fee: Decimal, currency: str, price: Decimal) -> Decimal:
+    """A fill's fee in the market's quote (or settlement) currency: as is, or valued at the
+    fill's price when taken in the base coin; 0 for any other currency (no price for it)."""
+    if not fee:
+        return Decimal("0")
+    base, _, rest = symbol.partition("/")
+    quote, _, settle = rest.partition(":")
+    currency = (currency or "").upper()
+    if currency in (quote.upper(), settle.upper()):
+        return fee
+    if currency == base.upper():
+        return fee * price
+    return Decimal("0")
+
+
+def _position_apply(order: Order, qty: Decimal, price: Decimal, fee: Decimal = Decimal("0")) -> None:
+    """Apply one fill (and its fee, in the quote currency) to the account's net position and
+    to the strategy's share of it."""
     signed = qty if order.side == "buy" else -qty
     for strategy_id in (None, order.strategy_id):
         row = _position_row(order.account_id, strategy_id, order.symbol)
@@ -1116,7 +1136,8 @@ def _position_apply(order: Order, qty: Decimal, price: Decimal) -> None:
             elif (new > 0) != (old > 0):
                 row.avg_price = price  # flipped through zero: the rest opened at this price
         row.qty = new
-        row.save(update_fields=["qty", "avg_price", "realized_pnl", "updated_at"])
+        row.fees_paid += fee
+        row.save(update_fields=["qty", "avg_price", "realized_pnl", "fees_paid", "updated_at"])
 
 
 # --- operator verbs ---------------------------------------------------------------------

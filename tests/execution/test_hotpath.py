@@ -345,3 +345,47 @@ def test_inserts_fall_back_to_the_orm_where_the_database_cannot_return_ids(monke
     assert [o.pk for o in made] == list(
         Order.objects.filter(signal=signal).order_by("leg").values_list("pk", flat=True)
     )
+
+
+def test_positions_booked_before_fees_were_counted_get_them_from_their_fills():
+    """The migration that added `fees_paid` fills it in from each position's fills, as new
+    fills count: quote currency as is, base coin at the fill's price, others not at all;
+    test signals on a live account never booked positions, so their fills do not count."""
+    import importlib
+
+    from django.apps import apps
+
+    from execution.models import Fill
+
+    backfill = importlib.import_module("execution.migrations.0005_position_fees_paid").backfill_fees
+    account = ExchangeAccountFactory(mode="testnet")
+    strategy = StrategyFactory(account=account)
+    rows = [
+        Position.objects.create(account=account, strategy=None, symbol="BTC/USDT", qty=Decimal("0.02")),
+        Position.objects.create(account=account, strategy=strategy, symbol="BTC/USDT", qty=Decimal("0.02")),
+    ]
+
+    def fill(n: int, fee: str, currency: str, *, is_test: bool = False) -> None:
+        order = OrderFactory(
+            signal=SignalFactory(strategy=strategy, is_test=is_test),
+            client_order_id=f"tvfee{n}",
+            symbol="BTC/USDT",
+        )
+        Fill.objects.create(
+            order=order,
+            trade_id=f"t{n}",
+            qty=Decimal("0.01"),
+            price=Decimal("65000"),
+            fee=Decimal(fee),
+            fee_currency=currency,
+            filled_at=timezone.now(),
+        )
+
+    fill(1, "0.39", "USDT")
+    fill(2, "0.00001", "BTC")  # 0.65 USDT at the fill's price
+    fill(3, "0.002", "BNB")  # not counted
+    fill(4, "5", "USDT", is_test=True)  # a test signal: paper, never booked on this account
+    backfill(apps, None)
+    for row in rows:
+        row.refresh_from_db()
+        assert row.fees_paid == Decimal("1.04")

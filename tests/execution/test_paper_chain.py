@@ -36,10 +36,18 @@ def test_buy_then_close_long_on_paper_through_a_real_worker(worker_factory, post
     signal = wait_for(lambda: _finished(close.json()["signal_id"]), message="close executed")
     assert signal.status == Signal.Status.EXECUTED, signal.reason
     close_order = Order.objects.get(signal=signal)
+    order.refresh_from_db()
     assert close_order.side == "sell" and close_order.reduce_only
     position = Position.objects.get(strategy=strategy, symbol="BTC/USDT:USDT")
     assert position.qty == 0
     assert position.realized_pnl > 0
+    # Both fills paid the paper fee in USDT: the net result is after both.
+    fees = order.fee + close_order.fee
+    assert fees > 0 and close_order.fee_currency == "USDT"
+    assert position.fees_paid == fees
+    assert position.net_realized_pnl == position.realized_pnl - fees
+    account_row = Position.objects.get(account=strategy.account, strategy=None, symbol="BTC/USDT:USDT")
+    assert account_row.fees_paid == fees
 
 
 @pytest.mark.django_db

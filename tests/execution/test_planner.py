@@ -165,3 +165,16 @@ def test_okx_style_contract_sizes_become_base_coin_rules():
     bybit_linear = {**okx_swap, "contractSize": 1, "precision": {"amount": 0.001}, "limits": {"amount": {"min": 0.001}}}
     assert contract_size(bybit_linear) == 1
     assert contract_size({"spot": True}) == 1
+
+
+def test_a_fills_fee_counts_in_the_quote_currency():
+    from decimal import Decimal
+
+    from execution.services import _fee_in_quote
+
+    price = Decimal("65000")
+    assert _fee_in_quote("BTC/USDT:USDT", Decimal("0.39"), "USDT", price) == Decimal("0.39")  # settlement
+    assert _fee_in_quote("BTC/USDT", Decimal("0.39"), "usdt", price) == Decimal("0.39")  # spot quote
+    assert _fee_in_quote("BTC/USDT", Decimal("0.00001"), "BTC", price) == Decimal("0.65")  # base, at the fill
+    assert _fee_in_quote("BTC/USDT", Decimal("0.001"), "BNB", price) == 0  # no price for it: not counted
+    assert _fee_in_quote("BTC/USDT", Decimal("0"), "", price) == 0

@@ -122,10 +122,22 @@ class FillSerializer(serializers.ModelSerializer):
 class PositionSerializer(serializers.ModelSerializer):
     account = serializers.SlugRelatedField(slug_field="label", read_only=True)
     strategy = serializers.SlugRelatedField(slug_field="strategy_id", read_only=True)
+    net_realized_pnl = serializers.DecimalField(max_digits=30, decimal_places=12, read_only=True)
 
     class Meta:
         model = Position
-        fields = ["id", "account", "strategy", "symbol", "qty", "avg_price", "realized_pnl", "updated_at"]
+        fields = [
+            "id",
+            "account",
+            "strategy",
+            "symbol",
+            "qty",
+            "avg_price",
+            "realized_pnl",
+            "fees_paid",
+            "net_realized_pnl",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 
