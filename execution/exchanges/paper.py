@@ -148,16 +148,11 @@ class PaperGateway(Gateway):
             order.qty = min(order.qty, reducible)
         notional = order.qty * fill_price
         cash = self._cash_locked()
-        if order.side == "buy" and not order.reduce_only:
-            if self.market_type == "spot" and notional * (1 + self.fee_rate) > cash.total:
+        if order.side == "buy" and not order.reduce_only and self.market_type == "spot":
+            if notional * (1 + self.fee_rate) > cash.total:
                 raise OrderRejected(f"insufficient funds: {notional:.2f} {self.quote} needed, {cash.total:.2f} free")
-            if self.market_type != "spot":
-                equity = self._equity(cash.total)
-                if notional / Decimal(self.leverage.get(order.symbol, 1)) > equity:
-                    raise OrderRejected(
-                        f"insufficient margin: {notional:.2f} {self.quote} notional, "
-                        f"{equity:.2f} equity at {self.leverage.get(order.symbol, 1)}x"
-                    )
+        if self.market_type != "spot" and not order.reduce_only:
+            self._check_margin(order, position, fill_price, cash.total)
         if order.side == "sell" and self.market_type == "spot" and order.qty > position and not order.reduce_only:
             raise OrderRejected(f"insufficient balance: selling {order.qty}, holding {position}")
         fee = notional * self.fee_rate
@@ -254,20 +249,47 @@ class PaperGateway(Gateway):
                 result.append(PositionInfo(symbol=symbol, qty=qty, mark_price=mark))
         return result
 
+    def _check_margin(self, order, position: Decimal, price: Decimal, cash: Decimal) -> None:
+        """A derivatives order, long or short, needs initial margin (notional / leverage) for
+        the part that opens or adds to a position; what it closes needs none and frees what
+        the closed part held. Refused, as a venue would, when equity minus the margin held by
+        open positions does not cover it."""
+        closable = max(-position, Decimal("0")) if order.side == "buy" else max(position, Decimal("0"))
+        opening = order.qty - min(order.qty, closable)
+        if opening <= 0:
+            return
+        leverage = Decimal(self.leverage.get(order.symbol, 1))
+        equity, held = cash, Decimal("0")
+        for row in self.fetch_positions():
+            mark = self._mark_or_last(row.symbol, row.mark_price)
+            equity += row.qty * mark
+            size = abs(row.qty)
+            if row.symbol == order.symbol:
+                size -= min(order.qty, closable)  # closed by this order
+            held += size * mark / Decimal(self.leverage.get(row.symbol, 1))
+        required = opening * price / leverage
+        if required > equity - held:
+            raise OrderRejected(
+                f"insufficient margin: {required:.2f} {self.quote} needed at {leverage}x, "
+                f"{equity - held:.2f} free (equity {equity:.2f}, {held:.2f} held by open positions)"
+            )
+
+    def _mark_or_last(self, symbol: str, mark: Decimal | None) -> Decimal:
+        if mark is not None:
+            return mark
+        from execution.models import PaperOrder
+
+        last = (
+            PaperOrder.objects.filter(account_id=self.account_id, symbol=symbol, average__isnull=False)
+            .order_by("-id")
+            .first()
+        )
+        return last.average if last else Decimal("0")
+
     def _equity(self, cash: Decimal) -> Decimal:
         equity = cash
         for position in self.fetch_positions():
-            mark = position.mark_price
-            if mark is None:
-                from execution.models import PaperOrder
-
-                last = (
-                    PaperOrder.objects.filter(account_id=self.account_id, symbol=position.symbol, average__isnull=False)
-                    .order_by("-id")
-                    .first()
-                )
-                mark = last.average if last else Decimal("0")
-            equity += position.qty * mark
+            equity += position.qty * self._mark_or_last(position.symbol, position.mark_price)
         return equity
 
     def fetch_equity(self, currency: str = "USDT") -> Decimal:
