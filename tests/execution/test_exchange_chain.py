@@ -262,22 +262,29 @@ def test_a_worker_killed_mid_order_loses_nothing_and_duplicates_nothing(emu, emu
     assert len(creates(emu)) == 1
 
 
-def test_a_worker_stopped_while_following_hands_the_signal_back_at_once(emu, emu_strategy, worker_factory, send):
-    """The pool thread sends and a follower thread follows. A warm shutdown (systemd stop,
-    deploy) must not leave the signal leased to a worker that is gone: the follower releases
-    it, and the next worker resumes following the same order without sending another."""
-    emu_strategy.order_type = "limit"
-    emu_strategy.limit_offset_bps = 100  # 1% below the market: rests on the book
-    emu_strategy.limit_timeout_seconds = 4
-    emu_strategy.save()
+def _limit_order_resting_on_a_worker(emu, strategy, worker_factory, send, env, *, timeout: int):
+    """A worker following a buy limit 1% below the market (it rests on the book until its
+    `timeout` cancels it). Returns the worker and the signal id."""
+    strategy.order_type = "limit"
+    strategy.limit_offset_bps = 100
+    strategy.limit_timeout_seconds = timeout
+    strategy.save()
     emu.set_price("BTCUSDT", "65000")
-    env = {"SIGNAL_LEASE_SECONDS": "60"}
     worker = worker_factory(env=env)
     signal_id = send(action="buy", volume=0.01, price=65000)
     wait_for(
         lambda: Order.objects.filter(signal_id=signal_id, status=Order.Status.OPEN).exists(),
         message="the order to be acknowledged and followed",
     )
+    return worker, signal_id
+
+
+def test_a_worker_stopped_while_following_hands_the_signal_back_at_once(emu, emu_strategy, worker_factory, send):
+    """The pool thread sends and a follower thread follows. A warm shutdown (systemd stop,
+    deploy) must not leave the signal leased to a worker that is gone: the follower releases
+    it, and the next worker resumes following the same order without sending another."""
+    env = {"SIGNAL_LEASE_SECONDS": "60"}
+    worker, signal_id = _limit_order_resting_on_a_worker(emu, emu_strategy, worker_factory, send, env, timeout=4)
     worker.logged("signal_follow_later")
     worker.stop()  # SIGTERM: warm shutdown
     signal = Signal.objects.get(pk=signal_id)
@@ -297,18 +304,8 @@ def test_a_worker_killed_while_following_is_taken_over_by_the_next_at_once(emu, 
     """SIGKILL (the out-of-memory killer) leaves no chance to release the lease. The next
     worker on the same host sees its owner is gone and resumes the signal at once instead of
     after the 60 s lease, following the same order without sending another."""
-    emu_strategy.order_type = "limit"
-    emu_strategy.limit_offset_bps = 100  # 1% below the market: rests on the book
-    emu_strategy.limit_timeout_seconds = 3
-    emu_strategy.save()
-    emu.set_price("BTCUSDT", "65000")
     env = {"SIGNAL_LEASE_SECONDS": "60"}
-    worker = worker_factory(env=env)
-    signal_id = send(action="buy", volume=0.01, price=65000)
-    wait_for(
-        lambda: Order.objects.filter(signal_id=signal_id, status=Order.Status.OPEN).exists(),
-        message="the order to be acknowledged and followed",
-    )
+    worker, signal_id = _limit_order_resting_on_a_worker(emu, emu_strategy, worker_factory, send, env, timeout=3)
     worker.kill()  # SIGKILL: nothing released
     signal = Signal.objects.get(pk=signal_id)
     assert signal.status == Signal.Status.PROCESSING and signal.lease_until > timezone.now()
