@@ -22,6 +22,27 @@ def manage(*args: str) -> None:
     subprocess.run([PY, str(BASE_DIR / "manage.py"), *args], check=True, cwd=BASE_DIR)
 
 
+def _wait_until_answering(url: str, children: list, timeout: float = 90.0) -> str:
+    """Wait until `url` gives any HTTP answer (503 too: the worker may still be starting, and
+    alerts are recorded and queued meanwhile). Returns what went wrong, or "" when it answers."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in children:
+            if proc.poll() is not None:
+                return f"{name} exited with {proc.returncode} while starting"
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return ""
+        except urllib.error.HTTPError:
+            return ""
+        except OSError:
+            time.sleep(0.2)
+    return f"{url} did not answer within {timeout:.0f} s"
+
+
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tvtrader.settings")
     import django
@@ -50,6 +71,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
 
+    # SIGTERM (systemd, a supervisor, `kill`) stops everything as Ctrl-C does, from the start.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         print("==> migrating the database", flush=True)
         manage("migrate", "--noinput", "-v", "0")
@@ -116,6 +139,12 @@ def main() -> int:
 
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         base = f"http://{shown_host}:{port}"
+        # Print the curl only once the webhook answers: an alert pasted a moment too early
+        # would be refused before anything could record it.
+        problem = _wait_until_answering(f"{base}/health", children)
+        if problem:
+            print(f"==> {problem}; stopping everything", flush=True)
+            return 1
         login = (var / "admin_password").read_text().strip() if (var / "admin_password").exists() else "(unchanged)"
         alert = {
             "passphrase": settings.WEBHOOK_PASSPHRASE,
@@ -138,7 +167,6 @@ def main() -> int:
             f"  Ctrl-C stops everything.\n",
             flush=True,
         )
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while True:
             for name, proc in children:
                 if proc.poll() is not None:
