@@ -34,7 +34,7 @@ bench-execution: $(VENV)/.installed
 	$(PY) bench/execution.py $(ARGS)
 
 emulator: $(VENV)/.installed
-	$(PY) -m execution.emulator --port 8800
+	$(PY) -m emulator --port 8800
 
 # Admin speed on 1,000,000 signals in a PostgreSQL database of its own (see bench/admin.py).
 bench-admin: $(VENV)/.installed

@@ -153,7 +153,7 @@ def main() -> int:
 
     from django.core.management import call_command
 
-    from execution.emulator.markets import default_markets
+    from emulator.markets import default_markets
     from execution.models import ExchangeAccount, Order
     from execution.ratelimit import guard_ms
     from execution.services import client_order_id_for
@@ -170,7 +170,7 @@ def main() -> int:
                 [
                     sys.executable,
                     "-m",
-                    "execution.emulator",
+                    "emulator",
                     "--port",
                     str(emu_port),
                     "--key",

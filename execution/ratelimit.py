@@ -56,7 +56,8 @@ def _limiter(bucket_key: str, per_second: Decimal) -> Limiter:
         with _lock:
             limiter = _limiters.get(key)
             if limiter is None:
-                from signals.selectors import redis_client
+                from tvtrader.redisconn import key as rkey
+                from tvtrader.redisconn import redis_client
 
                 # Fractional limits (e.g. 0.5/s) become one per 1/rate seconds.
                 rates = []
@@ -68,7 +69,7 @@ def _limiter(bucket_key: str, per_second: Decimal) -> Limiter:
                     # High limits: the window alone; spacing slots a few ms apart would have
                     # hundreds of threads wake every millisecond to retry.
                     rates.append(Rate(int(per_second), window_ms))
-                bucket = SharedRedisBucket.init(rates, redis_client(), f"tvtrader:ratelimit:{bucket_key}")
+                bucket = SharedRedisBucket.init(rates, redis_client(), rkey("ratelimit", bucket_key))
                 limiter = Limiter(bucket, buffer_ms=1)
                 _limiters[key] = limiter
     return limiter

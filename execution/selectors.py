@@ -8,19 +8,19 @@ from typing import Any
 from .exchanges.base import MarketInfo
 from .exchanges.errors import Misconfigured
 
-RECONCILE_DRIFT_KEY = "tvtrader:reconcile:drift"
+RECONCILE_DRIFT_KEY = "reconcile:drift"
 
 
 def cached_market(account, symbol: str) -> MarketInfo | None:
     """The market's rules from the snapshot a worker saved when it loaded the account's
     markets; None when no worker has loaded them yet. Raises Misconfigured when the
     snapshot exists and has no such market."""
-    from signals.selectors import redis_client
+    from tvtrader.redisconn import key, redis_client
 
     from .exchanges.ccxt_gateway import MARKETS_SNAPSHOT_KEY, market_info
 
     try:
-        raw = redis_client().get(MARKETS_SNAPSHOT_KEY.format(account.pk))
+        raw = redis_client().get(key(MARKETS_SNAPSHOT_KEY.format(account.pk)))
     except Exception:
         return None
     if not raw:
@@ -33,20 +33,20 @@ def cached_market(account, symbol: str) -> MarketInfo | None:
 
 def reconciliation_drift() -> list[str]:
     """Unresolved differences found by the last periodic reconciliation, for the dashboard."""
-    from signals.selectors import redis_client
+    from tvtrader.redisconn import key, redis_client
 
     try:
-        raw = redis_client().get(RECONCILE_DRIFT_KEY)
+        raw = redis_client().get(key(RECONCILE_DRIFT_KEY))
     except Exception:
         return []
     return json.loads(raw) if raw else []
 
 
 def reconciliation_drift_store(lines: list[str]) -> None:
-    from signals.selectors import redis_client
+    from tvtrader.redisconn import key, redis_client
 
     try:
-        redis_client().set(RECONCILE_DRIFT_KEY, json.dumps(lines[:50]), ex=3600)
+        redis_client().set(key(RECONCILE_DRIFT_KEY), json.dumps(lines[:50]), ex=3600)
     except Exception:
         pass
 

@@ -6,30 +6,17 @@ import time
 from datetime import timedelta
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.db import connection
 from django.db.models import Max
 from django.utils import timezone
 
 from strategies.models import Strategy
+from tvtrader.redisconn import key, redis_client
 
 from .models import Signal
 
-HEARTBEAT_KEY = "tvtrader:worker:heartbeat"
-
-_redis_client: redis.Redis | None = None
-
-
-def redis_client() -> redis.Redis:
-    """One client per process with short timeouts: health checks must answer quickly."""
-    global _redis_client
-    if _redis_client is None:
-        _redis_client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=1.0, health_check_interval=30
-        )
-    return _redis_client
-
+HEARTBEAT_KEY = "worker:heartbeat"
 
 # Only what intake decides with, and the three kill switches, in one statement. Written as
 # SQL because this is the hottest query in the project: the equivalent queryset
@@ -82,7 +69,7 @@ def health_report() -> dict[str, Any]:
         client = redis_client()
         client.ping()
         checks["broker"] = {"ok": True}
-        heartbeat = client.get(HEARTBEAT_KEY)
+        heartbeat = client.get(key(HEARTBEAT_KEY))
     except Exception as exc:
         checks["broker"] = {"ok": False, "error": type(exc).__name__}
     if heartbeat is not None:

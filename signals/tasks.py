@@ -16,6 +16,8 @@ def sweep() -> int:
 
 @shared_task(name="signals.heartbeat", ignore_result=True, time_limit=10)
 def heartbeat() -> None:
-    from .selectors import HEARTBEAT_KEY, redis_client
+    from tvtrader.redisconn import key, redis_client
 
-    redis_client().set(HEARTBEAT_KEY, str(time.time()), ex=3600)
+    from .selectors import HEARTBEAT_KEY
+
+    redis_client().set(key(HEARTBEAT_KEY), str(time.time()), ex=3600)

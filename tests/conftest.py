@@ -147,6 +147,7 @@ def worker_factory(transactional_db, tmp_path):
         env = dict(os.environ)
         env["DATABASE_URL"] = test_database_url()
         env["REDIS_URL"] = settings.REDIS_URL
+        env["REDIS_NAMESPACE"] = settings.REDIS_NAMESPACE
         env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
         env["TVTRADER_VAR_DIR"] = str(settings.VAR_DIR)
         env["WEBHOOK_PASSPHRASE"] = settings.WEBHOOK_PASSPHRASE

@@ -15,6 +15,8 @@ from pathlib import Path
 import environ
 from cryptography.fernet import Fernet
 
+from tvtrader.redisconn import namespace_for as _redis_namespace_for
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -177,6 +179,10 @@ WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=16384)
 
 # --- Redis and Celery -----------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Every key and queue of this install lives under this prefix (tvtrader/redisconn.py): two
+# installs sharing a Redis database never take each other's work. Derived from the database
+# unless set (set it on workers that reach the database under another host name).
+REDIS_NAMESPACE = env("REDIS_NAMESPACE", default="") or _redis_namespace_for(DATABASES["default"])
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
@@ -192,6 +198,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The database is the outbox; the sweeper re-queues what the broker loses, so the
 # visibility timeout is only a backstop. Kept well above any task's time limit.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # kombu prefixes every key it writes (queues, unacked sets, bindings) with this.
+    "global_keyprefix": REDIS_NAMESPACE,
     "visibility_timeout": 900,
     "socket_connect_timeout": 1,
     "socket_timeout": 5,

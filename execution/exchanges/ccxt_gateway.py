@@ -106,7 +106,7 @@ def _order_state(order: dict[str, Any], client_order_id: str = "", contract_size
     )
 
 
-MARKETS_SNAPSHOT_KEY = "tvtrader:markets:account:{}"
+MARKETS_SNAPSHOT_KEY = "markets:account:{}"
 
 
 def contract_size(m: dict[str, Any]) -> Decimal:
@@ -140,14 +140,14 @@ def _snapshot_markets(account_id: int, markets: dict[str, Any]) -> None:
     without calling the exchange (it validates inside a database transaction)."""
     import json
 
-    from signals.selectors import redis_client
+    from tvtrader.redisconn import key, redis_client
 
     compact = {
         symbol: {k: m.get(k) for k in ("base", "quote", "spot", "contract", "contractSize", "precision", "limits")}
         for symbol, m in markets.items()
     }
     try:
-        redis_client().set(MARKETS_SNAPSHOT_KEY.format(account_id), json.dumps(compact, default=str), ex=7 * 86400)
+        redis_client().set(key(MARKETS_SNAPSHOT_KEY.format(account_id)), json.dumps(compact, default=str), ex=7 * 86400)
     except Exception:
         logger.warning("event=markets_snapshot_failed account_id=%s", account_id)
 

@@ -12,7 +12,7 @@ in production. Overriding ``exchange.urls`` instead would silently change that
 mapping.
 
 This is how a testnet-mode account can target the local exchange emulator
-(``python -m execution.emulator``): create the ccxt instance as for
+(``python -m emulator``): create the ccxt instance as for
 production, then ``redirect_exchange(exchange, "http://127.0.0.1:8800")``.
 
 Only sync ccxt is supported (``ccxt.async_support`` uses aiohttp, not

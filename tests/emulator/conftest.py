@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import ccxt
 import pytest
 
-from execution.emulator import ExchangeEmulator
+from emulator import ExchangeEmulator
 from execution.exchanges.redirect import redirect_exchange
 
 KEY, SECRET = "test-key", "test-secret"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ccxt
 import pytest
 
-from execution.emulator import ExchangeEmulator
+from emulator import ExchangeEmulator
 from execution.exchanges.redirect import redirect_exchange
 
 from .conftest import KEY, KEY2, SECRET, bybit_client

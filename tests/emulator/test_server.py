@@ -21,7 +21,7 @@ from pathlib import Path
 import ccxt
 import pytest
 
-from execution.emulator import ExchangeEmulator, FaultRule
+from emulator import ExchangeEmulator, FaultRule
 from execution.exchanges.redirect import RedirectAdapter, redirect_exchange
 
 from .conftest import KEY, SECRET
@@ -225,7 +225,7 @@ def test_cli_serves_until_interrupted():
         [
             sys.executable,
             "-m",
-            "execution.emulator",
+            "emulator",
             "--port",
             "0",
             "--key",

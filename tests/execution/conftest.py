@@ -8,7 +8,7 @@ import json
 import pytest
 from django.conf import settings
 
-from execution.emulator import ExchangeEmulator
+from emulator import ExchangeEmulator
 from execution.models import ExchangeAccount
 from signals.models import Signal
 from tests.conftest import alert_body, wait_for

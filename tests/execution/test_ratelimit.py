@@ -28,10 +28,11 @@ print(json.dumps(out))
 
 
 def test_four_processes_share_one_limit():
-    from signals.selectors import redis_client
+    from tvtrader.redisconn import key as rkey
+    from tvtrader.redisconn import redis_client
 
     key = f"test-{os.getpid()}-{time.monotonic_ns()}"
-    redis_client().delete(f"tvtrader:ratelimit:{key}")
+    redis_client().delete(rkey("ratelimit", key))
     env = dict(
         os.environ,
         DJANGO_SETTINGS_MODULE="tvtrader.settings",
@@ -59,10 +60,11 @@ def test_many_threads_of_one_worker_share_the_limit_and_use_it():
     import threading
     from decimal import Decimal
 
-    from signals.selectors import redis_client
+    from tvtrader.redisconn import key as rkey
+    from tvtrader.redisconn import redis_client
 
     key = f"test-threads-{os.getpid()}-{time.monotonic_ns()}"
-    redis_client().delete(f"tvtrader:ratelimit:{key}")
+    redis_client().delete(rkey("ratelimit", key))
     times: list[float] = []
 
     def take() -> None:

@@ -76,9 +76,9 @@ def test_admin_validation_uses_the_markets_a_worker_saved_without_calling_the_ex
 
     account = make_account(emu, label="validate")
     from execution.exchanges.ccxt_gateway import MARKETS_SNAPSHOT_KEY
-    from signals.selectors import redis_client
+    from tvtrader.redisconn import key, redis_client
 
-    redis_client().delete(MARKETS_SNAPSHOT_KEY.format(account.pk))
+    redis_client().delete(key(MARKETS_SNAPSHOT_KEY.format(account.pk)))
     tiny = StrategyFactory(account=account, sizing_mode="fixed_base", size_value=Decimal("0.0001"))
     assert strategy_validate_market(strategy=tiny) == {}  # no snapshot yet: nothing to check against
     gateway_for(account).warm()  # what a worker does at start-up

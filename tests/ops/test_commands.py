@@ -28,6 +28,7 @@ from tests.factories import ExchangeAccountFactory, SignalFactory, StrategyFacto
 from tvtrader.api.services import api_token_create
 from tvtrader.ops.logformat import JsonFormatter
 from tvtrader.ops.watchdogs import SILENT_SET_KEY, silence_check_and_notify
+from tvtrader.redisconn import key
 
 
 def run(*args) -> tuple[int, str]:
@@ -74,16 +75,16 @@ def test_silence_is_notified_once_when_it_starts(settings):
     settings.SILENCE_ENDPOINT_MINUTES = 0
     settings.DISCORD_WEBHOOK_URL = "http://127.0.0.1:9/x"
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(SILENT_SET_KEY, "notifications")
+    client.delete(key(SILENT_SET_KEY), key("notifications"))
     strategy = StrategyFactory(expected_interval_minutes=10)
     SignalFactory(strategy=strategy, received_at=timezone.now() - timedelta(minutes=20))
 
     assert silence_check_and_notify() == 1
     assert silence_check_and_notify() == 1  # still silent: no second message
-    assert client.llen("notifications") == 1
+    assert client.llen(key("notifications")) == 1
     SignalFactory(strategy=strategy)
     assert silence_check_and_notify() == 0
-    assert client.llen("notifications") == 2  # "receiving alerts again"
+    assert client.llen(key("notifications")) == 2  # "receiving alerts again"
 
 
 # --- check_certificate ----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from signals.models import Signal
 from tests.factories import SignalFactory
 from tvtrader.api.services import api_token_create
 from tvtrader.ops import metrics
+from tvtrader.redisconn import key
 
 pytestmark = pytest.mark.django_db
 
@@ -21,9 +22,11 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def clean_redis():
     client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter("tvtrader:metrics:*"):
-        client.delete(key)
-    client.delete("orders", "default", "notifications", "orders.account-7", "orders.account-7\x06\x163")
+    for found in client.scan_iter(key("metrics", "*")):
+        client.delete(found)
+    client.delete(
+        *(key(q) for q in ("orders", "default", "notifications", "orders.account-7", "orders.account-7\x06\x163"))
+    )
     return client
 
 
@@ -52,10 +55,11 @@ def test_signals_orders_queues_and_exchange_errors(client, settings, clean_redis
     settings.METRICS_TOKEN = "t"
     SignalFactory.create_batch(3, status=Signal.Status.EXECUTED)
     SignalFactory(status=Signal.Status.REJECTED)
-    clean_redis.lpush("orders", "m1", "m2")
-    clean_redis.lpush("notifications", "n1")
-    clean_redis.lpush("orders.account-7", "a1")
-    clean_redis.lpush("orders.account-7\x06\x163", "a2")  # a priority sub-list
+    clean_redis.lpush(key("orders"), "m1", "m2")
+    clean_redis.lpush(key("notifications"), "n1")
+    clean_redis.lpush(key("orders.account-7"), "a1")
+    clean_redis.lpush(key("orders.account-7\x06\x163"), "a2")  # a priority sub-list
+    clean_redis.lpush("orders", "another install's message")  # not ours: not counted
     metrics.exchange_error_inc("bybit", "RateLimited")
     metrics.exchange_error_inc("bybit", "RateLimited")
     metrics.exchange_error_inc("binanceusdm", "InsufficientFunds")
@@ -69,8 +73,8 @@ def test_signals_orders_queues_and_exchange_errors(client, settings, clean_redis
     assert found[("tvtrader_queue_depth", (("queue", "notifications"),))] == 1
     assert found[("tvtrader_queue_depth", (("queue", "orders.account-7"),))] == 2
     assert found[("tvtrader_queue_depth", (("queue", "default"),))] == 0
-    key = ("tvtrader_exchange_errors_total", (("error_class", "RateLimited"), ("exchange", "bybit")))
-    assert found[key] == 2
+    errors = ("tvtrader_exchange_errors_total", (("error_class", "RateLimited"), ("exchange", "bybit")))
+    assert found[errors] == 2
     assert found[("tvtrader_scrape_ok", (("part", "redis"),))] == 1
 
 
@@ -103,8 +107,8 @@ def test_latency_histograms_count_each_finished_signal_once(client, settings):
 
 
 def test_metric_increments_never_raise_when_redis_is_down(settings, monkeypatch):
-    import signals.selectors as selectors
+    import tvtrader.redisconn as redisconn
 
-    monkeypatch.setattr(selectors, "_redis_client", None)
+    monkeypatch.setattr(redisconn, "_client", None)
     settings.REDIS_URL = "redis://127.0.0.1:9/0"
     metrics.exchange_error_inc("bybit", "NetworkError")  # returns quietly

@@ -16,6 +16,7 @@ from tests.conftest import wait_for
 from tests.factories import OrderFactory, SignalFactory, StrategyFactory
 from tvtrader.ops.models import NotificationTarget
 from tvtrader.ops.notifications import DeliveryError, deliver_now, destinations, notification_send, signal_outcome_text
+from tvtrader.redisconn import key
 
 from .conftest import BOT_TOKEN, channel_env
 
@@ -94,21 +95,21 @@ def test_a_hung_channel_does_not_hold_up_other_queues(worker_factory, fake_chann
     from tvtrader.celery import app
 
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(HEARTBEAT_KEY)
+    client.delete(key(HEARTBEAT_KEY))
     time.sleep(0.5)  # the slow deliveries are now in flight
     sent_at = time.time()
     app.send_task("signals.heartbeat", queue="default")
-    beat = wait_for(lambda: client.get(HEARTBEAT_KEY), timeout=5, message="the default-queue task")
+    beat = wait_for(lambda: client.get(key(HEARTBEAT_KEY)), timeout=5, message="the default-queue task")
     assert float(beat) - sent_at < 2.0
 
 
 def test_notifications_go_to_their_own_queue(transactional_db, settings):
     settings.DISCORD_WEBHOOK_URL = "http://127.0.0.1:9/none"
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    client.delete("notifications", "orders", "default")
+    client.delete(*(key(q) for q in ("notifications", "orders", "default")))
     assert notification_send(event="silence", text="x") == 1
-    assert client.llen("notifications") == 1
-    assert client.llen("orders") == client.llen("default") == 0
+    assert client.llen(key("notifications")) == 1
+    assert client.llen(key("orders")) == client.llen(key("default")) == 0
 
 
 def test_a_dead_channel_raises_a_delivery_error_without_the_secret(settings):

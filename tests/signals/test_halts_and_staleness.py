@@ -15,6 +15,7 @@ from signals.models import Signal
 from strategies.models import TradingControl
 from strategies.services import account_halt, global_halt, strategy_halt
 from tests.factories import StrategyFactory
+from tvtrader.redisconn import key
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,7 @@ def broker():
 
 
 def queued_signal_ids(broker) -> list:
-    messages = [json.loads(m) for m in broker.lrange("orders", 0, -1)]
+    messages = [json.loads(m) for m in broker.lrange(key("orders"), 0, -1)]
     assert all(m["headers"]["task"] == "execution.execute_signal" for m in messages)
     return [json.loads(base64.b64decode(m["body"]))[0] for m in messages]
 

@@ -28,6 +28,7 @@ def server_env(**overrides: str) -> dict[str, str]:
         DATABASE_URL=database_url(),
         REDIS_URL=settings.REDIS_URL,
         CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+        REDIS_NAMESPACE=settings.REDIS_NAMESPACE,
         TVTRADER_VAR_DIR=str(settings.VAR_DIR),
         WEBHOOK_PASSPHRASE=settings.WEBHOOK_PASSPHRASE,
         CREDENTIALS_ENCRYPTION_KEYS=",".join(settings.CREDENTIALS_ENCRYPTION_KEYS),
@@ -196,10 +197,11 @@ def test_broker_down_alert_is_still_accepted_and_runs_once_the_broker_returns(
 
 @pytest.mark.django_db(transaction=True)
 def test_health_is_200_with_database_broker_and_a_live_worker(client, worker_factory):
-    from signals.selectors import HEARTBEAT_KEY, redis_client
+    from signals.selectors import HEARTBEAT_KEY
     from signals.tasks import heartbeat
+    from tvtrader.redisconn import key, redis_client
 
-    redis_client().delete(HEARTBEAT_KEY)
+    redis_client().delete(key(HEARTBEAT_KEY))
     response = client.get("/health")
     assert response.status_code == 503
     assert response.json()["checks"]["worker"] == {"ok": False, "error": "no heartbeat from a worker"}
@@ -221,14 +223,15 @@ def test_health_is_200_with_database_broker_and_a_live_worker(client, worker_fac
 
 @pytest.mark.django_db
 def test_health_fails_when_the_worker_heartbeat_is_stale(client, settings):
-    from signals.selectors import HEARTBEAT_KEY, redis_client
+    from signals.selectors import HEARTBEAT_KEY
+    from tvtrader.redisconn import key, redis_client
 
-    redis_client().set(HEARTBEAT_KEY, str(time.time() - settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS - 30))
+    redis_client().set(key(HEARTBEAT_KEY), str(time.time() - settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS - 30))
     response = client.get("/health")
 
     assert response.status_code == 503
     assert response.json()["checks"]["worker"]["ok"] is False
-    redis_client().delete(HEARTBEAT_KEY)
+    redis_client().delete(key(HEARTBEAT_KEY))
 
 
 def test_web_workers_warm_up_at_start_without_noise(transactional_db, tmp_path, started):

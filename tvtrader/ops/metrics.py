@@ -19,7 +19,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 logger = logging.getLogger("tvtrader.metrics")
 
-PREFIX = "tvtrader:metrics:"
 COUNTERS = {
     "exchange_errors": (
         "tvtrader_exchange_errors",
@@ -46,9 +45,9 @@ STAGES = {
     "received_to_finished": ("received_at", "finished_at"),  # end to end
 }
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-HIST_KEY = PREFIX + "latency"
-WATERMARK_KEY = PREFIX + "latency:watermark"
-FOLD_LOCK_KEY = PREFIX + "latency:lock"
+HIST_KEY = "metrics:latency"
+WATERMARK_KEY = "metrics:latency:watermark"
+FOLD_LOCK_KEY = "metrics:latency:lock"
 # A signal is folded once final, or once this old whatever its state (its missing stages
 # are then simply not observed), so a stuck signal cannot hold the watermark forever.
 FOLD_AFTER = timedelta(minutes=15)
@@ -56,15 +55,21 @@ FOLD_BATCH = 5000
 
 
 def _redis():
-    from signals.selectors import redis_client
+    from tvtrader.redisconn import redis_client
 
     return redis_client()
+
+
+def _key(*parts: str) -> str:
+    from tvtrader.redisconn import key
+
+    return key(*parts)
 
 
 def counter_inc(counter: str, field: str, amount: int = 1) -> None:
     """Add to a shared counter. Never raises: metrics must not break the caller."""
     try:
-        _redis().hincrby(PREFIX + counter, field, amount)
+        _redis().hincrby(_key("metrics", counter), field, amount)
     except Exception as exc:
         logger.debug("event=metric_inc_failed counter=%s error=%s", counter, type(exc).__name__)
 
@@ -82,14 +87,14 @@ def latency_fold() -> int:
     from signals.models import Signal
 
     client = _redis()
-    if not client.set(FOLD_LOCK_KEY, "1", nx=True, ex=30):
+    if not client.set(_key(FOLD_LOCK_KEY), "1", nx=True, ex=30):
         return 0  # another scrape is folding right now
     try:
-        watermark = client.get(WATERMARK_KEY)
+        watermark = client.get(_key(WATERMARK_KEY))
         if watermark is None:
             # First scrape (or Redis was emptied): start from now, like a restarted counter.
             last = Signal.objects.order_by("-id").values_list("id", flat=True).first() or 0
-            client.set(WATERMARK_KEY, last)
+            client.set(_key(WATERMARK_KEY), last)
             return 0
         watermark = int(watermark)
         now = timezone.now()
@@ -107,15 +112,15 @@ def latency_fold() -> int:
                     continue
                 seconds = max((row[end] - row[start]).total_seconds(), 0.0)
                 bucket = next((b for b in BUCKETS if seconds <= b), math.inf)
-                pipe.hincrby(HIST_KEY, f"{stage}|{bucket}", 1)
-                pipe.hincrbyfloat(HIST_KEY, f"{stage}|sum", seconds)
+                pipe.hincrby(_key(HIST_KEY), f"{stage}|{bucket}", 1)
+                pipe.hincrbyfloat(_key(HIST_KEY), f"{stage}|sum", seconds)
             new_mark = row["id"]
             folded += 1
-        pipe.set(WATERMARK_KEY, new_mark)
+        pipe.set(_key(WATERMARK_KEY), new_mark)
         pipe.execute()
         return folded
     finally:
-        client.delete(FOLD_LOCK_KEY)
+        client.delete(_key(FOLD_LOCK_KEY))
 
 
 def _latency_family() -> HistogramMetricFamily:
@@ -124,7 +129,7 @@ def _latency_family() -> HistogramMetricFamily:
         "Time spent in each stage of the alert-to-fill chain (from Signal timestamps)",
         labels=["stage"],
     )
-    raw = {k.decode(): v.decode() for k, v in _redis().hgetall(HIST_KEY).items()}
+    raw = {k.decode(): v.decode() for k, v in _redis().hgetall(_key(HIST_KEY)).items()}
     for stage in STAGES:
         cumulative = 0
         buckets = []
@@ -147,16 +152,17 @@ def queue_depths() -> dict[str, int]:
     from django.conf import settings
 
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=0.5, socket_timeout=1.0)
-    keys = {q.encode() for q in ("orders", "default", "notifications")}
+    prefix = _key("")  # this install's queues only (kombu's global_keyprefix)
+    keys = {(prefix + q).encode() for q in ("orders", "default", "notifications")}
     for pattern in ("orders*", "default*", "notifications*"):
-        keys.update(client.scan_iter(match=pattern, count=1000, _type="list"))
+        keys.update(client.scan_iter(match=prefix + pattern, count=1000, _type="list"))
     keys = sorted(keys)
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.llen(key)
     depths: dict[str, int] = {}
     for key, length in zip(keys, pipe.execute(), strict=True):
-        queue = key.decode(errors="replace").split("\x06\x16", 1)[0]
+        queue = key.decode(errors="replace")[len(prefix) :].split("\x06\x16", 1)[0]
         depths[queue] = depths.get(queue, 0) + int(length)
     return depths
 
@@ -211,7 +217,7 @@ class TvtraderCollector:
             client = _redis()
             for counter, (name, doc, labels) in COUNTERS.items():
                 family = CounterMetricFamily(name, doc, labels=labels)
-                for field, value in client.hgetall(PREFIX + counter).items():
+                for field, value in client.hgetall(_key("metrics", counter)).items():
                     parts = field.decode().split("|", len(labels) - 1)
                     if len(parts) == len(labels):
                         family.add_metric(parts, int(value))

@@ -21,11 +21,12 @@ def _rate_limit_acquire(key: str) -> float:
     Not pyrate-limiter's RedisBucket: it counts only entries stamped up to the caller's own
     clock reading, so two processes acquiring in the same millisecond can both be admitted
     past the limit (seen here: 4 admitted under a limit of 3)."""
-    from signals.selectors import redis_client
+    from tvtrader.redisconn import key as rkey
+    from tvtrader.redisconn import redis_client
 
     now = time.time()
     window = int(now // 60)
-    counter = f"tvtrader:notify:rl:{key}:{window}"
+    counter = rkey("notify", "rl", key, window)
     pipe = redis_client().pipeline()
     pipe.incr(counter)
     pipe.expire(counter, 120)

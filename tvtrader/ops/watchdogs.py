@@ -15,8 +15,8 @@ from django.utils import timezone
 
 logger = logging.getLogger("tvtrader.ops")
 
-SILENT_SET_KEY = "tvtrader:ops:silent"
-CERT_WARNED_KEY = "tvtrader:ops:cert_warned:"
+SILENT_SET_KEY = "ops:silent"
+CERT_WARNED_KEY = "ops:cert_warned:"
 
 
 @dataclass
@@ -67,14 +67,15 @@ def silences(*, now: datetime | None = None) -> list[Silence]:
 def silence_check_and_notify() -> int:
     """Notify when something falls silent and when it speaks again (transitions only, so a
     long silence is one message, not one every five minutes). Returns how many are silent."""
-    from signals.selectors import redis_client
     from strategies.models import Strategy
+    from tvtrader.redisconn import key as rkey
+    from tvtrader.redisconn import redis_client
 
     from .notifications import notification_send
 
     current = {s.key: s for s in silences()}
     client = redis_client()
-    before = {k.decode() for k in client.smembers(SILENT_SET_KEY)}
+    before = {k.decode() for k in client.smembers(rkey(SILENT_SET_KEY))}
     for key in current.keys() - before:
         silence = current[key]
         logger.warning("event=silence key=%s detail=%r", key, silence.describe())
@@ -86,9 +87,9 @@ def silence_check_and_notify() -> int:
         logger.info("event=silence_over key=%s", key)
         notification_send(event="silence", text=f"🔊 {key.replace(':', ' ')} is receiving alerts again")
     pipe = client.pipeline()
-    pipe.delete(SILENT_SET_KEY)
+    pipe.delete(rkey(SILENT_SET_KEY))
     if current:
-        pipe.sadd(SILENT_SET_KEY, *current.keys())
+        pipe.sadd(rkey(SILENT_SET_KEY), *current.keys())
     pipe.execute()
     return len(current)
 
@@ -155,7 +156,8 @@ def certificate_check(
 def certificates_check_and_notify() -> int:
     """For beat: check CERTIFICATE_CHECK_HOSTS ("host" or "host:port"); notify at most once
     a day per host while it is below the threshold or broken. Returns how many are bad."""
-    from signals.selectors import redis_client
+    from tvtrader.redisconn import key as rkey
+    from tvtrader.redisconn import redis_client
 
     from .notifications import notification_send
 
@@ -176,6 +178,6 @@ def certificates_check_and_notify() -> int:
             continue
         bad += 1
         logger.warning("event=certificate_warning host=%s port=%s problem=%r", host, report.port, problem)
-        if redis_client().set(CERT_WARNED_KEY + entry, "1", nx=True, ex=20 * 3600):
+        if redis_client().set(rkey(CERT_WARNED_KEY + entry), "1", nx=True, ex=20 * 3600):
             notification_send(event="certificate", text=f"🔐 TLS certificate of {host}:{report.port} {problem}")
     return bad

@@ -8,7 +8,7 @@ injected per request. Standard library only.
 
 Typical use::
 
-    from execution.emulator import ExchangeEmulator
+    from emulator import ExchangeEmulator
     from execution.exchanges.redirect import redirect_exchange
 
     with ExchangeEmulator(accounts={"key": "secret"}) as emu:
@@ -32,7 +32,7 @@ price}; ``POST balance`` {amount, coin, account, venue}; ``POST position``
 {max_per_second}; ``GET rate_limit_violations``; ``POST fill_rest``
 {order_id | client_order_id}; ``POST clock`` {offset_ms}; ``POST market``.
 
-Run ``python -m execution.emulator --help`` for the developer server. For
+Run ``python -m emulator --help`` for the developer server. For
 benchmarks, prefer running it as that separate process: in-process, the
 emulator's threads share the GIL with the code under test.
 """

@@ -1,4 +1,4 @@
-"""Developer server: ``python -m execution.emulator --port 8800 --key K --secret S``.
+"""Developer server: ``python -m emulator --port 8800 --key K --secret S``.
 
 Serves the Bybit V5 and Binance USD-M emulator on loopback until Ctrl-C and
 prints how to point a ccxt instance (or a testnet-mode tvtrader account) at
@@ -19,7 +19,7 @@ from .server import ExchangeEmulator
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m execution.emulator",
+        prog="python -m emulator",
         description="Local Bybit V5 + Binance USD-M REST emulator for ccxt.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
