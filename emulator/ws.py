@@ -100,6 +100,7 @@ class WebSocket:
         self._sender.start()
         # Set by the owner: True suppresses every outgoing frame (a silent stream).
         self.mute: Callable[[], bool] = lambda: False
+        self.frames_muted = 0
 
     # ------------------------------------------------------------- sending
     @property
@@ -152,6 +153,7 @@ class WebSocket:
                 self.drop()
                 return
             if self.mute():
+                self.frames_muted += 1
                 continue
             try:
                 self.sock.sendall(data)

@@ -124,6 +124,7 @@ class StreamConnection:
             "listen_key": self.listen_key,
             "ended": self.ended,
             "closed": self.ws is None or self.ws.closed,
+            "frames_muted": self.ws.frames_muted if self.ws is not None else 0,
         }
 
 
