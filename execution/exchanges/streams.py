@@ -25,9 +25,10 @@ Interface::
     manager.is_healthy(account_id)     # False → updates may not arrive: poll
     stop_streams()                     # worker shutdown
 
-``on_order(account_id, state)`` comes for each change the venue reports (booked, each
-fill, cancel), latest state first-hand; the same state may come twice (after a
-reconnect, from a poll the engine did meanwhile): apply it idempotently.
+``on_order(account_id, state)`` comes for the changes the venue reports (booked, fills,
+cancel); changes that arrive together come as one update with the latest state (fills are
+cumulative). An update may repeat what the engine already learnt by its own poll: apply
+it idempotently (by client order id; never let a filled quantity go backwards).
 
 ``on_gap(account_id)`` means updates of that account may have been missed: the stream just
 (re)connected and subscribed (updates before that were not seen), went down, or fell silent
@@ -36,6 +37,8 @@ while ``is_healthy(account_id)`` is False, keep following its orders by polling.
 
 Listeners are called from the stream thread: they must be cheap and never block (hand
 the work to a queue or a thread); an exception in a listener is logged and ignored.
+Start the manager in the process that uses it (after any fork: a thread does not survive
+one).
 
 A silent-but-connected stream that still answers pings cannot be told from an idle one;
 the engine should still poll an order the stream has not reported within a deadline.
@@ -94,7 +97,8 @@ class StreamHealth:
     account_id: int
     exchange: str
     state: str
-    healthy: bool  # ready and a frame (update or pong) seen within stale_after_s
+    connected: bool  # connected and subscribed (state "ready")
+    healthy: bool  # connected and a frame (update or pong) seen within stale_after_s
     connected_since: float | None  # time.time() when it last became ready
     last_message_at: float | None  # time.time() of the last frame received
     error: str  # the last failure, credentials redacted
@@ -139,6 +143,7 @@ class _Watcher:
         self.ready: asyncio.Event | None = None
         self.backoff = manager.backoff_min_s
         self._last_seen_ms = 0
+        self._last_logged: tuple[str, str] = ("", "")
         self._credentials: dict[str, str] = {}
 
     # --- health --------------------------------------------------------------------
@@ -161,6 +166,7 @@ class _Watcher:
             account_id=self.account_id,
             exchange=self.exchange_id,
             state=self.state,
+            connected=self.state == "ready",
             healthy=self.state == "ready" and fresh,
             connected_since=self.connected_since,
             last_message_at=last / 1000 if last else None,
@@ -254,17 +260,12 @@ class _Watcher:
         self.state = "auth_failed" if auth else "down"
         self.error = _redact(f"{type(exc).__name__}: {exc}", self._credentials)
         self.connected_since = None
-        if auth:
-            logger.error(
-                "event=stream_auth_failed account=%s exchange=%s error=%s",
-                self.label,
-                self.exchange_id,
-                self.error,
-            )
-        else:
-            logger.warning(
-                "event=stream_down account=%s exchange=%s error=%s", self.label, self.exchange_id, self.error
-            )
+        # Once per distinct failure, not at every retry of a long outage.
+        if (self.state, self.error) != self._last_logged:
+            self._last_logged = (self.state, self.error)
+            log = logger.error if auth else logger.warning
+            event = "stream_auth_failed" if auth else "stream_down"
+            log("event=%s account=%s exchange=%s error=%s", event, self.label, self.exchange_id, self.error)
         if was_ready:
             self.manager._gap(self, "down")
 
@@ -299,6 +300,7 @@ class _Watcher:
             self.state = "ready"
             self.stale = False
             self.error = ""
+            self._last_logged = ("", "")
             self.connected_since = time.time()
             self.backoff = mgr.backoff_min_s
             logger.info("event=stream_ready account=%s exchange=%s", self.label, self.exchange_id)
