@@ -22,6 +22,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=tvtrader.settings $(VENV)/bin/lint-imports
 
 # Webhook intake benchmark (gunicorn + PostgreSQL + Redis; docs/performance.md).
 bench-intake: $(VENV)/.installed

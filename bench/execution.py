@@ -88,7 +88,7 @@ def stage_breakdown(answers: list[dict], seen: dict[str, float]) -> dict[str, fl
     def add(name: str, start: float, end: float) -> None:
         stages.setdefault(name, []).append((end - start) * 1000)
 
-    from execution.services import client_order_id_for
+    from execution.engine.plan import client_order_id_for
 
     for pk, received, committed, started in rows:
         at_exchange = seen.get(client_order_id_for(signal_id=pk, leg=1))
@@ -105,8 +105,8 @@ def stage_breakdown(answers: list[dict], seen: dict[str, float]) -> dict[str, fl
 def burst_timeline(answers: list[dict], seen: dict[str, float]) -> dict[str, tuple[float, float]]:
     """For a burst: when half of the signals, and all of them, had reached each stage,
     in ms after the first alert left the client. Shows which stage the burst queues at."""
+    from execution.engine.plan import client_order_id_for
     from execution.models import Order
-    from execution.services import client_order_id_for
     from signals.models import Signal
 
     sent = {a["signal_id"]: a["sent_wall"] for a in answers if a.get("signal_id")}
@@ -154,9 +154,9 @@ def main() -> int:
     from django.core.management import call_command
 
     from emulator.markets import default_markets
+    from execution.engine.plan import client_order_id_for
     from execution.models import ExchangeAccount, Order
     from execution.ratelimit import guard_ms
-    from execution.services import client_order_id_for
     from signals.models import Signal
     from strategies.models import Strategy
 

@@ -33,7 +33,7 @@ def post_worker_init(worker):
 
     from django.conf import settings
 
-    from signals.services import intake_warm
+    from signals.outbox import intake_warm
 
     intake_warm()
     # A host Django accepts, so the warm-up never logs a DisallowedHost.

@@ -16,9 +16,9 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
+from .engine.ledger import order_apply_state
 from .exchanges import GatewayError, gateway_for
 from .models import ExchangeAccount, Order, Position
-from .services import order_apply_state
 
 logger = logging.getLogger("tvtrader.reconcile")
 

@@ -1,8 +1,9 @@
-"""Celery tasks for execution: thin shells that load by id and call a service."""
+"""Celery tasks for execution: thin shells that load by id and call the engine."""
 
 from __future__ import annotations
 
 import logging
+import threading
 
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
@@ -14,7 +15,7 @@ logger = logging.getLogger("tvtrader.execution")
 def execute_signal(signal_id: int) -> None:
     # No Celery retry here on purpose: the engine never resends an order blindly, and a
     # signal it could not finish stays leased in the database for the sweeper to resume.
-    from .services import signal_execute
+    from .engine.worker import signal_execute
 
     signal_execute(signal_id=signal_id, follow_in_background=True)
 
@@ -42,39 +43,20 @@ def reconcile() -> int:
     return sum(len(r.unresolved) for r in reports)
 
 
-_warm_barrier = None
+_warm_barrier: threading.Barrier | None = None
 
 
 @shared_task(name="execution.warm_thread", ignore_result=True)
 def warm_thread(account_ids: list[int]) -> None:
-    """Open this pool thread's database connection, warm and prepare the hot-path
-    statements on it, and check out a ccxt client for each account, so the first burst
-    after a start pays for none of it (each new thread would otherwise connect to
-    PostgreSQL, plan every statement and build its exchange client while an alert waits)."""
-    from django.db import connection
+    """Warm one pool thread (engine.worker.thread_warm)."""
+    from .engine.worker import thread_warm
 
-    from .exchanges import gateway_for
-    from .hotpath import warm
-    from .models import ExchangeAccount
-
-    connection.ensure_connection()
-    warm()
-    for account in ExchangeAccount.objects.filter(pk__in=account_ids):
-        gateway = gateway_for(account)
-        client = getattr(gateway, "_client", None)
-        if client is not None:
-            with client():
-                if _warm_barrier is not None:
-                    try:
-                        # Hold the client until every warm task runs, so each gets its own.
-                        _warm_barrier.wait(timeout=5)
-                    except Exception:
-                        pass
+    thread_warm(account_ids, _warm_barrier)
 
 
 @worker_shutting_down.connect
 def _release_followed_signals(**_kwargs) -> None:
-    from .services import followers_stop
+    from .engine.worker import followers_stop
 
     followers_stop()
 
@@ -83,10 +65,10 @@ def _release_followed_signals(**_kwargs) -> None:
 def _warm_on_start(**_kwargs) -> None:
     """Load exchange markets before the first alert needs them, and pick up anything the
     broker lost while no worker was running."""
-    from signals.services import signals_sweep
+    from signals.outbox import signals_sweep
 
+    from .engine.worker import gateways_warm
     from .reconcile import reconcile_all
-    from .services import gateways_warm
 
     try:
         warmed = gateways_warm()
@@ -103,22 +85,15 @@ def _warm_on_start(**_kwargs) -> None:
 
 def _prewarm_threads() -> None:
     """Occupy WORKER_PREWARM pool threads at once with `warm_thread` tasks (see there)."""
-    import threading
-
     from django.conf import settings
 
-    from .models import ExchangeAccount
+    from .engine.worker import traded_account_ids
 
     count = settings.WORKER_PREWARM
     if count <= 0:
         return
     global _warm_barrier
     _warm_barrier = threading.Barrier(count)
-    ids = list(
-        ExchangeAccount.objects.filter(strategies__enabled=True)
-        .exclude(mode=ExchangeAccount.Mode.PAPER)
-        .values_list("pk", flat=True)
-        .distinct()
-    )
+    ids = traded_account_ids()
     for _ in range(count):
         warm_thread.apply_async(args=[ids], queue="orders")

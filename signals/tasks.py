@@ -9,7 +9,7 @@ from celery import shared_task
 
 @shared_task(name="signals.sweep", ignore_result=True, time_limit=60)
 def sweep() -> int:
-    from .services import signals_sweep
+    from .outbox import signals_sweep
 
     return signals_sweep()
 

@@ -17,7 +17,8 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from . import selectors
-from .services import signal_enqueue, signal_ingest, webhook_rejection_record
+from .outbox import signal_enqueue
+from .services import signal_ingest, webhook_rejection_record
 
 logger = logging.getLogger("tvtrader.signals")
 

@@ -112,9 +112,9 @@ class StrategyAdmin(admin.ModelAdmin):
 
     @admin.display(description="State")
     def state_badge(self, obj):
-        from .dashboard import strategy_state
+        from .halts import trading_state
 
-        state = strategy_state(obj, global_halted=TradingControl.is_halted())
+        state = trading_state(obj, global_halted=TradingControl.is_halted())
         return format_html('<span class="tv-badge tv-state-{}">{}</span>', state.replace(" ", "-"), state)
 
     @admin.display(description="Sizing")

@@ -17,6 +17,7 @@ from django.utils import timezone
 from execution.models import Fill, Order, Position
 from signals.models import Signal
 
+from .halts import trading_state
 from .models import Strategy, TradingControl
 
 WINDOW = timedelta(hours=24)
@@ -41,17 +42,6 @@ class StrategyRow:
     fill_p50_ms: float | None = None
     fill_p95_ms: float | None = None
     positions: list[dict[str, Any]] = field(default_factory=list)
-
-
-def strategy_state(strategy: Strategy, *, global_halted: bool) -> str:
-    account = strategy.account
-    if global_halted or strategy.halted or (account is not None and account.halted):
-        return "halted"
-    if not strategy.enabled:
-        return "disabled"
-    if account is None:
-        return "no account"
-    return "live" if account.mode == account.Mode.LIVE else account.mode
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -166,7 +156,7 @@ def strategy_rows(*, now: datetime | None = None) -> tuple[list[StrategyRow], bo
         lat = latencies.get(strategy.pk, {})
         row = StrategyRow(
             strategy=strategy,
-            state=strategy_state(strategy, global_halted=global_halted),
+            state=trading_state(strategy, global_halted=global_halted),
             last_signal_at=last_at,
             last_signal_age_s=age,
             silent=silent,

@@ -1,10 +1,8 @@
-"""Admin actions that call the engine's verbs (strategy_cancel_open_orders, strategy_flatten,
-signal_replay_on_paper, account_test_connection). They exercise the verbs' contracts in
-execution/services.py and pass once the engine implements them."""
+"""Admin actions that call the engine's operator verbs (strategy_cancel_open_orders, strategy_flatten,
+signal_replay_on_paper, account_test_connection in execution/services.py)."""
 
 from __future__ import annotations
 
-import inspect
 from decimal import Decimal
 
 import pytest
@@ -18,20 +16,10 @@ from tests.admin.conftest import executed_signal
 pytestmark = pytest.mark.django_db
 
 
-def _pending(verb: str):
-    """Expected to fail only while the engine's verb is still the contract stub; once the
-    engine lands the condition is false and the test must pass (strict)."""
-    from execution import services
-
-    stub = "raise NotImplementedError" in inspect.getsource(getattr(services, verb))
-    return pytest.mark.xfail(condition=stub, reason=f"execution.services.{verb} not implemented yet", strict=True)
-
-
 def _messages(response) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
 
 
-@_pending("strategy_cancel_open_orders")
 def test_engaging_with_cancel_cancels_the_strategys_open_orders(admin_client, strategy):
     signal = executed_signal(strategy)
     Order.objects.filter(signal=signal).update(status=Order.Status.OPEN, filled_qty=0, order_type="limit")
@@ -45,7 +33,6 @@ def test_engaging_with_cancel_cancels_the_strategys_open_orders(admin_client, st
     assert strategy.halted
 
 
-@_pending("strategy_flatten")
 def test_engaging_with_flatten_sends_a_close_all_through_the_chain(admin_client, strategy):
     Position.objects.create(
         account=strategy.account, strategy=strategy, symbol="BTC/USDT:USDT", qty=Decimal("0.01"), avg_price=65000
@@ -57,7 +44,6 @@ def test_engaging_with_flatten_sends_a_close_all_through_the_chain(admin_client,
     assert Signal.objects.filter(strategy=strategy, action="close_all").exists()
 
 
-@_pending("signal_replay_on_paper")
 def test_replay_on_paper_shows_what_the_signal_would_do_now(admin_client, strategy):
     signal = executed_signal(strategy)
     url = reverse("admin:signals_signal_replay", args=[signal.pk])
@@ -69,7 +55,6 @@ def test_replay_on_paper_shows_what_the_signal_would_do_now(admin_client, strate
     assert Order.objects.filter(signal=signal).count() == 1  # nothing new placed
 
 
-@_pending("account_test_connection")
 def test_test_connection_on_a_paper_account_reports_ok(admin_client, strategy):
     url = reverse("admin:execution_exchangeaccount_test_connection", args=[strategy.account.pk])
     response = admin_client.post(url)

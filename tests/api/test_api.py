@@ -144,13 +144,13 @@ def test_strategy_settings_are_validated_like_the_admin_and_audited(control_api)
 
     good = control_api.patch(
         "/api/strategies/trend/",
-        {"leverage": 5, "expected_interval_minutes": 60, "passphrase": "s3cret"},
+        {"leverage": 5, "expected_interval_minutes": 60, "passphrase": "s3cret-passphrase"},
         format="json",
     )
     assert good.status_code == 200, good.content
     assert good.json()["leverage"] == 5 and good.json()["has_passphrase"] and "passphrase" not in good.json()
     strategy.refresh_from_db()
-    assert strategy.check_passphrase("s3cret")
+    assert strategy.check_passphrase("s3cret-passphrase")
     changes = {e.field: (e.old_value, e.new_value) for e in AuditEntry.objects.filter(strategy=strategy)}
     assert changes["leverage"] == ("2", "5") and changes["expected_interval_minutes"] == ("", "60")
     assert changes["passphrase_hash"] == ("unset", "changed")

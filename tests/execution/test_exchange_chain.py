@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from execution.models import Fill, Order, Position
 from signals.models import Signal
-from signals.services import signals_sweep
+from signals.outbox import signals_sweep
 from strategies.services import strategy_halt
 from tests.conftest import wait_for
 

@@ -4,8 +4,8 @@ from decimal import Decimal
 
 import pytest
 
+from execution.engine.plan import NothingToDo, PlanError, plan_legs
 from execution.exchanges.base import MarketInfo, tradingview_to_ccxt
-from execution.planner import NothingToDo, PlanError, plan_legs
 from strategies.models import Strategy
 
 BTC = MarketInfo(
@@ -170,7 +170,7 @@ def test_okx_style_contract_sizes_become_base_coin_rules():
 def test_a_fills_fee_counts_in_the_quote_currency():
     from decimal import Decimal
 
-    from execution.services import _fee_in_quote
+    from execution.engine.ledger import fee_in_quote as _fee_in_quote
 
     price = Decimal("65000")
     assert _fee_in_quote("BTC/USDT:USDT", Decimal("0.39"), "USDT", price) == Decimal("0.39")  # settlement

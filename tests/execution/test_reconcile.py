@@ -93,23 +93,25 @@ def test_admin_validation_uses_the_markets_a_worker_saved_without_calling_the_ex
 def test_a_worker_whose_lease_was_taken_over_can_no_longer_renew_or_finish(db):
     from django.utils import timezone
 
-    from execution.services import LeaseLost, _extend_lease, signal_claim
+    from execution.engine.claim import LeaseLost, claim, extend_lease, finish
 
     signal = SignalFactory(status="accepted")
-    first = type(signal).objects.get(pk=signal.pk)
-    assert signal_claim(first)
-    first.refresh_from_db()
+    first = claim(signal.pk)
     type(signal).objects.filter(pk=signal.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
-    second = type(signal).objects.get(pk=signal.pk)
-    assert signal_claim(second)
-    second.refresh_from_db()
+    second = claim(signal.pk)
+    assert (first.token, second.token) == (1, 2)
     with pytest.raises(LeaseLost):
-        _extend_lease(first, force=True)
-    _extend_lease(second, force=True)  # the new owner carries on
+        extend_lease(first, force=True)
+    assert not finish(first, "executed")
+    extend_lease(second, force=True)  # the new owner carries on
+    assert finish(second, "executed")
 
 
 def test_signals_for_the_same_market_wait_whatever_the_ticker_spelling_and_close_all_waits_for_all(db):
-    from execution.services import signal_claim
+    from execution.engine.claim import claim
+
+    def signal_claim(signal) -> bool:
+        return claim(signal.pk) is not None
 
     strategy = StrategyFactory()
     perp = SignalFactory(strategy=strategy, ticker="BTCUSDT.P", status="processing")

@@ -74,7 +74,7 @@ def test_alert_for_a_halted_strategy_is_recorded_blocked_and_never_queued(post_a
 
 @pytest.mark.django_db(transaction=True)
 def test_sweeper_never_requeues_a_blocked_signal(post_alert, demo, broker):
-    from signals.services import signals_sweep
+    from signals.outbox import signals_sweep
 
     strategy_halt(strategy=demo, actor="ops")
     post_alert()

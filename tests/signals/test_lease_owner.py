@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from signals.models import Signal
-from signals.services import leases_of_dead_workers_release
+from signals.outbox import leases_of_dead_workers_release
 from tests.factories import SignalFactory
 from tvtrader.processes import host_key, lease_owner, owner_is_gone
 

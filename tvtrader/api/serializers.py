@@ -9,7 +9,10 @@ from rest_framework import serializers
 
 from execution.models import ExchangeAccount, Fill, Order, Position
 from signals.models import Signal
+from strategies.forms import market_errors
+from strategies.halts import strategy_halt_reason, trading_state
 from strategies.models import ACTIONS, Strategy, TradingControl
+from strategies.validation import passphrase_error, strategy_settings_errors
 
 
 class SignalSerializer(serializers.ModelSerializer):
@@ -199,14 +202,23 @@ class StrategySerializer(serializers.ModelSerializer):
         required=False,
         allow_blank=True,
         max_length=200,
-        help_text="Set this strategy's own webhook passphrase (stored hashed); empty removes it.",
+        trim_whitespace=False,
+        help_text="Set this strategy's own webhook passphrase (stored hashed; at least 12 characters, no"
+        " whitespace); empty removes it.",
     )
     has_passphrase = serializers.SerializerMethodField()
+    trading_state = serializers.SerializerMethodField(
+        help_text="halted / disabled / no account / live / paper / testnet"
+    )
+    blocked_because = serializers.SerializerMethodField(
+        help_text="Why alerts are blocked now (global, strategy or account kill switch, disabled), or empty."
+    )
 
     class Meta:
         model = Strategy
         fields = ["id", "strategy_id"] + STRATEGY_EDITABLE
-        fields += ["passphrase", "has_passphrase", "halted", "halted_at", "halted_by", "halt_reason"]
+        fields += ["passphrase", "has_passphrase", "trading_state", "blocked_because"]
+        fields += ["halted", "halted_at", "halted_by", "halt_reason"]
         fields += ["created_at", "updated_at"]
         read_only_fields = ["id", "strategy_id", "halted", "halted_at", "halted_by", "halt_reason"]
         read_only_fields += ["created_at", "updated_at"]
@@ -214,8 +226,26 @@ class StrategySerializer(serializers.ModelSerializer):
     def get_has_passphrase(self, obj: Strategy) -> bool:
         return bool(obj.passphrase_hash)
 
+    def _global_halted(self) -> bool:
+        if "global_halted" not in self.context:  # once per response, not once per strategy
+            self.context["global_halted"] = TradingControl.is_halted()
+        return self.context["global_halted"]
+
+    def get_trading_state(self, obj: Strategy) -> str:
+        return trading_state(obj, global_halted=self._global_halted())
+
+    def get_blocked_because(self, obj: Strategy) -> str:
+        return strategy_halt_reason(obj, global_halted=self._global_halted())
+
+    def validate_passphrase(self, value: str) -> str:
+        error = passphrase_error(value) if value else ""
+        if error:
+            raise serializers.ValidationError(error)
+        return value
+
     def validate(self, attrs: dict) -> dict:
-        # The same validation the admin form runs: field validators and the model's clean().
+        # The same validation the admin form runs: field validators, the model's clean(), and
+        # the one settings validator (strategies.validation) with the same market checks.
         instance = self.instance
         if instance is None:
             raise serializers.ValidationError("strategies are created in the admin")
@@ -227,6 +257,9 @@ class StrategySerializer(serializers.ModelSerializer):
             probe.full_clean(exclude=["passphrase_hash"], validate_unique=False)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(serializers.as_serializer_error(exc)) from exc
+        errors = strategy_settings_errors(probe, market_errors=market_errors)
+        if errors:
+            raise serializers.ValidationError({field: [message] for field, message in errors.items()})
         return attrs
 
     def update(self, instance: Strategy, validated_data: dict) -> Strategy:

@@ -6,3 +6,6 @@ class OpsConfig(AppConfig):
     label = "ops"
     verbose_name = "Operations (notifications, watchdogs, metrics)"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401  (connects to the engine's events)

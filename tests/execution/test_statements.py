@@ -1,4 +1,4 @@
-"""The execution hot path's hand-written SQL must build exactly what the ORM builds, and its
+"""The execution engine's hand-written SQL must build exactly what the ORM builds, and its
 conditional updates must refuse exactly what the engine relies on them to refuse."""
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from django.db import connection
 from django.db.models import Exists
 from django.utils import timezone
 
-from execution import hotpath
+from execution.engine import statements
 from execution.models import Order, Position
-from execution.services import signal_claim
 from signals.models import Signal
 from strategies.models import TradingControl
 from tests.factories import ExchangeAccountFactory, OrderFactory, SignalFactory, StrategyFactory
@@ -55,17 +54,18 @@ def test_signal_with_strategy_and_account_matches_the_orm(django_assert_num_quer
     TradingControl.objects.update_or_create(pk=1, defaults={"halted": True})
 
     with django_assert_num_queries(1):
-        fast = hotpath.signal_for_execution(signal.pk)
+        loaded = statements.signal_load(signal.pk)
+        fast = loaded.signal
         # strategy and account are attached: reading them costs no query
         assert fast.strategy.account.label == "hot"
 
     slow = orm_signal(signal.pk)
-    assert fast.global_halted is True and slow.global_halted is True
-    assert set(fast.get_deferred_fields()) == hotpath.SIGNAL_SKIPPED
-    expected = {k: v for k, v in loaded_fields(slow).items() if k not in hotpath.SIGNAL_SKIPPED}
+    assert loaded.global_halted is True and slow.global_halted is True
+    assert set(fast.get_deferred_fields()) == statements.SIGNAL_SKIPPED
+    expected = {k: v for k, v in loaded_fields(slow).items() if k not in statements.SIGNAL_SKIPPED}
     assert loaded_fields(fast) == expected
     assert {k: v for k, v in loaded_fields(fast.strategy).items()} == {
-        k: v for k, v in loaded_fields(slow.strategy).items() if k not in hotpath.STRATEGY_SKIPPED
+        k: v for k, v in loaded_fields(slow.strategy).items() if k not in statements.STRATEGY_SKIPPED
     }
     assert fast.strategy.allowed_actions == ["buy", "close_all"]
     assert loaded_fields(fast.strategy.account) == loaded_fields(slow.strategy.account)
@@ -77,32 +77,25 @@ def test_signal_with_strategy_and_account_matches_the_orm(django_assert_num_quer
 def test_signal_without_account_or_strategy_and_missing_signal():
     strategy = StrategyFactory(account=None)
     signal = SignalFactory(strategy=strategy)
-    fast = hotpath.signal_for_execution(signal.pk)
-    assert fast.strategy.pk == strategy.pk and fast.strategy.account is None
-    assert fast.global_halted is False
+    loaded = statements.signal_load(signal.pk)
+    assert loaded.signal.strategy.pk == strategy.pk and loaded.signal.strategy.account is None
+    assert loaded.global_halted is False
 
     orphan = SignalFactory(strategy=None, strategy_key="gone")
-    fast = hotpath.signal_for_execution(orphan.pk)
+    fast = statements.signal_load(orphan.pk).signal
     assert fast.strategy_id is None and fast.strategy is None
 
-    assert hotpath.signal_for_execution(orphan.pk + 1000) is None
+    assert statements.signal_load(orphan.pk + 1000) is None
 
 
-def claim_in_two_statements(pk: int) -> bool:
-    return signal_claim(hotpath.signal_for_execution(pk))
-
-
-def claim_in_one_statement(pk: int) -> bool:
+def claim(pk: int) -> bool:
+    """The engine's claim: one statement on PostgreSQL, two on SQLite, one rule."""
     now = timezone.now()
-    return hotpath.signal_load_and_claim(signal_id=pk, now=now, lease_until=now + timedelta(seconds=60))[1]
+    loaded = statements.signal_claim(signal_id=pk, now=now, lease_until=now + timedelta(seconds=60), owner="test")
+    return bool(loaded and loaded.claimed)
 
 
-# The worker claims in one statement on PostgreSQL and in two on SQLite: same rules.
-CLAIMS = [claim_in_two_statements] + ([claim_in_one_statement] if connection.vendor == "postgresql" else [])
-
-
-@pytest.mark.parametrize("claim", CLAIMS)
-def test_claim_waits_for_an_earlier_pending_signal_of_the_same_market_only(claim):
+def test_claim_waits_for_an_earlier_pending_signal_of_the_same_market_only():
     strategy = StrategyFactory()
     first = SignalFactory(strategy=strategy, ticker="BTCUSDT.P")
     same_market = SignalFactory(strategy=strategy, ticker="BTCUSDT")
@@ -119,8 +112,7 @@ def test_claim_waits_for_an_earlier_pending_signal_of_the_same_market_only(claim
     assert (row.status, row.attempts, row.started_at is not None) == (Signal.Status.PROCESSING, 1, True)
 
 
-@pytest.mark.parametrize("claim", CLAIMS)
-def test_close_all_waits_for_everything_and_everything_waits_for_it(claim):
+def test_close_all_waits_for_everything_and_everything_waits_for_it():
     strategy = StrategyFactory()
     earlier = SignalFactory(strategy=strategy, ticker="XRPUSDT.P")
     close_all = SignalFactory(strategy=strategy, action="close_all", ticker="BTCUSDT.P")
@@ -134,8 +126,7 @@ def test_close_all_waits_for_everything_and_everything_waits_for_it(claim):
     assert claim(later.pk)
 
 
-@pytest.mark.parametrize("claim", CLAIMS)
-def test_a_strategy_pinned_to_one_symbol_runs_every_signal_in_order(claim):
+def test_a_strategy_pinned_to_one_symbol_runs_every_signal_in_order():
     strategy = StrategyFactory(symbol_override="BTC/USDT:USDT")
     first = SignalFactory(strategy=strategy, ticker="BTCUSDT.P")
     other_ticker = SignalFactory(strategy=strategy, ticker="ETHUSDT.P")  # same market after the override
@@ -143,8 +134,7 @@ def test_a_strategy_pinned_to_one_symbol_runs_every_signal_in_order(claim):
     assert claim(first.pk)
 
 
-@pytest.mark.parametrize("claim", CLAIMS)
-def test_a_live_lease_refuses_and_an_expired_one_is_taken_over(claim):
+def test_a_live_lease_refuses_and_an_expired_one_is_taken_over():
     signal = SignalFactory()
     assert claim(signal.pk)
     assert not claim(signal.pk)  # a duplicated task: processing with a live lease
@@ -155,45 +145,38 @@ def test_a_live_lease_refuses_and_an_expired_one_is_taken_over(claim):
     assert not claim(signal.pk)
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement claim is PostgreSQL's")
-def test_one_statement_claim_returns_the_signal_as_it_was_with_strategy_and_account(django_assert_num_queries):
+def test_claim_loads_the_signal_as_the_claim_left_it_with_strategy_and_account(django_assert_num_queries):
     signal = SignalFactory(ticker="ETHUSDT.P")
     now = timezone.now()
-    with django_assert_num_queries(1):
-        loaded, claimed = hotpath.signal_load_and_claim(
-            signal_id=signal.pk, now=now, lease_until=now + timedelta(seconds=60)
+    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 2):
+        loaded = statements.signal_claim(
+            signal_id=signal.pk, now=now, lease_until=now + timedelta(seconds=60), owner="host|1|2|3"
         )
-        assert loaded.strategy.account.pk == signal.strategy.account_id
-    assert claimed
-    assert (loaded.status, loaded.attempts) == (Signal.Status.ACCEPTED, 0)  # before the claim
+        assert loaded.signal.strategy.account.pk == signal.strategy.account_id
+    assert loaded.claimed
     row = Signal.objects.get(pk=signal.pk)
     assert (row.status, row.attempts, row.lease_until) == (Signal.Status.PROCESSING, 1, now + timedelta(seconds=60))
-    assert hotpath.signal_load_and_claim(signal_id=signal.pk + 1000, now=now, lease_until=now) == (None, False)
-
-
-def test_claim_is_fenced_by_attempts_and_respects_a_live_lease():
-    signal = SignalFactory()
-    stale = hotpath.signal_for_execution(signal.pk)
-    fresh = hotpath.signal_for_execution(signal.pk)
-    assert signal_claim(fresh)
-    assert not signal_claim(stale)  # a duplicated task read attempts=0: refused
-    again = hotpath.signal_for_execution(signal.pk)
-    assert not signal_claim(again)  # processing with a live lease
-    Signal.objects.filter(pk=signal.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
-    assert signal_claim(hotpath.signal_for_execution(signal.pk))  # expired lease: taken over
-    assert Signal.objects.get(pk=signal.pk).attempts == 2
+    assert row.lease_owner == "host|1|2|3"
+    ours = loaded.signal
+    assert (ours.status, ours.attempts, ours.lease_until, ours.lease_owner) == (
+        row.status,
+        row.attempts,
+        row.lease_until,
+        row.lease_owner,
+    )
+    assert statements.signal_claim(signal_id=signal.pk + 1000, now=now, lease_until=now, owner="x") is None
+    again = statements.signal_claim(signal_id=signal.pk, now=now, lease_until=now, owner="x")
+    assert not again.claimed and again.signal.attempts == 1  # a duplicated task: the lease is live
 
 
 def test_order_claim_only_while_the_run_owns_the_signal():
     signal = SignalFactory(status=Signal.Status.PROCESSING, attempts=2)
     order = OrderFactory(signal=signal)
-    owner = hotpath.signal_for_execution(signal.pk)
-    taken_over = hotpath.signal_for_execution(signal.pk)
-    taken_over.attempts = 1  # what a worker whose lease ran out still believes
     now = timezone.now()
-    assert not hotpath.order_claim_for_send(order_id=order.pk, signal=taken_over, now=now)
-    assert hotpath.order_claim_for_send(order_id=order.pk, signal=owner, now=now)
-    assert not hotpath.order_claim_for_send(order_id=order.pk, signal=owner, now=now)  # no longer pending
+    # token 1: what a worker whose lease ran out still believes; the owner's token is 2
+    assert not statements.order_claim_for_send(order_id=order.pk, signal_id=signal.pk, token=1, now=now)
+    assert statements.order_claim_for_send(order_id=order.pk, signal_id=signal.pk, token=2, now=now)
+    assert not statements.order_claim_for_send(order_id=order.pk, signal_id=signal.pk, token=2, now=now)  # sent
     order.refresh_from_db()
     assert (order.status, order.submit_count, order.submitted_at) == (Order.Status.SUBMITTING, 1, now)
 
@@ -205,7 +188,7 @@ def test_strategy_positions_are_the_non_zero_ones_of_this_strategy_and_account()
     Position.objects.create(account=strategy.account, strategy=strategy, symbol="ETH/USDT:USDT", qty=Decimal("0"))
     Position.objects.create(account=strategy.account, strategy=strategy, symbol="SOL/USDT:USDT", qty=Decimal("-2"))
     Position.objects.create(account=strategy.account, strategy=other, symbol="XRP/USDT:USDT", qty=Decimal("9"))
-    assert hotpath.strategy_positions(account_id=strategy.account_id, strategy_id=strategy.pk) == {
+    assert statements.strategy_positions(account_id=strategy.account_id, strategy_id=strategy.pk) == {
         "BTC/USDT:USDT": Decimal("0.5"),
         "SOL/USDT:USDT": Decimal("-2"),
     }
@@ -239,7 +222,7 @@ def test_orders_insert_writes_what_the_orm_would_and_keeps_the_unique_legs():
     def leg(n: int, **extra) -> Order:
         return planned_leg(signal, n, **extra)
 
-    made = hotpath.orders_insert([leg(1), leg(2)])
+    made = statements.orders_insert([leg(1), leg(2)])
     assert [o.leg for o in made] == [1, 2] and all(o.pk and not o._state.adding for o in made)
     row = Order.objects.get(pk=made[0].pk)
     assert (row.signal_id, row.leg, row.status, row.reduce_only, row.replies) == (signal.pk, 1, "pending", True, [])
@@ -252,7 +235,7 @@ def test_orders_insert_writes_what_the_orm_would_and_keeps_the_unique_legs():
     assert row.created_at is not None and row.updated_at is not None
     assert Order.objects.get(pk=made[1].pk).purpose == Order.Purpose.OPEN
     with pytest.raises(IntegrityError), transaction.atomic():
-        hotpath.orders_insert([leg(2)])  # the same leg of the same signal twice: refused
+        statements.orders_insert([leg(2)])  # the same leg of the same signal twice: refused
 
 
 ROW_FIELDS = [f.attname for f in Order._meta.concrete_fields if f.attname not in ("id", "signal_id", "client_order_id")]
@@ -264,9 +247,7 @@ def test_first_send_writes_the_legs_with_the_first_claimed_only_while_the_run_ow
     (nothing written) once the run no longer owns the signal. Apart from the first leg's
     claim, the rows are what the plain insert writes, typed NULLs and all."""
     signal = SignalFactory(status=Signal.Status.PROCESSING, attempts=2)
-    owner = hotpath.signal_for_execution(signal.pk)
-    taken_over = hotpath.signal_for_execution(signal.pk)
-    taken_over.attempts = 1  # what a worker whose lease ran out still believes
+    owner, taken_over = 2, 1  # fencing tokens: the owner's, and a worker's whose lease ran out
     now = timezone.now()
 
     def legs() -> list[Order]:
@@ -274,22 +255,24 @@ def test_first_send_writes_the_legs_with_the_first_claimed_only_while_the_run_ow
         return [planned_leg(signal, 1), planned_leg(signal, 2, order_type="market", limit_price=None)]
 
     refused = legs()
-    assert not hotpath.orders_insert_sending_first(orders=refused, signal=taken_over, now=now)
+    assert not statements.orders_insert_sending_first(orders=refused, signal_id=signal.pk, token=taken_over, now=now)
     assert not Order.objects.filter(signal=signal).exists()
     assert [(o.pk, o.status, o.submit_count) for o in refused] == [(None, "pending", 0), (None, "pending", 0)]
     Signal.objects.filter(pk=signal.pk).update(status=Signal.Status.EXECUTED)
-    assert not hotpath.orders_insert_sending_first(orders=legs(), signal=owner, now=now)  # finished meanwhile
+    assert not statements.orders_insert_sending_first(orders=legs(), signal_id=signal.pk, token=owner, now=now)  # done
     Signal.objects.filter(pk=signal.pk).update(status=Signal.Status.PROCESSING)
 
     made = legs()
-    assert hotpath.orders_insert_sending_first(orders=made, signal=owner, now=now)
+    assert statements.orders_insert_sending_first(orders=made, signal_id=signal.pk, token=owner, now=now)
     first, second = (Order.objects.get(pk=o.pk) for o in made)
     assert (first.leg, first.status, first.submit_count, first.submitted_at) == (1, "submitting", 1, now)
     assert (second.leg, second.status, second.submit_count, second.submitted_at) == (2, "pending", 0, None)
     assert second.limit_price is None and second.requested_qty == Decimal("0.015")
 
     other = SignalFactory(strategy=signal.strategy)
-    plain = hotpath.orders_insert([planned_leg(other, 1), planned_leg(other, 2, order_type="market", limit_price=None)])
+    plain = statements.orders_insert(
+        [planned_leg(other, 1), planned_leg(other, 2, order_type="market", limit_price=None)]
+    )
     plain_rows = [Order.objects.get(pk=o.pk) for o in plain]
     plain_rows[0].status, plain_rows[0].submit_count, plain_rows[0].submitted_at = "submitting", 1, now
     skip = {"created_at", "updated_at"}
@@ -304,10 +287,9 @@ def test_conditional_insert_refuses_an_over_long_value_instead_of_cutting_it():
     from django.db import DataError, transaction
 
     signal = SignalFactory(status=Signal.Status.PROCESSING, attempts=1)
-    owner = hotpath.signal_for_execution(signal.pk)
     with pytest.raises(DataError), transaction.atomic():
-        hotpath.orders_insert_sending_first(
-            orders=[planned_leg(signal, 1, client_order_id="x" * 200)], signal=owner, now=timezone.now()
+        statements.orders_insert_sending_first(
+            orders=[planned_leg(signal, 1, client_order_id="x" * 200)], signal_id=signal.pk, token=1, now=timezone.now()
         )
     assert not Order.objects.filter(signal=signal).exists()
 
@@ -323,12 +305,12 @@ def test_one_statement_claim_brings_the_strategys_positions_exactly():
     Position.objects.create(account=strategy.account, strategy=strategy, symbol="ETH/USDT:USDT", qty=Decimal("0"))
     Position.objects.create(account=strategy.account, strategy=other, symbol="SOL/USDT:USDT", qty=Decimal("5"))
     now = timezone.now()
-    loaded, claimed = hotpath.signal_load_and_claim(signal_id=signal.pk, now=now, lease_until=now)
-    assert claimed
-    assert loaded._positions == {"BTC/USDT:USDT": Decimal("0.123456789012")}
-    assert loaded._positions == hotpath.strategy_positions(account_id=strategy.account_id, strategy_id=strategy.pk)
+    loaded = statements.signal_claim(signal_id=signal.pk, now=now, lease_until=now, owner="x")
+    assert loaded.claimed
+    assert loaded.positions == {"BTC/USDT:USDT": Decimal("0.123456789012")}
+    assert loaded.positions == statements.strategy_positions(account_id=strategy.account_id, strategy_id=strategy.pk)
     flat = SignalFactory()
-    assert hotpath.signal_load_and_claim(signal_id=flat.pk, now=now, lease_until=now)[0]._positions == {}
+    assert statements.signal_claim(signal_id=flat.pk, now=now, lease_until=now, owner="x").positions == {}
 
 
 def test_inserts_fall_back_to_the_orm_where_the_database_cannot_return_ids(monkeypatch):

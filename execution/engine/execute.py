@@ -1,0 +1,235 @@
+"""Execute: one run of one signal through the stages, in order.
+
+    claim ──► halt check ──► plan (legs, leverage) ──► send each leg ──► follow ──► finish
+    (claim)   (send.halt_reason)  (plan)               (send)          (follow)    (claim.finish)
+
+1. Claim the signal (claim.claim): a redelivered or duplicated task does nothing, and a
+   signal waits while an earlier one of its market is pending.
+2. Re-check the kill switches, plan the legs, and write one `Order` row per leg with its
+   deterministic client order id (unique per account in the database) — on PostgreSQL the
+   first leg's send writes them, in the statement that claims it.
+3. Only then talk to the exchange, outside any transaction (send).
+4. Follow each acknowledged order to a final state (follow), recording fills (ledger).
+5. Finish the signal (claim.finish) and wake the next one waiting behind it.
+A worker that dies mid-way leaves the signal PROCESSING with a lease; when the lease
+expires the sweeper re-queues it and the next run resumes each order where it stood.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.db import connection
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from execution.exchanges import GatewayError, Misconfigured, gateway_for
+from execution.models import Order
+from signals import outbox
+from signals.models import Signal
+from strategies.validation import strategy_settings_errors
+
+from . import claim as claims
+from . import send, statements
+from .claim import LeaseLost, extend_lease, finish, leave_for_later
+from .follow import order_follow
+from .plan import NothingToDo, PlanError, legs_as_orders, signal_plan
+from .run import RetryLater, Run
+
+logger = logging.getLogger("tvtrader.execution")
+
+# What a run does when its first sends are done and orders are still open: hand itself to
+# a follower (the worker's choice), or None to follow here.
+Handoff = Callable[[Run, list[Order]], None]
+
+
+def execute(signal_id: int, *, follow_in_background: bool = False, handoff: Handoff | None = None, phase=None) -> None:
+    """Claim `signal_id` and run it. A worker passes `handoff`: a first run then only sends,
+    and gives its open orders to `handoff` to follow."""
+    run = claims.claim(signal_id)
+    if run is None:
+        return
+    run.follow_in_background = follow_in_background and handoff is not None
+    run.send_phase = phase
+    if not run.first:
+        run.end_send_phase()  # a resumed run follows (a resend after "never received" is rare)
+    run_stages(run, handoff)
+
+
+def run_stages(run: Run, handoff: Handoff | None = None) -> None:
+    """Take a claimed run as far as it goes now; whatever happens, never leave it half-way
+    without a lease (the sweeper's way back) or a final status."""
+    try:
+        _stages(run, handoff)
+    except LeaseLost:
+        logger.warning(run.log("signal_lease_lost", note="another worker owns it now; stopping"))
+        return
+    except RetryLater as exc:
+        leave_for_later(run, 15)
+        logger.warning(run.log("signal_retry_later", reason=str(exc)[:200]))
+        return
+    except Exception as exc:
+        logger.exception(run.log("signal_execution_error", error=type(exc).__name__))
+        in_flight = run.signal.orders.exclude(status__in=[*Order.TERMINAL_STATUSES, Order.Status.PENDING]).exists()
+        if in_flight:
+            # An order may be at the exchange: keep the signal for the sweeper to resume.
+            leave_for_later(run, 15)
+        else:
+            finish(run, Signal.Status.FAILED, f"internal error during execution: {type(exc).__name__}: {exc}")
+    finally:
+        if not run.handed_off:  # else the follower's run ends it
+            run.signal.refresh_from_db(fields=["status"])
+            if run.signal.is_terminal:
+                outbox.wake_next(run.signal)
+
+
+def _stages(run: Run, handoff: Handoff | None) -> None:
+    signal, strategy, account = run.signal, run.strategy, run.account
+    reason = send.halt_reason(run)
+    if reason:
+        signal.orders.filter(status=Order.Status.PENDING).update(status=Order.Status.CANCELLED, reason=reason)
+        if run.first or not signal.orders.exclude(status__in=Order.TERMINAL_STATUSES).exists():
+            finish(run, Signal.Status.BLOCKED, reason)
+            return
+    if account is None:
+        finish(run, Signal.Status.FAILED, "this strategy has no exchange account configured")
+        return
+    try:
+        gateway = gateway_for(account, paper=signal.is_test)
+    except Misconfigured as exc:
+        finish(run, Signal.Status.FAILED, f"account {account.label}: {exc}")
+        return
+    run.gateway = gateway
+
+    # Orders exist only after a first claim; the first run has none to look for.
+    orders = [] if run.first else list(signal.orders.order_by("leg"))
+    if not orders:
+        problems = strategy_settings_errors(strategy)
+        if problems:
+            # Settings written around the validator (e.g. straight into the database).
+            finish(run, Signal.Status.FAILED, "strategy settings refused: " + "; ".join(problems.values()))
+            return
+        try:
+            legs = signal_plan(
+                signal=signal,
+                strategy=strategy,
+                account=account,
+                gateway=gateway,
+                positions=run.positions if run.book_positions else {},
+            )
+        except NothingToDo as exc:
+            finish(run, Signal.Status.SKIPPED, f"nothing to do: {exc}")
+            return
+        except (PlanError, Misconfigured, ValueError) as exc:
+            finish(run, Signal.Status.FAILED, str(exc))
+            return
+        orders = legs_as_orders(signal=signal, strategy=strategy, account=account, legs=legs)
+        logger.info(
+            run.log(
+                "orders_planned",
+                legs=";".join(f"{o.side} {o.requested_qty.normalize()} {o.symbol} {o.order_type}" for o in orders),
+            )
+        )
+        # On PostgreSQL the legs of a first run are written by the first leg's send, in the
+        # statement that claims it (see send.order_submit); elsewhere now.
+        if run.first and connection.vendor == "postgresql":
+            run.unsaved_legs = orders
+        else:
+            statements.orders_insert(orders)
+        extend_lease(run)
+        if strategy.leverage and any(o.purpose == Order.Purpose.OPEN for o in orders):
+            send.legs_save_pending(run)  # written before anything is said to the exchange
+            for symbol in {o.symbol for o in orders}:
+                try:
+                    gateway.set_leverage(symbol=symbol, leverage=int(strategy.leverage))
+                except GatewayError as exc:
+                    # Trading at whatever leverage the exchange has set is not what the
+                    # trader configured: refuse, before anything is sent.
+                    reason = f"could not set leverage {strategy.leverage}x on {symbol}: {exc}"
+                    signal.orders.filter(status=Order.Status.PENDING).update(
+                        status=Order.Status.CANCELLED, reason=f"not sent: {reason}", closed_at=timezone.now()
+                    )
+                    finish(run, Signal.Status.FAILED, reason)
+                    return
+
+    previous: Order | None = None
+    for order in orders:
+        if previous is not None and previous.purpose == Order.Purpose.CLOSE and order.purpose == Order.Purpose.OPEN:
+            if not previous.is_terminal:
+                break  # the close is still being resolved: the open leg waits for the next run
+            if previous.status != Order.Status.FILLED:
+                Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
+                    status=Order.Status.CANCELLED,
+                    reason="not sent: the closing leg before it did not fill",
+                    closed_at=timezone.now(),
+                )
+                order.refresh_from_db()
+        follow = not (run.first and run.follow_in_background)
+        if _order_drive(run, gateway, order, fresh=order.status == Order.Status.PENDING, follow=follow) == "later":
+            run.end_send_phase()
+            extend_lease(run)  # only if the last renewal is a while ago: the claim set a fresh lease
+            run.handed_off = True
+            handoff(run, orders)
+            return
+        order.refresh_from_db()
+        previous = order
+
+    orders = list(signal.orders.order_by("leg"))
+    if any(not o.is_terminal for o in orders):
+        # Still open or unresolved: the sweeper brings this signal back when the lease ends.
+        logger.info(
+            run.log("signal_waiting_on_orders", orders=",".join(f"{o.client_order_id}:{o.status}" for o in orders))
+        )
+        return
+    finish_from_orders(run, orders)
+
+
+def _order_drive(run: Run, gateway, order: Order, *, fresh: bool, follow: bool) -> str:
+    """Take an order as far as this run can. Returns "later" when it is acknowledged and
+    open and `follow` is False (a worker's first run, which only sends)."""
+    for _ in range(send.MAX_SUBMITS * 3):
+        if not fresh:
+            order.refresh_from_db()
+        fresh = False
+        if order.is_terminal:
+            return "done"
+        if order.status == Order.Status.PENDING:
+            reply = send.order_submit(run, gateway, order, defer_reply=not follow)
+            if reply is not None:
+                run.pending_reply = reply
+                return "later"
+        elif order.status in (Order.Status.SUBMITTING, Order.Status.UNKNOWN):
+            if not send.order_resolve(run, gateway, order):
+                return "unknown"  # still unknown: left for a later run
+        elif order.status in (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED):
+            if not follow:
+                return "later"
+            order_follow(run, gateway, order)
+            return "followed"
+    return "gave_up"
+
+
+def finish_from_orders(run: Run, orders: list[Order]) -> None:
+    fills = [o for o in orders if o.filled_qty > 0]
+    first = min((o.first_fill_at for o in fills if o.first_fill_at), default=None)
+    last = max((o.last_fill_at for o in fills if o.last_fill_at), default=None)
+    Signal.objects.filter(pk=run.pk).update(first_fill_at=Coalesce(F("first_fill_at"), first), filled_at=last)
+    if orders and all(o.status == Order.Status.FILLED for o in orders):
+        finish(run, Signal.Status.EXECUTED)
+    elif fills:
+        reasons = "; ".join(
+            f"leg {o.leg}: {o.get_status_display().lower()}" + (f" ({o.reason})" if o.reason else "")
+            for o in orders
+            if o.status != Order.Status.FILLED
+        )
+        finish(run, Signal.Status.PARTIAL, f"partly executed: {reasons}")
+    else:
+        reasons = "; ".join(o.reason for o in orders if o.reason) or "no order filled"
+        never_sent = all(o.submit_count == 0 for o in orders)
+        if never_sent and any(o.status == Order.Status.CANCELLED and "blocked" in o.reason for o in orders):
+            # A kill switch engaged after the claim stopped every leg before it left.
+            finish(run, Signal.Status.BLOCKED, reasons)
+        else:
+            finish(run, Signal.Status.FAILED, reasons if never_sent else f"order rejected: {reasons}")

@@ -1,0 +1,272 @@
+"""Send: one order to the venue, exactly once, and what to do when the answer is unclear.
+
+An order is claimed (PENDING → SUBMITTING, only while the run owns the signal) inside the
+gateway's `before_send` hook, right after a rate-limit slot is taken and right before the
+request is signed and sent, so nothing slow sits between the slot and the venue. The
+outcome is recorded: acknowledged (the ledger applies the reply), rejected (once, with the
+venue's reason), or unknown (timeout, 5xx, dropped connection) — an unknown order is
+resolved by looking it up by its client order id, and resent with the same id only once
+the venue has kept saying "not found" past a grace period. Never a blind retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from execution import events
+from execution.exchanges import Gateway, GatewayError, Misconfigured, OrderRejected, SendAborted
+from execution.models import Order
+from execution.ratelimit import order_slot_acquire, slot_is_fresh
+from signals.models import Signal
+from strategies.halts import strategy_halt_reason
+from strategies.models import TradingControl
+
+from . import ledger, statements
+from .claim import LeaseLost, extend_lease, leave_for_later, owned
+from .run import RetryLater, Run
+
+logger = logging.getLogger("tvtrader.execution")
+
+MAX_SUBMITS = 3
+RESOLVE_BACKOFF = (0.1, 0.25, 0.5, 1, 1, 2, 2, 3, 3, 5)
+
+
+def halt_reason(run: Run, *, fresh: bool = False) -> str:
+    """The kill-switch rule (strategies.halts) for this run, from the switches read with the
+    claim, or read again when `fresh`. Prefixed for the trader: this is the engine speaking."""
+    strategy, account = run.strategy, run.account
+    if fresh:
+        strategy.refresh_from_db(fields=["halted", "enabled"])
+        if account is not None:
+            account.refresh_from_db(fields=["halted"])
+        run.global_halted = TradingControl.is_halted()
+    flatten = run.signal.origin == Signal.Origin.FLATTEN and run.signal.action == "close_all"
+    reason = strategy_halt_reason(strategy, global_halted=run.global_halted, operator_flatten=flatten)
+    return f"blocked at execution: {reason}" if reason else ""
+
+
+def legs_save_pending(run: Run) -> None:
+    """Write legs planned but not written yet (see execute) as PENDING: every path that ends
+    without the first send writing them leaves them on record all the same."""
+    if run.unsaved_legs:
+        legs, run.unsaved_legs = run.unsaved_legs, None
+        statements.orders_insert(legs)
+
+
+def switches_recheck(run: Run, order: Order) -> bool:
+    """Read the kill switches again; cancel `order` (never sent) and return True if engaged."""
+    legs_save_pending(run)
+    reason = halt_reason(run, fresh=True)
+    if reason:
+        Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
+            status=Order.Status.CANCELLED, reason=f"not sent: {reason}", closed_at=timezone.now()
+        )
+    return bool(reason)
+
+
+def order_submit(run: Run, gateway: Gateway, order: Order, *, defer_reply: bool = False):
+    """Send a PENDING order. With `defer_reply`, a successful reply is returned (order,
+    state, sent at, acknowledged at) for the caller to record later instead of recorded
+    here; every other outcome is recorded here."""
+    account = run.account if run.strategy.account_id == order.account_id else order.account
+    # The switches were read with the signal at claim time; read them again when time has
+    # passed since (a later leg, a resumed run), so a switch engaged meanwhile still holds.
+    if time.monotonic() - run.claimed_mono > 1.0 and switches_recheck(run, order):
+        return None
+    sent: dict[str, Any] = {}
+
+    def before_send() -> None:
+        """Runs inside the gateway right before the request is signed and sent: take a slot
+        in the venue account's shared rate bucket (keeping the lease alive while waiting),
+        then claim the order and check ownership in one statement. A crash after the claim
+        leaves the order SUBMITTING: resolved by lookup, never resent blindly."""
+        waited = time.monotonic()
+        while not order_slot_acquire(
+            bucket_key=account.rate_limit_key,
+            per_second=account.max_orders_per_second,
+            timeout=max(5.0, settings.SIGNAL_LEASE_SECONDS / 3),
+        ):
+            extend_lease(run, force=True)
+        if time.monotonic() - waited > 0.5:
+            extend_lease(run, force=True)
+            if switches_recheck(run, order):  # engaged while it waited: never sent
+                raise SendAborted("kill switch engaged while waiting for a rate-limit slot")
+        now = timezone.now()
+        if order.pk is None:
+            # The first leg of a first run: write the legs with this one claimed, in one
+            # statement that also proves this run still owns the signal.
+            legs, run.unsaved_legs = run.unsaved_legs, None
+            if not statements.orders_insert_sending_first(orders=legs, signal_id=run.pk, token=run.token, now=now):
+                raise LeaseLost(run.pk)
+            sent["at"] = now
+            _fresh_slot(account)
+            return
+        if not statements.order_claim_for_send(order_id=order.pk, signal_id=run.pk, token=run.token, now=now):
+            if not owned(run).exists():
+                raise LeaseLost(run.pk)
+            raise SendAborted("the order moved on meanwhile")
+        order.status, order.submit_count, order.submitted_at = Order.Status.SUBMITTING, order.submit_count + 1, now
+        sent["at"] = now
+        _fresh_slot(account)
+
+    def _fresh_slot(account) -> None:
+        """The claim's round trip stalled past the rate guard (a busy machine): take another
+        slot, so the request never leaves on a stale one (execution/ratelimit.py)."""
+        for _ in range(3):
+            if slot_is_fresh():
+                return
+            order_slot_acquire(bucket_key=account.rate_limit_key, per_second=account.max_orders_per_second, timeout=5)
+
+    try:
+        state = gateway.create_order(
+            symbol=order.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            qty=order.requested_qty,
+            price=order.limit_price,
+            reduce_only=order.reduce_only,
+            client_order_id=order.client_order_id,
+            signal_price=order.signal_price,
+            before_send=before_send,
+        )
+    except LeaseLost:
+        raise
+    except SendAborted as exc:
+        logger.info(run.log("order_not_sent", order=order.client_order_id, reason=str(exc)))
+        return None
+    except OrderRejected as exc:
+        if "at" not in sent:  # refused before anything left (e.g. ccxt's own checks)
+            legs_save_pending(run)
+            mark_rejected(run, order, str(exc))
+            return None
+        record_sent(run, order, sent["at"])
+        if order.submit_count > 1:
+            # A resend refused (e.g. "duplicate client id") may mean the first one landed.
+            mark_unknown(run, order, f"resend refused ({exc}); looking it up")
+            return None
+        mark_rejected(run, order, str(exc))
+        count_error(gateway, "rejected")
+        return None
+    except Misconfigured as exc:
+        legs_save_pending(run)
+        if "at" in sent:
+            record_sent(run, order, sent["at"])
+        mark_rejected(run, order, f"account or symbol misconfigured: {exc}")
+        count_error(gateway, "misconfigured")
+        return None
+    except GatewayError as exc:  # TemporaryError, RateLimited and anything unclassified
+        if "at" not in sent:
+            # Failed before the hook ran (e.g. markets could not be loaded): nothing was sent
+            # and the order is still PENDING; the sweeper brings the signal back.
+            legs_save_pending(run)
+            logger.warning(run.log("order_not_sent", order=order.client_order_id, reason=str(exc)[:200]))
+            raise RetryLater(str(exc)) from exc
+        record_sent(run, order, sent["at"])
+        mark_unknown(run, order, f"outcome unknown after: {exc}")
+        count_error(gateway, type(exc).__name__)
+        return None
+    if defer_reply:
+        # Recording the acknowledgement is the follower's first job (see worker).
+        return (order, state, sent["at"], timezone.now())
+    record_sent(run, order, sent["at"])
+    ledger.order_apply_state(order=order, state=state, book_positions=run.book_positions, reply=True)
+    return None
+
+
+def record_sent(run: Run, order: Order, sent_at) -> None:
+    Signal.objects.filter(pk=run.pk, sent_at__isnull=True).update(sent_at=sent_at)
+    logger.info(
+        run.log(
+            "order_sent",
+            order=order.client_order_id,
+            side=order.side,
+            qty=order.requested_qty.normalize(),
+            symbol=order.symbol,
+            type=order.order_type,
+            attempt=order.submit_count,
+        )
+    )
+
+
+def count_error(gateway: Gateway, kind: str) -> None:
+    events.emit(events.exchange_error, exchange=getattr(gateway, "name", "?"), kind=kind)
+
+
+def mark_rejected(run: Run, order: Order, reason: str) -> None:
+    Order.objects.filter(pk=order.pk).update(
+        status=Order.Status.REJECTED, reason=reason[:2000], closed_at=timezone.now()
+    )
+    logger.warning(run.log("order_rejected", order=order.client_order_id, reason=reason[:300]))
+
+
+def mark_unknown(run: Run, order: Order, reason: str) -> None:
+    Order.objects.filter(pk=order.pk).update(status=Order.Status.UNKNOWN, reason=reason[:2000])
+    logger.warning(run.log("order_unknown", order=order.client_order_id, reason=reason[:300]))
+
+
+def order_resolve(run: Run, gateway: Gateway, order: Order) -> bool:
+    """Find out what happened to an order whose creation had no clear answer. Returns True
+    when the order left UNKNOWN (found, or proven never received and reset to PENDING)."""
+    grace = settings.ORDER_NOT_FOUND_GRACE_SECONDS
+    if not gateway.client_id_always_unique:
+        # The venue would accept a reused id once the first order is no longer open, so
+        # "not found" must hold much longer before a resend is safe.
+        grace = max(grace * 6, 30.0)
+    for delay in RESOLVE_BACKOFF:
+        extend_lease(run)
+        Order.objects.filter(pk=order.pk).update(lookup_count=F("lookup_count") + 1)
+        try:
+            state = gateway.find_order(
+                symbol=order.symbol, client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id
+            )
+        except GatewayError as exc:
+            logger.info(run.log("order_lookup_failed", order=order.client_order_id, error=str(exc)[:200]))
+            time.sleep(delay)
+            continue
+        if state is not None:
+            logger.info(run.log("order_found", order=order.client_order_id, status=state.status))
+            ledger.order_apply_state(order=order, state=state, book_positions=run.book_positions)
+            return True
+        order.refresh_from_db()
+        since = (timezone.now() - order.submitted_at).total_seconds() if order.submitted_at else grace
+        if since >= grace:
+            if order.submit_count >= MAX_SUBMITS:
+                mark_rejected(run, order, f"the exchange never received this order after {order.submit_count} attempts")
+                return True
+            reset = Order.objects.filter(
+                pk=order.pk,
+                status__in=[Order.Status.UNKNOWN, Order.Status.SUBMITTING],
+                submitted_at__lte=timezone.now() - timedelta(seconds=grace),
+            ).update(
+                status=Order.Status.PENDING,
+                reason=f"not received by the exchange (not found for {since:.0f} s); "
+                "resending with the same client order id",
+            )
+            logger.warning(run.log("order_not_received", order=order.client_order_id, after_s=round(since, 1)))
+            return bool(reset)
+        time.sleep(min(delay, max(0.05, grace - since)))
+    # Still unknown: keep the signal leased briefly; the sweeper re-runs it. It keeps blocking
+    # the signals behind it (the order may well exist), so after a few runs say so loudly.
+    Order.objects.filter(pk=order.pk, status=Order.Status.SUBMITTING).update(status=Order.Status.UNKNOWN)
+    leave_for_later(run, 15)
+    order.refresh_from_db()
+    if run.token >= 4 and not order.reason.startswith("needs an operator"):
+        Order.objects.filter(pk=order.pk).update(
+            reason=f"needs an operator: still unknown after {run.token} runs ({order.reason})"[:2000]
+        )
+        events.emit(
+            events.order_needs_operator,
+            signal=run.signal,
+            order=order,
+            text=f"⚠️ {run.signal.strategy_key}: order {order.client_order_id} ({order.side} {order.symbol}) is "
+            f"still unknown at the exchange after {run.token} runs; later alerts for this market wait "
+            "behind it. Check the exchange, then run `manage.py reconcile`.",
+        )
+    return False

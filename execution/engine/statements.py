@@ -1,0 +1,299 @@
+"""The statements between a queued signal and its order reaching the exchange, as SQL.
+
+Through the ORM each of these cost 1.5–2 ms of Python (compiling the query, building model
+instances) against 0.1–0.2 ms in PostgreSQL; in the worker, where pool threads share one
+interpreter lock, that became 3–4 ms each and most of an alert's latency
+(docs/performance.md). Here the SQL is built once per process from the models' metadata, so a
+new field is picked up without editing this file, and PostgreSQL prepares each statement
+after a few uses. Values go through the same database converters the ORM applies, so the
+instances are exactly what a queryset would have built (tests/execution/test_statements.py
+compares them with the ORM's).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from execution.models import ExchangeAccount, Order, Position
+from signals.models import Signal
+from strategies.models import Strategy, TradingControl
+from tvtrader.fastsql import insert_returning_pk
+
+# Columns execution never reads on its way to the exchange: for people, not for orders.
+SIGNAL_SKIPPED = frozenset({"payload", "raw_body", "errors"})
+STRATEGY_SKIPPED = frozenset({"description"})
+
+
+def _columns(model, alias: str, skipped: frozenset[str] = frozenset()):
+    """(SQL select list, attnames, converters) for `model`'s concrete fields, in field
+    order (what `Model.from_db` expects)."""
+    quote = connection.ops.quote_name
+    fields = [f for f in model._meta.concrete_fields if f.name not in skipped]
+    converters = []
+    for field in fields:
+        column = field.get_col(alias)
+        found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        converters.append((column, found) if found else None)
+    select = ", ".join(f"{alias}.{quote(f.column)}" for f in fields)
+    return select, [f.attname for f in fields], converters
+
+
+def _build(model, attnames, converters, values):
+    values = list(values)
+    for i, conv in enumerate(converters):
+        if conv is not None:
+            column, functions = conv
+            for function in functions:
+                values[i] = function(values[i], column, connection)
+    return model.from_db(connection.alias, attnames, values)
+
+
+@dataclass
+class Loaded:
+    """A signal as the engine reads it: with its strategy and the strategy's account
+    attached, the global kill switch (read in the same statement: switches are never
+    cached), whether this statement's claim took, and, from the claim's snapshot on
+    PostgreSQL, the strategy's non-zero positions on its account."""
+
+    signal: Signal
+    global_halted: bool
+    claimed: bool = False
+    positions: dict[str, Decimal] | None = None
+
+
+@cache
+def _load_sql(vendor: str):
+    signal_cols = _columns(Signal, "s", SIGNAL_SKIPPED)
+    strategy_cols = _columns(Strategy, "st", STRATEGY_SKIPPED)
+    account_cols = _columns(ExchangeAccount, "a")
+    select = (
+        f"SELECT {signal_cols[0]}, {strategy_cols[0]}, {account_cols[0]},"
+        f" EXISTS (SELECT 1 FROM {TradingControl._meta.db_table} g WHERE g.id = 1 AND g.halted = %s)"
+    )
+    joins = (
+        f" FROM {Signal._meta.db_table} s"
+        f" LEFT JOIN {Strategy._meta.db_table} st ON st.id = s.strategy_id"
+        f" LEFT JOIN {ExchangeAccount._meta.db_table} a ON a.id = st.account_id"
+    )
+    return select, joins, signal_cols, strategy_cols, account_cols
+
+
+def _from_row(row) -> Loaded:
+    _, _, signal_cols, strategy_cols, account_cols = _load_sql(connection.vendor)
+    n_signal, n_strategy = len(signal_cols[1]), len(strategy_cols[1])
+    signal = _build(Signal, signal_cols[1], signal_cols[2], row[:n_signal])
+    strategy = None
+    if row[n_signal] is not None:  # the strategy's id
+        strategy = _build(Strategy, strategy_cols[1], strategy_cols[2], row[n_signal : n_signal + n_strategy])
+        account_values = row[n_signal + n_strategy : -1]
+        account = (
+            _build(ExchangeAccount, account_cols[1], account_cols[2], account_values)
+            if account_values[0] is not None
+            else None
+        )
+        Strategy._meta.get_field("account").set_cached_value(strategy, account)
+    Signal._meta.get_field("strategy").set_cached_value(signal, strategy)
+    return Loaded(signal=signal, global_halted=bool(row[-1]))
+
+
+def signal_load(signal_id: int) -> Loaded | None:
+    """The signal with its strategy and account, and the global switch. One round trip."""
+    select, joins, *_ = _load_sql(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{select}{joins} WHERE s.id = %s", [True, signal_id])
+        row = cursor.fetchone()
+    return None if row is None else _from_row(row)
+
+
+# --- the claim -----------------------------------------------------------------------------
+# One rule, written once, for both databases: a signal may be claimed when it is accepted
+# (or processing under an expired lease) and no earlier signal of its strategy is still
+# pending in the same market — with or without TradingView's `.P` — or is a close_all; a
+# close_all, and every signal of a strategy pinned to one symbol, waits for all of them.
+
+_MARKET = "(CASE WHEN upper(c.ticker) LIKE '%%.P' THEN substr(upper(c.ticker), 1, length(c.ticker) - 2) ELSE upper(c.ticker) END)"
+
+
+@cache
+def _claim_condition() -> str:
+    table = Signal._meta.db_table
+    return (
+        "c.id = %s AND cs.id = c.strategy_id"
+        " AND (c.status = %s OR (c.status = %s AND c.lease_until < %s))"
+        f" AND NOT EXISTS (SELECT 1 FROM {table} e WHERE e.strategy_id = c.strategy_id AND e.id < c.id"
+        " AND e.status IN (%s, %s)"
+        " AND (c.action = 'close_all' OR cs.symbol_override <> '' OR e.action = 'close_all'"
+        f" OR e.ticker IN ({_MARKET}, {_MARKET} || '.P')))"
+    )
+
+
+def _claim_params(*, signal_id: int, now: datetime) -> list[Any]:
+    return [signal_id, Signal.Status.ACCEPTED, Signal.Status.PROCESSING, now, *Signal.PENDING_STATUSES]
+
+
+@cache
+def _claim_update_sql() -> str:
+    table, strategies = Signal._meta.db_table, Strategy._meta.db_table
+    return (
+        f"UPDATE {table} AS c SET status = %s, started_at = COALESCE(c.started_at, %s),"
+        " attempts = c.attempts + 1, lease_until = %s, lease_owner = %s"
+        f" FROM {strategies} AS cs WHERE {_claim_condition()}"
+    )
+
+
+@cache
+def _load_and_claim_sql() -> str:
+    """PostgreSQL: claim and load in one statement (a data-modifying WITH). The SELECT reads
+    the snapshot from before the UPDATE: it returns the signal as it was, whether the claim
+    took, and the strategy's positions from the same snapshot as the claim's check — if an
+    earlier signal of the market reads finished there, its fills (committed before it
+    finished) are in these figures too. Quantities as text: exact decimals."""
+    select, joins, *_ = _load_sql(connection.vendor)
+    return (
+        f"WITH claimed AS ({_claim_update_sql()} RETURNING c.id)"
+        f" {select}, EXISTS (SELECT 1 FROM claimed),"
+        f" (SELECT json_agg(json_build_array(p.symbol, p.qty::text)) FROM {Position._meta.db_table} p"
+        "  WHERE p.account_id = st.account_id AND p.strategy_id = s.strategy_id AND p.qty <> 0)"
+        f"{joins} WHERE s.id = %s"
+    )
+
+
+def signal_claim(*, signal_id: int, now: datetime, lease_until: datetime, owner: str) -> Loaded | None:
+    """Claim the signal by the rule above and load it. `Loaded.claimed` says whether the claim
+    took; on success `Loaded.signal` is the signal as the claim left it (processing,
+    `attempts` = this run's fencing token). None when there is no such signal."""
+    claim = [Signal.Status.PROCESSING, now, lease_until, owner, *_claim_params(signal_id=signal_id, now=now)]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_load_and_claim_sql(), [*claim, True, signal_id])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        loaded = _from_row(row[:-2])
+        loaded.claimed = bool(row[-2])
+        positions = row[-1]
+        if isinstance(positions, str):
+            positions = json.loads(positions)
+        loaded.positions = {symbol: Decimal(qty) for symbol, qty in positions or []}
+        if loaded.claimed:  # the row as the claim left it
+            signal = loaded.signal
+            signal.status, signal.attempts, signal.lease_until = (
+                Signal.Status.PROCESSING,
+                signal.attempts + 1,
+                lease_until,
+            )
+            signal.started_at = signal.started_at or now
+            signal.lease_owner = owner
+        return loaded
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_update_sql(), claim)
+        claimed = cursor.rowcount == 1
+    loaded = signal_load(signal_id)
+    if loaded is not None:
+        loaded.claimed = claimed
+    return loaded
+
+
+# --- orders ---------------------------------------------------------------------------------
+
+
+@cache
+def _order_claim_sql(vendor: str) -> str:
+    return (
+        f"UPDATE {Order._meta.db_table} SET status = %s, submit_count = submit_count + 1, submitted_at = %s"
+        " WHERE id = %s AND status = %s"
+        f" AND EXISTS (SELECT 1 FROM {Signal._meta.db_table} s WHERE s.id = %s AND s.status = %s AND s.attempts = %s)"
+    )
+
+
+def order_claim_for_send(*, order_id: int, signal_id: int, token: int, now: datetime) -> bool:
+    """PENDING → SUBMITTING, only while the run holding fencing token `token` still owns the
+    signal."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _order_claim_sql(connection.vendor),
+            [Order.Status.SUBMITTING, now, order_id, Order.Status.PENDING, signal_id, Signal.Status.PROCESSING, token],
+        )
+        return cursor.rowcount == 1
+
+
+def orders_insert(orders: list[Order]) -> list[Order]:
+    """INSERT the planned legs in one statement (atomic on its own) and set their ids; the
+    unique constraints (client id per account, leg per signal) apply."""
+    return insert_returning_pk(orders)
+
+
+def orders_insert_sending_first(*, orders: list[Order], signal_id: int, token: int, now: datetime) -> bool:
+    """INSERT the planned legs with the first one already claimed to send (SUBMITTING, sent
+    once, at `now`), in one statement that writes them only while the run holding `token`
+    still owns the signal: a first send needs one round trip instead of two. PostgreSQL
+    only. Returns False, writing nothing, when the signal is not owned any more."""
+    first = orders[0]
+    first.status, first.submit_count, first.submitted_at = Order.Status.SUBMITTING, 1, now
+    condition = (
+        f"EXISTS (SELECT 1 FROM {Signal._meta.db_table} s WHERE s.id = %s AND s.status = %s AND s.attempts = %s)"
+    )
+    inserted = insert_returning_pk(orders, only_if=(condition, [signal_id, Signal.Status.PROCESSING, token]))
+    if not inserted:
+        first.status, first.submit_count, first.submitted_at = Order.Status.PENDING, 0, None
+    return bool(inserted)
+
+
+@cache
+def _positions_sql(vendor: str) -> str:
+    return f"SELECT symbol, qty FROM {Position._meta.db_table} WHERE account_id = %s AND strategy_id = %s AND qty <> 0"
+
+
+def strategy_positions(*, account_id: int, strategy_id: int) -> dict[str, Decimal]:
+    """This strategy's non-zero positions on the account, by symbol."""
+    column = Position._meta.get_field("qty").get_col("p")
+    converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_positions_sql(connection.vendor), [account_id, strategy_id])
+        rows = cursor.fetchall()
+    out = {}
+    for symbol, qty in rows:
+        for function in converters:
+            qty = function(qty, column, connection)
+        out[symbol] = qty
+    return out
+
+
+def warm(rounds: int = 6) -> None:
+    """Run every statement above on this thread's connection with ids that match nothing,
+    `rounds` times. The first use of a statement on a PostgreSQL connection loads the
+    server's catalog caches for its tables (~2.4 ms instead of ~1.1 ms), and psycopg
+    prepares it only after `DB_PREPARE_THRESHOLD` uses (then ~0.2 ms). A pool thread can go
+    dozens of alerts between two uses of its connection, so the worker warms them at start."""
+    now = timezone.now()
+    for _ in range(rounds):
+        signal_load(0)
+        signal_claim(signal_id=0, now=now, lease_until=now, owner="warm")
+        strategy_positions(account_id=0, strategy_id=0)
+        order_claim_for_send(order_id=0, signal_id=0, token=-1, now=now)
+        if connection.vendor == "postgresql":  # writes nothing: signal 0 does not exist
+            orders_insert_sending_first(orders=[_warm_order()], signal_id=0, token=-1, now=now)
+
+
+def _warm_order() -> Order:
+    return Order(
+        signal_id=0,
+        strategy_id=0,
+        account_id=0,
+        leg=1,
+        purpose=Order.Purpose.OPEN,
+        client_order_id="warm",
+        symbol="-",
+        side="buy",
+        order_type="market",
+        requested_qty=1,
+        signal_price=1,
+    )

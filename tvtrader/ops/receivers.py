@@ -1,0 +1,28 @@
+"""Notifications and metrics for what the engine reports (execution/events.py)."""
+
+from __future__ import annotations
+
+from django.dispatch import receiver
+
+from execution import events
+
+
+@receiver(events.signal_finished, dispatch_uid="ops.notify_signal_outcome")
+def _signal_finished(sender, *, signal, **_kwargs) -> None:
+    from .notifications import notify_signal_outcome
+
+    notify_signal_outcome(signal=signal)
+
+
+@receiver(events.exchange_error, dispatch_uid="ops.count_exchange_error")
+def _exchange_error(sender, *, exchange: str, kind: str, **_kwargs) -> None:
+    from .metrics import exchange_error_inc
+
+    exchange_error_inc(exchange, kind)
+
+
+@receiver(events.order_needs_operator, dispatch_uid="ops.notify_order_needs_operator")
+def _order_needs_operator(sender, *, signal, order, text: str, **_kwargs) -> None:
+    from .notifications import notification_send
+
+    notification_send(event="signal_failed", strategy=signal.strategy, text=text)
