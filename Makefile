@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint bench bench-intake bench-execution bench-admin emulator clean
+.PHONY: run test lint bench bench-intake bench-execution bench-streams bench-admin emulator clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tvtrader needs Python 3.11 or newer (set PYTHON=python3.12)")'
@@ -33,6 +33,10 @@ clean:
 
 bench-execution: $(VENV)/.installed
 	$(PY) bench/execution.py $(ARGS)
+
+# Order streams: market order over REST → fill known through the private WebSocket stream.
+bench-streams: $(VENV)/.installed
+	$(PY) bench/streams.py $(ARGS)
 
 emulator: $(VENV)/.installed
 	$(PY) -m emulator --port 8800

@@ -1,10 +1,14 @@
-"""Local HTTP emulator of the Bybit V5 and Binance USD-M REST APIs.
+"""Local HTTP emulator of the Bybit V5 and Binance USD-M REST APIs and private streams.
 
 Real ccxt talks to it over loopback HTTP with real request signatures, so
 tests and benchmarks exercise the production exchange code path. Faults
 (latency, timeouts after booking, 5xx, venue error codes, partial fills,
 eventual consistency, dropped connections) and per-account rate limits can be
-injected per request. Standard library only.
+injected per request. The same port serves each venue's private WebSocket
+order stream (:mod:`.streams`: Bybit ``/v5/private``, Binance's listenKey user
+data stream), pushed from the order engine at every order state change, with
+stream faults (``stream_drop``, ``stream_delay_ms``, ``stream_silent``).
+Standard library only.
 
 Typical use::
 
@@ -30,7 +34,10 @@ symbol, client_order_id, limit); ``GET orders``; ``POST price`` {symbol,
 price}; ``POST balance`` {amount, coin, account, venue}; ``POST position``
 {symbol, size, entry_price}; ``POST leverage``; ``POST rate_limit``
 {max_per_second}; ``GET rate_limit_violations``; ``POST fill_rest``
-{order_id | client_order_id}; ``POST clock`` {offset_ms}; ``POST market``.
+{order_id | client_order_id}; ``POST clock`` {offset_ms}; ``POST market``;
+``GET streams`` (open stream connections; filters venue, account);
+``POST streams/drop`` {venue, account}; ``POST streams/expire_listen_keys``
+{account}; ``POST streams/listen_key_ttl`` {seconds}.
 
 Run ``python -m emulator --help`` for the developer server. For
 benchmarks, prefer running it as that separate process: in-process, the

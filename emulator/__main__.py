@@ -20,7 +20,7 @@ from .server import ExchangeEmulator
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m emulator",
-        description="Local Bybit V5 + Binance USD-M REST emulator for ccxt.",
+        description="Local Bybit V5 + Binance USD-M REST and private-stream emulator for ccxt.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", type=int, default=8800, help="0 picks a free port")
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = secret if generated else "(as given on the command line)"
     print(f"Exchange emulator listening on {emu.url}", flush=True)
     print("  venues : Bybit V5 (/v5/...), Binance USD-M (/fapi/...)")
+    print(f"  streams: {emu.url.replace('http', 'ws')}/v5/private, /ws/<listenKey> (Binance user data)")
     print(f"  api key: {key}")
     print(f"  secret : {shown}")
     print(f"  admin  : {emu.url}/__emulator/health, /faults, /requests, /orders, /reset")

@@ -11,6 +11,9 @@ so ccxt maps them the way it does in production *provided* ccxt still sees the
 Semantics worth knowing: a ``newClientOrderId`` is rejected (-4116) only while
 an earlier order with that id is still open; a MARKET order created with
 ``newOrderRespType=RESULT`` comes back filled.
+
+``/fapi/v1/listenKey`` (POST/PUT/DELETE, API key header only) manages the
+user data stream's key; the stream itself is :mod:`emulator.streams.binance`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ BINANCE_MESSAGES = {
     -1102: "A mandatory parameter was not sent, was empty/null, or malformed.",
     -1111: "Precision is over the maximum defined for this asset.",
     -1121: "Invalid symbol.",
+    -1125: "This listenKey does not exist.",
     -2010: "NEW_ORDER_REJECTED",
     -2011: "Unknown order sent.",
     -2013: "Order does not exist.",
@@ -131,7 +135,9 @@ class BinanceVenue:
         self.engine = engine
         self.secret_for = secret_for
         self.check_recv_window = check_recv_window
-        # (method, path) -> (operation, signed?, handler)
+        # The user data stream's listenKeys (set by the server, shared with the stream).
+        self.listen_keys = None
+        # (method, path) -> (operation, signed? or "key": API key header only, handler)
         self.routes: dict[tuple[str, str], tuple[str, bool, Callable]] = {
             ("GET", "/fapi/v1/ping"): ("ping", False, self._ping),
             ("GET", "/fapi/v1/time"): ("time", False, self._time),
@@ -161,6 +167,9 @@ class BinanceVenue:
             ("GET", "/fapi/v2/account"): ("balance", True, self._account),
             ("POST", "/fapi/v1/leverage"): ("set_leverage", True, self._set_leverage),
             ("GET", "/fapi/v1/positionSide/dual"): ("account_info", True, self._dual),
+            ("POST", "/fapi/v1/listenKey"): ("listen_key_create", "key", self._listen_key),
+            ("PUT", "/fapi/v1/listenKey"): ("listen_key_keepalive", "key", self._listen_key),
+            ("DELETE", "/fapi/v1/listenKey"): ("listen_key_delete", "key", self._listen_key),
             # fetchCurrencies when credentials are set and has.fetchCurrencies
             # is left on; answered so that default options work, with no coins.
             ("GET", "/sapi/v1/capital/config/getall"): (
@@ -228,7 +237,12 @@ class BinanceVenue:
             return self.not_found()
         _, signed, handler = route
         acct = None
-        if signed:
+        if signed == "key":
+            key = req.header("x-mbx-apikey") or ""
+            if not key or self.secret_for(key) is None:
+                return self.error(-2014 if not key else -2015, outcome="auth:-2015")
+            acct = self.engine.account(self.name, key)
+        elif signed:
             denied = self._authenticate(req)
             if denied is not None:
                 return denied
@@ -416,6 +430,18 @@ class BinanceVenue:
 
     def _dual(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         return json_response(200, {"dualSidePosition": False})
+
+    def _listen_key(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+        keys = self.listen_keys
+        if keys is None:
+            return self.not_found()
+        if req.method == "POST":
+            return json_response(200, {"listenKey": keys.create(acct.key)})
+        if req.method == "PUT":
+            key = keys.keepalive(acct.key)
+            return json_response(200, {"listenKey": key}) if key else self.error(-1125)
+        keys.delete(acct.key)
+        return json_response(200, {})
 
     # -------------------------------------------------------------- orders
     def order_body(self, o: Order, *, ack: bool = False, with_time: bool = True) -> dict:

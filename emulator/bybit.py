@@ -20,7 +20,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
-from .engine import FINAL_STATUSES, OPEN_STATUSES, Account, Engine, Order, Reject
+from .engine import FINAL_STATUSES, OPEN_STATUSES, Account, Engine, Execution, Order, Reject
 from .markets import Market, fmt, step_decimals
 from .wire import BookingEffects, WireRequest, WireResponse, json_response
 
@@ -708,44 +708,44 @@ class BybitVenue:
         if end:
             execs = [e for e in execs if e.time_ms <= int(end)]
         execs = execs[: self._limit(p, 50, 100)]
-        rows = []
-        for e in execs:
-            mark = self.engine.markets[e.symbol].price
-            rows.append(
-                {
-                    "symbol": e.symbol,
-                    "orderId": e.order_id,
-                    "orderLinkId": e.client_order_id,
-                    "side": e.side,
-                    "orderPrice": fmt(e.order_price) if e.order_price is not None else "0",
-                    "orderQty": fmt(e.order_qty),
-                    "leavesQty": fmt(e.leaves_qty),
-                    "createType": "CreateByUser",
-                    "orderType": e.order_type,
-                    "stopOrderType": "",
-                    "execFee": fmt(e.fee),
-                    "execId": e.exec_id,
-                    "execPrice": fmt(e.price),
-                    "execQty": fmt(e.qty),
-                    "execType": "Trade",
-                    "execValue": fmt(e.value),
-                    "execTime": str(e.time_ms),
-                    "feeCurrency": e.fee_coin,
-                    "isMaker": e.is_maker,
-                    "feeRate": fmt(e.fee_rate),
-                    "tradeIv": "",
-                    "markIv": "",
-                    "markPrice": fmt(mark),
-                    "indexPrice": fmt(mark),
-                    "underlyingPrice": "",
-                    "blockTradeId": "",
-                    "closedSize": fmt(e.closed_size),
-                    "seq": e.seq,
-                    "extraFees": "",
-                }
-            )
+        rows = [self.execution_row(e) for e in execs]
         result = {"category": category, "list": rows, "nextPageCursor": ""}
         return json_response(200, self.envelope(result))
+
+    def execution_row(self, e: Execution) -> dict:
+        """A V5 execution-list item (the private stream's ``execution`` rows too)."""
+        mark = self.engine.markets[e.symbol].price
+        return {
+            "symbol": e.symbol,
+            "orderId": e.order_id,
+            "orderLinkId": e.client_order_id,
+            "side": e.side,
+            "orderPrice": fmt(e.order_price) if e.order_price is not None else "0",
+            "orderQty": fmt(e.order_qty),
+            "leavesQty": fmt(e.leaves_qty),
+            "createType": "CreateByUser",
+            "orderType": e.order_type,
+            "stopOrderType": "",
+            "execFee": fmt(e.fee),
+            "execId": e.exec_id,
+            "execPrice": fmt(e.price),
+            "execQty": fmt(e.qty),
+            "execType": "Trade",
+            "execValue": fmt(e.value),
+            "execTime": str(e.time_ms),
+            "feeCurrency": e.fee_coin,
+            "isMaker": e.is_maker,
+            "feeRate": fmt(e.fee_rate),
+            "tradeIv": "",
+            "markIv": "",
+            "markPrice": fmt(mark),
+            "indexPrice": fmt(mark),
+            "underlyingPrice": "",
+            "blockTradeId": "",
+            "closedSize": fmt(e.closed_size),
+            "seq": e.seq,
+            "extraFees": "",
+        }
 
     # ------------------------------------------------------------ positions
     def _positions(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:

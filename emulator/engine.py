@@ -12,21 +12,30 @@ Cancelled, PartiallyFilledCanceled); the Binance layer maps them.
 
 All amounts are :class:`~decimal.Decimal`. All public methods take the engine
 lock, so HTTP handler threads may call them concurrently.
+
+Every change of an order's state (booked, filled or partly filled, cancelled)
+is reported to the observers registered with :meth:`Engine.add_observer` as an
+:class:`OrderEvent`, synchronously and under the engine lock: that is what the
+private WebSocket streams (:mod:`emulator.streams`) push.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import re
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
 from .markets import Market, dec, default_markets
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FINAL_STATUSES",
@@ -35,6 +44,7 @@ __all__ = [
     "Engine",
     "Execution",
     "Order",
+    "OrderEvent",
     "Position",
     "Reject",
 ]
@@ -94,6 +104,12 @@ class Execution:
     closed_size: Decimal
     time_ms: int
     seq: int
+    # The order as this fill left it (what a stream push of this fill shows).
+    order_status: str = ""
+    realised_pnl: Decimal = Decimal(0)
+    cum_qty: Decimal = Decimal(0)
+    cum_value: Decimal = Decimal(0)
+    cum_fee: Decimal = Decimal(0)
 
 
 @dataclass
@@ -178,6 +194,23 @@ class Position:
 
 
 @dataclass
+class OrderEvent:
+    """One change of an order's state, handed to the engine's observers.
+
+    ``kind`` is ``"placed"`` (booked; ``executions`` holds the fills it took at
+    once, if any), ``"fill"`` (a later fill: a resting order crossed by the
+    price, or the rest of a partial fill) or ``"cancelled"``. Observers run
+    under the engine lock, so ``order`` and ``account`` are consistent while
+    they look; they must not block and must copy what they keep.
+    """
+
+    kind: str
+    account: Account
+    order: Order
+    executions: list[Execution]
+
+
+@dataclass
 class Account:
     """State of one API key on one venue."""
 
@@ -226,6 +259,26 @@ class Engine:
         self.ledger: list[Order] = []
         self._binance_ids = itertools.count(8_389_765_000_000_000)
         self._exec_seq = itertools.count(1)
+        self._observers: list[Callable[[OrderEvent], None]] = []
+
+    # -------------------------------------------------------------- observers
+    def add_observer(self, observer: Callable[[OrderEvent], None]) -> None:
+        """Call ``observer(event)`` on every order state change (under the lock)."""
+        with self.lock:
+            self._observers.append(observer)
+
+    def remove_observer(self, observer: Callable[[OrderEvent], None]) -> None:
+        with self.lock:
+            if observer in self._observers:
+                self._observers.remove(observer)
+
+    def _emit(self, kind: str, acct: Account, order: Order, executions: list[Execution]) -> None:
+        for observer in self._observers:
+            try:
+                observer(OrderEvent(kind, acct, order, executions))
+            except Exception:
+                # A stream bug must never break the REST answer that caused it.
+                log.exception("emulator: order observer failed on %s %s", kind, order.order_id)
 
     # ------------------------------------------------------------------ setup
     def now_ms(self) -> int:
@@ -277,8 +330,10 @@ class Engine:
                 if crosses:
                     acct = self.accounts[(order.venue, order.account)]
                     # A resting order fills at its own limit price, as maker.
-                    self._fill(acct, order, order.leaves_qty, order.price, True)
+                    execution = self._fill(acct, order, order.leaves_qty, order.price, True)
                     filled.append(order)
+                    if execution is not None:
+                        self._emit("fill", acct, order, [execution])
             return filled
 
     # ------------------------------------------------------------ rate limit
@@ -505,6 +560,7 @@ class Engine:
         if cid:
             acct.by_client_id.setdefault(cid, []).append(order)
         self.ledger.append(order)
+        fills_before = len(acct.executions)
 
         if post_only_cross:
             # Bybit books a crossing PostOnly order and cancels it at once.
@@ -518,6 +574,7 @@ class Engine:
                 fill_qty = min(base_qty, fill_qty)
             order.pending_qty = base_qty - fill_qty
             self._fill(acct, order, fill_qty, now_price, False)
+        self._emit("placed", acct, order, acct.executions[fills_before:])
         return order
 
     def _check_client_id(self, acct: Account, category: str, symbol: str, cid: str) -> None:
@@ -569,14 +626,14 @@ class Engine:
         if need > self.available(acct, "USDT"):
             raise Reject("insufficient", "available balance not enough")
 
-    def _fill(self, acct: Account, order: Order, qty: Decimal, price: Decimal, is_maker: bool) -> None:
+    def _fill(self, acct: Account, order: Order, qty: Decimal, price: Decimal, is_maker: bool) -> Execution | None:
         if qty <= 0:
-            return
+            return None
         market = self.markets[order.symbol]
         taker, maker = FEES[(acct.venue, order.category)]
         rate = maker if is_maker else taker
         value = qty * price
-        closed = Decimal(0)
+        closed = pnl = Decimal(0)
         if order.category == "spot":
             if order.side == "Buy":
                 fee, fee_coin = qty * rate, market.base
@@ -589,7 +646,7 @@ class Engine:
         else:
             fee, fee_coin = value * rate, market.quote
             self._credit(acct, market.quote, -fee)
-            closed = self._apply_position(acct, order.symbol, order.side, qty, price)
+            closed, pnl = self._apply_position(acct, order.symbol, order.side, qty, price)
         now_ms = self.now_ms()
         order.cum_qty += qty
         order.cum_value += value
@@ -601,41 +658,48 @@ class Engine:
         else:
             done = order.cum_qty >= order.qty
         order.status = "Filled" if done else "PartiallyFilled"
-        acct.executions.append(
-            Execution(
-                exec_id=str(uuid.uuid4()),
-                order_id=order.order_id,
-                client_order_id=order.client_order_id,
-                symbol=order.symbol,
-                category=order.category,
-                side=order.side,
-                order_type=order.order_type,
-                order_price=order.price,
-                order_qty=order.qty,
-                leaves_qty=order.leaves_qty,
-                price=price,
-                qty=qty,
-                value=value,
-                fee=fee,
-                fee_rate=rate,
-                fee_coin=fee_coin,
-                is_maker=is_maker,
-                closed_size=closed,
-                time_ms=now_ms,
-                seq=next(self._exec_seq),
-            )
+        execution = Execution(
+            exec_id=str(uuid.uuid4()),
+            order_id=order.order_id,
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            category=order.category,
+            side=order.side,
+            order_type=order.order_type,
+            order_price=order.price,
+            order_qty=order.qty,
+            leaves_qty=order.leaves_qty,
+            price=price,
+            qty=qty,
+            value=value,
+            fee=fee,
+            fee_rate=rate,
+            fee_coin=fee_coin,
+            is_maker=is_maker,
+            closed_size=closed,
+            time_ms=now_ms,
+            seq=next(self._exec_seq),
+            order_status=order.status,
+            realised_pnl=pnl,
+            cum_qty=order.cum_qty,
+            cum_value=order.cum_value,
+            cum_fee=order.cum_fee,
         )
+        acct.executions.append(execution)
+        return execution
 
     @staticmethod
     def _credit(acct: Account, coin: str, amount: Decimal) -> None:
         acct.balances[coin] = acct.balances.get(coin, Decimal(0)) + amount
 
-    def _apply_position(self, acct: Account, symbol: str, side: str, qty: Decimal, price: Decimal) -> Decimal:
-        """Update the one-way position; returns the closed size."""
+    def _apply_position(
+        self, acct: Account, symbol: str, side: str, qty: Decimal, price: Decimal
+    ) -> tuple[Decimal, Decimal]:
+        """Update the one-way position; returns the closed size and its realised P&L."""
         pos = acct.position(symbol)
         now_ms = self.now_ms()
         delta = qty if side == "Buy" else -qty
-        closed = Decimal(0)
+        closed = pnl = Decimal(0)
         if pos.size == 0 or (pos.size > 0) == (delta > 0):
             total = abs(pos.size) + qty
             pos.entry_price = (abs(pos.size) * pos.entry_price + qty * price) / total
@@ -658,7 +722,7 @@ class Engine:
                 pos.entry_price = price
                 pos.created_ms = now_ms
         pos.updated_ms = now_ms
-        return closed
+        return closed, pnl
 
     def fill_rest(self, order: Order) -> Order:
         """Fill the quantity a partial_fill fault held back, at the current price."""
@@ -667,7 +731,9 @@ class Engine:
                 acct = self.accounts[(order.venue, order.account)]
                 qty = order.pending_qty
                 order.pending_qty = Decimal(0)
-                self._fill(acct, order, qty, self.markets[order.symbol].price, False)
+                execution = self._fill(acct, order, qty, self.markets[order.symbol].price, False)
+                if execution is not None:
+                    self._emit("fill", acct, order, [execution])
             return order
 
     def cancel(
@@ -696,6 +762,7 @@ class Engine:
                 order.status = "Cancelled"
             order.pending_qty = Decimal(0)
             order.updated_ms = self.now_ms()
+            self._emit("cancelled", acct, order, [])
             return order
 
     # --------------------------------------------------------------- lookups

@@ -36,6 +36,27 @@ Actions and their parameters:
                               without any response, before or after
                               processing
 ============================  ===============================================
+
+The HTTP actions above also apply to a private stream's WebSocket handshake
+(operation ``stream_connect``): e.g. ``http_status`` refuses the connection,
+``drop_connection`` cuts it before the upgrade.
+
+Stream actions apply to what a private WebSocket stream sends (operation
+``stream_push`` for order/execution/position pushes, ``stream_reply`` for
+answers to the client: auth, subscribe, pong), never to HTTP requests:
+
+============================  ===============================================
+``stream_drop``               ``when`` ("before" | "after"): on the next
+                              matching push, cut the connection (no close
+                              frame) before or after sending it
+``stream_delay_ms``           ``ms``: hold matching pushes that long (the
+                              ones behind them wait too: one TCP stream)
+``stream_silent``             matching pushes are swallowed (each consumes
+                              ``count``); while the rule exists, the
+                              connection sends nothing at all - no replies,
+                              no pongs, not even to protocol pings: a stalled
+                              gateway whose socket stays open
+============================  ===============================================
 """
 
 from __future__ import annotations
@@ -44,9 +65,9 @@ import itertools
 import threading
 from dataclasses import asdict, dataclass, field, fields
 
-__all__ = ["ACTIONS", "FaultBook", "FaultRule", "RequestFacts"]
+__all__ = ["ACTIONS", "HTTP_ACTIONS", "STREAM_ACTIONS", "FaultBook", "FaultRule", "RequestFacts"]
 
-ACTIONS = frozenset(
+HTTP_ACTIONS = frozenset(
     {
         "latency_ms",
         "timeout_after_booking",
@@ -59,6 +80,8 @@ ACTIONS = frozenset(
         "drop_connection",
     }
 )
+STREAM_ACTIONS = frozenset({"stream_drop", "stream_delay_ms", "stream_silent"})
+ACTIONS = HTTP_ACTIONS | STREAM_ACTIONS
 
 _ids = itertools.count(1)
 
@@ -109,7 +132,7 @@ class FaultRule:
             raise ValueError("when must be 'before' or 'after'")
         if self.count is not None and self.count < 1:
             raise ValueError("count must be >= 1 or None (always)")
-        if self.action in ("latency_ms", "invisible_for_ms") and self.ms <= 0:
+        if self.action in ("latency_ms", "invisible_for_ms", "stream_delay_ms") and self.ms <= 0:
             raise ValueError(f"{self.action} needs ms > 0")
         if self.action == "timeout_after_booking" and self.ms <= 0 and not self.close:
             raise ValueError("timeout_after_booking needs ms > 0 or close=True")
@@ -175,13 +198,13 @@ class FaultBook:
         with self._lock:
             return list(self._rules)
 
-    def take(self, facts: RequestFacts) -> list[FaultRule]:
-        """Return the rules that apply to this request, consuming their count."""
+    def take(self, facts: RequestFacts, actions: frozenset[str] = HTTP_ACTIONS) -> list[FaultRule]:
+        """Return the rules of ``actions`` that apply to this request, consuming their count."""
         taken = []
         with self._lock:
             keep = []
             for rule in self._rules:
-                if rule.matches(facts):
+                if rule.action in actions and rule.matches(facts):
                     rule.hits += 1
                     taken.append(rule)
                     if rule.count is not None:
@@ -191,3 +214,8 @@ class FaultBook:
                 keep.append(rule)
             self._rules = keep
         return taken
+
+    def active(self, facts: RequestFacts, actions: frozenset[str]) -> list[FaultRule]:
+        """The rules of ``actions`` that match, without consuming anything."""
+        with self._lock:
+            return [r for r in self._rules if r.action in actions and r.matches(facts)]

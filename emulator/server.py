@@ -18,6 +18,9 @@ Design notes:
   taken the moment its request line was read, before any fault or parsing.
 * The ``/__emulator/...`` admin API (faults, state, request log) has no
   authentication, which is why the server only binds to loopback.
+* A WebSocket upgrade request is a private stream (:mod:`.streams`): its
+  handler thread then serves that connection until it closes. It is recorded
+  as operation ``stream_connect``, and HTTP faults apply to its handshake.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ from .bybit import BybitVenue
 from .engine import Account, Engine, Order, Position, Reject, normalize_symbol
 from .faults import FaultBook, FaultRule, RequestFacts
 from .markets import Market, dec
+from .streams import StreamHub
 from .wire import BookingEffects, WireRequest, WireResponse, json_response
+from .ws import is_upgrade
 
 __all__ = ["VENUES", "ExchangeEmulator", "RequestRecord"]
 
@@ -241,6 +246,11 @@ class ExchangeEmulator:
         self.bybit = BybitVenue(self.engine, self._secret_for, check_recv_window=check_recv_window)
         self.binance = BinanceVenue(self.engine, self._secret_for, check_recv_window=check_recv_window)
         self._faults = FaultBook()
+        # Private WebSocket streams, pushed from the engine's order events.
+        self.streams = StreamHub(
+            self.engine, self._faults, self._secret_for, {"bybit": self.bybit, "binance": self.binance}
+        )
+        self.binance.listen_keys = self.streams.binance.keys
         self._records: deque[RequestRecord] = deque(maxlen=max_records)
         self._records_lock = threading.Lock()
         self._seq = itertools.count(1)
@@ -271,6 +281,7 @@ class ExchangeEmulator:
             return
         self._stop.set()
         httpd.shutdown()
+        self.streams.stop()
         httpd.close_all_connections()
         httpd.server_close()
         if self._thread is not None:
@@ -518,8 +529,10 @@ class ExchangeEmulator:
 
     def reset(self) -> None:
         """Back to the initial state: markets and prices as constructed, no
-        orders, positions, balance changes, rate limits, clock skew, faults
-        or recorded requests. Accounts (keys and secrets) are kept."""
+        orders, positions, balance changes, rate limits, clock skew, faults,
+        recorded requests, stream connections (dropped) or listenKeys.
+        Accounts (keys and secrets) are kept."""
+        self.streams.reset()
         self.engine.reset()
         self.clear_faults()
         self.clear_requests()
@@ -534,6 +547,9 @@ class ExchangeEmulator:
 
     def _serve(self, h: _Handler) -> None:
         split = urlsplit(h.path)
+        if is_upgrade(h.headers) and not split.path.startswith("/__emulator"):
+            self._serve_stream(h, split)
+            return
         try:
             length = int(h.headers.get("Content-Length") or 0)
         except ValueError:
@@ -645,6 +661,43 @@ class ExchangeEmulator:
                 self._drop(h, record, f"{prefix}fault:drop_connection:after")
                 return
         self._finish(h, record, resp)
+
+    def _serve_stream(self, h: _Handler, split) -> None:
+        """A private stream's WebSocket upgrade: HTTP faults, then the stream hub."""
+        h.close_connection = True
+        stream = self.streams.venue_for(split.path)
+        venue = stream.venue if stream is not None else None
+        record = RequestRecord(
+            seq=next(self._seq),
+            recv_mono=h.recv_mono,
+            recv_wall=h.recv_wall,
+            method=h.command,
+            path=split.path,
+            query="",  # a listenKey is a credential: not logged
+            venue=venue,
+            operation="stream_connect",
+            host=h.headers.get("X-Forwarded-Host") or h.headers.get("Host"),
+        )
+        with self._records_lock:
+            self._records.append(record)
+        facts = RequestFacts(venue=venue, method=h.command, path=split.path, operation="stream_connect")
+        rules = self._faults.take(facts)
+        record.faults = [r.action for r in rules]
+        delay_ms = sum(r.ms for r in rules if r.action == "latency_ms")
+        if delay_ms > 0 and self._stop.wait(delay_ms / 1000.0):
+            self._drop(h, record, "stopped")
+            return
+        for rule in rules:
+            if rule.action == "drop_connection":
+                self._drop(h, record, "fault:drop_connection")
+                return
+            if rule.action in ("http_status", "http_5xx_before_booking"):
+                self._finish(h, record, self._fault_response(rule, self.bybit))
+                return
+        query = dict(parse_qsl(split.query))
+        refusal = self.streams.serve(h.connection, h.rfile, h.headers, split.path, query, record)
+        if refusal is not None:
+            self._finish(h, record, refusal)
 
     @staticmethod
     def _fault_response(rule: FaultRule, venue: BybitVenue | BinanceVenue) -> WireResponse:
@@ -760,6 +813,8 @@ class ExchangeEmulator:
             return ok([o.as_dict() for o in orders])
         if route == "rate_limit_violations" and method == "GET":
             return ok(self.rate_limit_violations(account=q.get("account"), venue=q.get("venue")))
+        if route == "streams" and method == "GET":
+            return ok([c.as_dict() for c in self.streams.connections(q.get("venue"), q.get("account"))])
         if method != "POST":
             return json_response(404, {"error": f"no admin route {method} {route}"}, code=None)
         target = {"account": data.get("account"), "venue": data.get("venue")}
@@ -787,4 +842,11 @@ class ExchangeEmulator:
         if route == "market":
             market = self.add_market(data.pop("base"), data.pop("price"), **data)
             return ok({"ok": True, "symbol": market.symbol})
+        if route == "streams/drop":
+            return ok({"ok": True, "dropped": self.streams.drop(**target)})
+        if route == "streams/expire_listen_keys":
+            return ok({"ok": True, "expired": self.streams.binance.keys.expire(data.get("account"))})
+        if route == "streams/listen_key_ttl":
+            self.streams.binance.keys.set_ttl(float(data["seconds"]))
+            return ok()
         return json_response(404, {"error": f"no admin route POST {route}"}, code=None)

@@ -267,6 +267,16 @@ class CcxtGateway(Gateway):
         """Load markets now (worker start-up), so no alert pays for it."""
         self._ensure_markets()
 
+    def client_config(self) -> dict[str, Any]:
+        """The ccxt constructor config of this account (credentials included): the order
+        stream (streams.py) builds its ccxt pro client from the same."""
+        return self._config()
+
+    def loaded_markets(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The account's markets and currencies as loaded here (loading them if needed)."""
+        primary = self._ensure_markets()
+        return primary.markets, primary.currencies or {}
+
     @contextmanager
     def _client(self):
         primary = self._ensure_markets()

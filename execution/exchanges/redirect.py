@@ -15,9 +15,15 @@ This is how a testnet-mode account can target the local exchange emulator
 (``python -m emulator``): create the ccxt instance as for
 production, then ``redirect_exchange(exchange, "http://127.0.0.1:8800")``.
 
-Only sync ccxt is supported (``ccxt.async_support`` uses aiohttp, not
-``requests``). Each redirected request carries ``X-Forwarded-Host`` with the
-host ccxt aimed at, which the emulator ignores but a proxy log may find useful.
+Each redirected request carries ``X-Forwarded-Host`` with the host ccxt aimed
+at, which the emulator ignores but a proxy log may find useful.
+
+Async ccxt (``ccxt.pro``, the private WebSocket streams) talks through aiohttp
+instead: :func:`redirect_session` builds an ``aiohttp.ClientSession`` whose
+client middleware does the same rewrite for ``https://`` requests (to the base
+URL's scheme) and ``wss://`` connections (to ``ws://`` for an ``http://``
+base), so the streams' URLs, listenKey requests and their signatures are the
+production ones too. Pass it as the exchange's ``session``.
 """
 
 from __future__ import annotations
@@ -27,18 +33,23 @@ from urllib.parse import urlsplit, urlunsplit
 
 from requests.adapters import HTTPAdapter
 
-__all__ = ["RedirectAdapter", "redirect_exchange"]
+__all__ = ["RedirectAdapter", "redirect_exchange", "redirect_session"]
+
+
+def _target(base_url: str):
+    target = urlsplit(base_url)
+    if target.scheme not in ("http", "https") or not target.netloc:
+        raise ValueError(f"base_url must be http(s)://host[:port], not {base_url!r}")
+    if target.path not in ("", "/"):
+        raise ValueError("base_url must not have a path; paths are kept as sent")
+    return target
 
 
 class RedirectAdapter(HTTPAdapter):
     """An ``HTTPAdapter`` that re-targets every request at ``base_url``."""
 
     def __init__(self, base_url: str, **kwargs: Any) -> None:
-        target = urlsplit(base_url)
-        if target.scheme not in ("http", "https") or not target.netloc:
-            raise ValueError(f"base_url must be http(s)://host[:port], not {base_url!r}")
-        if target.path not in ("", "/"):
-            raise ValueError("base_url must not have a path; paths are kept as sent")
+        target = _target(base_url)
         self.scheme = target.scheme
         self.netloc = target.netloc
         # A thread pool larger than requests' default of 10 connections, so
@@ -68,3 +79,25 @@ def redirect_exchange(exchange: Any, base_url: str, **adapter_kwargs: Any) -> An
         raise TypeError("redirect_exchange needs a sync ccxt exchange with a requests session")
     session.mount("https://", RedirectAdapter(base_url, **adapter_kwargs))
     return exchange
+
+
+def redirect_session(base_url: str) -> Any:
+    """An ``aiohttp.ClientSession`` sending ``https://`` and ``wss://`` traffic to
+    ``base_url`` (call it inside the event loop that will use it; the caller closes it)."""
+    import aiohttp
+    from yarl import URL
+
+    target = _target(base_url)
+    base = URL(base_url)
+    schemes = {"https": base.scheme, "wss": "ws" if base.scheme == "http" else "wss"}
+
+    async def redirect(request: Any, handler: Any) -> Any:
+        original = request.url
+        scheme = schemes.get(original.scheme)
+        if scheme is not None:
+            request.url = original.with_scheme(scheme).with_host(base.host).with_port(base.port)
+            request.headers["Host"] = target.netloc
+            request.headers["X-Forwarded-Host"] = original.host or ""
+        return await handler(request)
+
+    return aiohttp.ClientSession(middlewares=(redirect,))
