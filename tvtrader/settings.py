@@ -256,9 +256,16 @@ SIGNAL_LEASE_SECONDS = env.int("SIGNAL_LEASE_SECONDS", default=60)
 # slot and the request reaching the venue cannot put one order too many into the venue's
 # second (execution/ratelimit.py). Raise it when the venue is far away on a jittery network.
 ORDER_RATE_GUARD_MS = env.int("ORDER_RATE_GUARD_MS", default=50)
-# Threads per worker process that follow acknowledged orders to a final state, so the
-# Celery pool threads only send (docs/execution.md).
-EXECUTION_FOLLOW_THREADS = env.int("EXECUTION_FOLLOW_THREADS", default=16)
+# Threads per worker process that record what the exchange says about acknowledged orders
+# (from its stream, or a poll) and carry their runs on, so the Celery pool threads only send
+# (docs/execution.md). Each holds a database connection.
+EXECUTION_FOLLOW_THREADS = env.int("EXECUTION_FOLLOW_THREADS", default=4)
+# Arrival order under a stalled database (engine/statements.py): a signal whose commit lagged
+# its arrival by more than INTAKE_LAG_SECONDS waits until INTAKE_HOLD_SECONDS after its
+# arrival before it may run, so every alert that arrived before it has been recorded (or
+# refused) by then. The hold must exceed the webhook's answer deadline.
+INTAKE_LAG_SECONDS = env.float("INTAKE_LAG_SECONDS", default=0.5)
+INTAKE_HOLD_SECONDS = env.float("INTAKE_HOLD_SECONDS", default=2.5)
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", default=60)
 
 # --- Logging ---------------------------------------------------------------------------

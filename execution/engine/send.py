@@ -180,18 +180,31 @@ def order_submit(run: Run, gateway: Gateway, order: Order, *, defer_reply: bool 
     return None
 
 
+def reply_record(run: Run, reply) -> None:
+    """Record a deferred acknowledgement (order_submit with `defer_reply`). Until then the
+    order reads SUBMITTING, which a resumed run (after a crash) resolves by looking it up,
+    never by resending blindly."""
+    order, state, sent_at, acked_at = reply
+    record_sent(run, order, sent_at)
+    ledger.order_apply_state(order=order, state=state, book_positions=run.book_positions, reply=True, acked_at=acked_at)
+
+
 def record_sent(run: Run, order: Order, sent_at) -> None:
-    Signal.objects.filter(pk=run.pk, sent_at__isnull=True).update(sent_at=sent_at)
+    record_sent_for(signal_id=run.pk, strategy_key=run.signal.strategy_key, order=order, sent_at=sent_at)
+
+
+def record_sent_for(*, signal_id: int, strategy_key: str, order: Order, sent_at) -> None:
+    Signal.objects.filter(pk=signal_id, sent_at__isnull=True).update(sent_at=sent_at)
     logger.info(
-        run.log(
-            "order_sent",
-            order=order.client_order_id,
-            side=order.side,
-            qty=order.requested_qty.normalize(),
-            symbol=order.symbol,
-            type=order.order_type,
-            attempt=order.submit_count,
-        )
+        "event=order_sent strategy=%s signal=%s order=%s side=%s qty=%s symbol=%s type=%s attempt=%s",
+        strategy_key or "-",
+        signal_id,
+        order.client_order_id,
+        order.side,
+        order.requested_qty.normalize(),
+        order.symbol,
+        order.order_type,
+        order.submit_count,
     )
 
 
