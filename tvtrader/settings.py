@@ -235,7 +235,7 @@ CREDENTIALS_ENCRYPTION_KEYS = env.list("CREDENTIALS_ENCRYPTION_KEYS", default=[]
     _persisted_secret("credentials_key", lambda: Fernet.generate_key().decode())
 ]
 # Signals committed but not started after this many seconds are re-queued by the sweeper.
-SIGNAL_REQUEUE_AFTER_SECONDS = env.int("SIGNAL_REQUEUE_AFTER_SECONDS", default=15)
+SIGNAL_REQUEUE_AFTER_SECONDS = env.int("SIGNAL_REQUEUE_AFTER_SECONDS", default=10)
 # Execution. Exchange HTTP timeout; how long a lookup must keep saying "not found" before an
 # order whose creation failed ambiguously counts as never received (and is resent, once,
 # with the same client order id); how long a worker owns a signal before another may take
@@ -251,6 +251,9 @@ EXECUTION_QUEUE_PER_ACCOUNT = env.bool("EXECUTION_QUEUE_PER_ACCOUNT", default=Fa
 WORKER_PREWARM = env.int("WORKER_PREWARM", default=0)
 EXCHANGE_TIMEOUT_SECONDS = env.float("EXCHANGE_TIMEOUT_SECONDS", default=10.0)
 ORDER_NOT_FOUND_GRACE_SECONDS = env.float("ORDER_NOT_FOUND_GRACE_SECONDS", default=5.0)
+# The same on venues that accept a reused client order id once the first order is closed
+# (Binance): "not found" must hold much longer there before a resend is safe.
+ORDER_NOT_FOUND_GRACE_REUSABLE_ID_SECONDS = env.float("ORDER_NOT_FOUND_GRACE_REUSABLE_ID_SECONDS", default=30.0)
 SIGNAL_LEASE_SECONDS = env.int("SIGNAL_LEASE_SECONDS", default=60)
 # The order-rate bucket counts each second as 1 s + this guard, so jitter between taking a
 # slot and the request reaching the venue cannot put one order too many into the venue's

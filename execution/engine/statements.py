@@ -233,13 +233,44 @@ def _order_claim_sql(vendor: str) -> str:
     )
 
 
-def order_claim_for_send(*, order_id: int, signal_id: int, token: int, now: datetime) -> bool:
+def order_claim_for_send(*, order_id: int, signal_id: int, token: int, now: datetime, sends: int = 0) -> bool:
     """PENDING → SUBMITTING, only while the run holding fencing token `token` still owns the
     signal."""
     with connection.cursor() as cursor:
         cursor.execute(
             _order_claim_sql(connection.vendor),
             [Order.Status.SUBMITTING, now, order_id, Order.Status.PENDING, signal_id, Signal.Status.PROCESSING, token],
+        )
+        return cursor.rowcount == 1
+
+
+@cache
+def _order_resend_sql(vendor: str) -> str:
+    return (
+        f"UPDATE {Order._meta.db_table} SET status = %s, submit_count = submit_count + 1, submitted_at = %s,"
+        " reason = %s WHERE id = %s AND status IN (%s, %s) AND submit_count = %s"
+        f" AND EXISTS (SELECT 1 FROM {Signal._meta.db_table} s WHERE s.id = %s AND s.status = %s AND s.attempts = %s)"
+    )
+
+
+def order_claim_for_resend(*, order_id: int, signal_id: int, token: int, now: datetime, sends: int) -> bool:
+    """UNKNOWN/SUBMITTING → SUBMITTING again, one send more, only if nobody sent it since this
+    run read `sends` and the run holding `token` still owns the signal."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _order_resend_sql(connection.vendor),
+            [
+                Order.Status.SUBMITTING,
+                now,
+                "not received by the exchange; resent with the same client order id",
+                order_id,
+                Order.Status.UNKNOWN,
+                Order.Status.SUBMITTING,
+                sends,
+                signal_id,
+                Signal.Status.PROCESSING,
+                token,
+            ],
         )
         return cursor.rowcount == 1
 
