@@ -59,13 +59,15 @@ def account_reconcile(*, account: ExchangeAccount, fix: bool = False, actor: Any
         report.differences.append(Difference("account", account.label, "-", "-", f"cannot connect: {exc}"))
         return report
 
-    # 1. Orders whose fate we do not know, or think are still working.
+    # 1. Every order ever sent whose final state we do not have: unknown, being submitted,
+    #    open — and any still pending after a send. One being sent right now is the engine's.
     stale = timezone.now() - timezone.timedelta(seconds=30)
+    unsettled = [Order.Status.UNKNOWN, Order.Status.SUBMITTING, Order.Status.PENDING]
     pending = (
         Order.objects.filter(account=account)
         .filter(
-            # Only orders whose last send is well past: one being sent right now is the engine's.
             Q(status__in=[Order.Status.UNKNOWN, Order.Status.SUBMITTING], submitted_at__lt=stale)
+            | Q(status=Order.Status.PENDING, submit_count__gt=0, submitted_at__lt=stale)
             | Q(
                 status__in=[Order.Status.UNKNOWN, Order.Status.SUBMITTING],
                 submitted_at__isnull=True,
@@ -88,7 +90,7 @@ def account_reconcile(*, account: ExchangeAccount, fix: bool = False, actor: Any
             )
             continue
         if state is None:
-            if order.status in (Order.Status.UNKNOWN, Order.Status.SUBMITTING):
+            if order.status in unsettled:
                 diff = Difference(
                     "order",
                     order.client_order_id,

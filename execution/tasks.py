@@ -44,20 +44,64 @@ def reconcile() -> int:
 
 
 _warm_barrier: threading.Barrier | None = None
+_warm_lock = threading.Lock()
+_threads_to_warm = 0
+_threads_warmed = threading.Event()
+# Set once this worker is warm (markets loaded, streams started, pool threads prepared):
+# only then does it report itself alive, so /health never turns green on a cold worker.
+_ready = threading.Event()
 
 
 @shared_task(name="execution.warm_thread", ignore_result=True)
 def warm_thread(account_ids: list[int]) -> None:
     """Warm one pool thread (engine.worker.thread_warm)."""
+    global _threads_to_warm
     from .engine.worker import thread_warm
 
-    thread_warm(account_ids, _warm_barrier)
+    try:
+        thread_warm(account_ids, _warm_barrier)
+    finally:
+        with _warm_lock:
+            _threads_to_warm -= 1
+            if _threads_to_warm <= 0:
+                _threads_warmed.set()
+
+
+@shared_task(name="execution.heartbeat", ignore_result=True, time_limit=10)
+def heartbeat() -> None:
+    """Proves the broker, beat and a warm worker of this install are alive (read by /health)."""
+    if _ready.is_set():
+        _heartbeat_write()
+
+
+def _heartbeat_write() -> None:
+    import json
+    import time
+
+    from signals.selectors import HEARTBEAT_KEY
+    from tvtrader.processes import lease_owner
+    from tvtrader.redisconn import key, redis_client
+
+    redis_client().set(key(HEARTBEAT_KEY), json.dumps({"at": time.time(), "owner": lease_owner()}), ex=3600)
 
 
 @worker_shutting_down.connect
 def _release_followed_signals(**_kwargs) -> None:
     from .engine.worker import followers_stop
 
+    _ready.clear()
+    try:  # a stopping worker is not a live one: /health must not count on its last beat
+        import json
+
+        from signals.selectors import HEARTBEAT_KEY
+        from tvtrader.processes import lease_owner
+        from tvtrader.redisconn import key, redis_client
+
+        raw = redis_client().get(key(HEARTBEAT_KEY))
+        if raw and json.loads(raw).get("owner") == lease_owner():
+            redis_client().delete(key(HEARTBEAT_KEY))
+    except Exception:
+        logger.debug("heartbeat not removed", exc_info=True)
     followers_stop()
 
 
@@ -81,6 +125,24 @@ def _warm_on_start(**_kwargs) -> None:
         logger.info("event=worker_started gateways_warmed=%d signals_requeued=%d", warmed, requeued)
     except Exception:
         logger.exception("event=worker_start_hook_failed")
+    threading.Thread(target=_when_warm, name="tvtrader-warm", daemon=True).start()
+
+
+def _when_warm() -> None:
+    """Once the pool threads are prepared: freeze what is loaded so far out of the garbage
+    collector's full passes (ccxt's markets: a full collection over them paused every thread
+    for 0.2–0.6 s), then report this worker alive."""
+    import gc
+
+    _threads_warmed.wait(timeout=30)
+    gc.collect()
+    gc.freeze()
+    _ready.set()
+    try:
+        _heartbeat_write()
+    except Exception:
+        logger.warning("event=heartbeat_failed", exc_info=True)
+    logger.info("event=worker_ready")
 
 
 def _prewarm_threads() -> None:
@@ -89,10 +151,12 @@ def _prewarm_threads() -> None:
 
     from .engine.worker import traded_account_ids
 
+    global _warm_barrier, _threads_to_warm
     count = settings.WORKER_PREWARM
     if count <= 0:
+        _threads_warmed.set()
         return
-    global _warm_barrier
+    _threads_to_warm = count
     _warm_barrier = threading.Barrier(count)
     ids = traded_account_ids()
     for _ in range(count):

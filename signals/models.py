@@ -93,7 +93,12 @@ class Signal(models.Model):
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["strategy", "-id"], name="signal_strategy_recent"),
-            models.Index(fields=["strategy", "ticker", "id"], name="signal_ordering"),
+            # The engine's claim: signals still pending, per strategy, in arrival order.
+            models.Index(
+                fields=["strategy", "received_at", "id"],
+                condition=models.Q(status__in=["accepted", "processing"]),
+                name="signal_pending_arrival",
+            ),
             models.Index(fields=["ticker"], name="signal_ticker"),
             models.Index(fields=["action"], name="signal_action"),
             models.Index(fields=["exchange"], name="signal_exchange"),

@@ -17,9 +17,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
+from strategies.models import Strategy
+
+from . import ordering
 from .models import Signal
 from .selectors import strategy_for_intake
 
@@ -135,9 +138,11 @@ def leases_of_dead_workers_release() -> int:
 
 
 def signals_sweep(*, older_than_seconds: int | None = None, limit: int = 500) -> int:
-    """Re-queue signals committed but never started (broker down, Redis emptied, worker
-    lost), and signals whose execution lease expired or whose worker process is gone.
-    Returns how many were re-queued."""
+    """Re-queue what the broker lost (a broker down or restarted empty, a worker lost): the
+    signals that could run now — committed but never started, or processing under an expired
+    lease (or a dead worker's) — and only the first of each market (signals.ordering): the
+    ones behind it follow it when it finishes, so a backlog drains at the engine's pace
+    instead of waking every signal at once. Returns how many were re-queued."""
     try:
         leases_of_dead_workers_release()
     except Exception:  # never let this stop the sweep itself
@@ -146,12 +151,21 @@ def signals_sweep(*, older_than_seconds: int | None = None, limit: int = 500) ->
     if older_than_seconds is None:
         older_than_seconds = settings.SIGNAL_REQUEUE_AFTER_SECONDS
     cutoff = now - timedelta(seconds=older_than_seconds)
-    waiting = Signal.objects.filter(status=Signal.Status.ACCEPTED, committed_at__lt=cutoff).exclude(
-        enqueued_at__gte=cutoff
+    vendor = connection.vendor
+    sql = (
+        f"SELECT s.id, s.strategy_key FROM {Signal._meta.db_table} s"
+        f" JOIN {Strategy._meta.db_table} st ON st.id = s.strategy_id"
+        " WHERE ((s.status = %s AND s.committed_at < %s AND (s.enqueued_at IS NULL OR s.enqueued_at < %s))"
+        "  OR (s.status = %s AND s.lease_until < %s))"
+        f" AND {ordering.not_held_sql('s', vendor)}"
+        f" AND NOT EXISTS (SELECT 1 {ordering.earlier_pending_sql('s', 'st')})"
+        " ORDER BY s.received_at, s.id LIMIT %s"
     )
-    stalled = Signal.objects.filter(status=Signal.Status.PROCESSING, lease_until__lt=now)
-    rows = list(waiting.order_by("id").values_list("pk", "strategy_key")[:limit])
-    rows += list(stalled.order_by("id").values_list("pk", "strategy_key")[:limit])
+    params = [Signal.Status.ACCEPTED, cutoff, cutoff, Signal.Status.PROCESSING, now]
+    params += [*ordering.hold_params(now=now, vendor=vendor), *ordering.pending_params(), limit]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     sent = 0
     for signal_id, strategy_key in rows:
         if not signal_enqueue(signal_id, strategy_key):
@@ -162,24 +176,36 @@ def signals_sweep(*, older_than_seconds: int | None = None, limit: int = 500) ->
     return sent
 
 
-def market_key(ticker: str) -> str:
-    """Tickers that reach the same market order against each other: BTCUSDT and
-    BTCUSDT.P on a perpetual account are one market."""
-    ticker = ticker.upper()
-    return ticker[:-2] if ticker.endswith(".P") else ticker
-
-
-def wake_next(signal: Signal) -> None:
-    """Queue the first waiting signal of each market of this strategy after `signal`
-    finished (waking one that still has to wait is harmless: it just waits)."""
-    waiting = (
-        Signal.objects.filter(strategy_id=signal.strategy_id, id__gt=signal.pk, status=Signal.Status.ACCEPTED)
-        .order_by("id")
-        .values_list("pk", "ticker")[:100]
+def next_in_line(signal: Signal) -> list[tuple[int, str]]:
+    """The signals that may be waiting for `signal` now that it is final: the next pending
+    one of its market (by arrival), or, when it was a close_all or the strategy is pinned to
+    one symbol, the next one of every market. [(id, strategy key)]."""
+    pending = Signal.objects.filter(strategy_id=signal.strategy_id, status=Signal.Status.ACCEPTED).exclude(pk=signal.pk)
+    everything = signal.action == "close_all" or bool(
+        Strategy.objects.filter(pk=signal.strategy_id).exclude(symbol_override="").exists()
     )
+    if not everything:
+        key = ordering.market_key(signal.ticker)
+        pending = pending.filter(Q(ticker__in=[key, f"{key}.P"]) | Q(action="close_all"))
+    rows = pending.order_by("received_at", "id").values_list("pk", "ticker", "action", "strategy_key")[:100]
+    found: list[tuple[int, str]] = []
     seen: set[str] = set()
-    for signal_id, ticker in waiting:
-        key = market_key(ticker)
+    for signal_id, ticker, action, strategy_key in rows:
+        key = "*" if action == "close_all" else ordering.market_key(ticker)
         if key not in seen:
             seen.add(key)
-            signal_enqueue(signal_id, signal.strategy_key or "-")
+            found.append((signal_id, strategy_key))
+        if key == "*" or not everything:
+            break  # nothing after a close_all (or after the one market's next) can run yet
+    return found
+
+
+def wake_next(signal: Signal, *, skip: frozenset[int] = frozenset()) -> int:
+    """Queue what may run now that `signal` is final (next_in_line), except the ids in
+    `skip` (a worker runs those itself). Waking one that still has to wait is harmless: its
+    claim refuses it. Returns how many were queued."""
+    woken = 0
+    for signal_id, strategy_key in next_in_line(signal):
+        if signal_id not in skip and signal_enqueue(signal_id, strategy_key or "-"):
+            woken += 1
+    return woken

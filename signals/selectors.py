@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from strategies.models import Strategy
+from tvtrader.processes import owner_is_gone
 from tvtrader.redisconn import key, redis_client
 
 from .models import Signal
@@ -73,8 +75,15 @@ def health_report() -> dict[str, Any]:
     except Exception as exc:
         checks["broker"] = {"ok": False, "error": type(exc).__name__}
     if heartbeat is not None:
-        age = time.time() - float(heartbeat)
+        try:
+            beat = json.loads(heartbeat)
+        except ValueError:
+            beat = {"at": 0.0}
+        age = time.time() - float(beat.get("at") or 0)
         checks["worker"] = {"ok": age <= settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS, "heartbeat_age_s": round(age, 1)}
+        if beat.get("owner") and owner_is_gone(beat["owner"]):
+            # The worker that wrote it was killed (a restart): its last beat proves nothing.
+            checks["worker"] = {"ok": False, "error": "the worker that last reported is gone"}
     else:
         checks["worker"] = {"ok": False, "error": "no heartbeat from a worker"}
     if checks["database"]["ok"]:

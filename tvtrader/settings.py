@@ -235,7 +235,7 @@ CREDENTIALS_ENCRYPTION_KEYS = env.list("CREDENTIALS_ENCRYPTION_KEYS", default=[]
     _persisted_secret("credentials_key", lambda: Fernet.generate_key().decode())
 ]
 # Signals committed but not started after this many seconds are re-queued by the sweeper.
-SIGNAL_REQUEUE_AFTER_SECONDS = env.int("SIGNAL_REQUEUE_AFTER_SECONDS", default=15)
+SIGNAL_REQUEUE_AFTER_SECONDS = env.int("SIGNAL_REQUEUE_AFTER_SECONDS", default=10)
 # Execution. Exchange HTTP timeout; how long a lookup must keep saying "not found" before an
 # order whose creation failed ambiguously counts as never received (and is resent, once,
 # with the same client order id); how long a worker owns a signal before another may take
@@ -251,14 +251,24 @@ EXECUTION_QUEUE_PER_ACCOUNT = env.bool("EXECUTION_QUEUE_PER_ACCOUNT", default=Fa
 WORKER_PREWARM = env.int("WORKER_PREWARM", default=0)
 EXCHANGE_TIMEOUT_SECONDS = env.float("EXCHANGE_TIMEOUT_SECONDS", default=10.0)
 ORDER_NOT_FOUND_GRACE_SECONDS = env.float("ORDER_NOT_FOUND_GRACE_SECONDS", default=5.0)
+# The same on venues that accept a reused client order id once the first order is closed
+# (Binance): "not found" must hold much longer there before a resend is safe.
+ORDER_NOT_FOUND_GRACE_REUSABLE_ID_SECONDS = env.float("ORDER_NOT_FOUND_GRACE_REUSABLE_ID_SECONDS", default=30.0)
 SIGNAL_LEASE_SECONDS = env.int("SIGNAL_LEASE_SECONDS", default=60)
 # The order-rate bucket counts each second as 1 s + this guard, so jitter between taking a
 # slot and the request reaching the venue cannot put one order too many into the venue's
 # second (execution/ratelimit.py). Raise it when the venue is far away on a jittery network.
 ORDER_RATE_GUARD_MS = env.int("ORDER_RATE_GUARD_MS", default=50)
-# Threads per worker process that follow acknowledged orders to a final state, so the
-# Celery pool threads only send (docs/execution.md).
-EXECUTION_FOLLOW_THREADS = env.int("EXECUTION_FOLLOW_THREADS", default=16)
+# Threads per worker process that record what the exchange says about acknowledged orders
+# (from its stream, or a poll) and carry their runs on, so the Celery pool threads only send
+# (docs/execution.md). Each holds a database connection.
+EXECUTION_FOLLOW_THREADS = env.int("EXECUTION_FOLLOW_THREADS", default=4)
+# Arrival order under a stalled database (engine/statements.py): a signal whose commit lagged
+# its arrival by more than INTAKE_LAG_SECONDS waits until INTAKE_HOLD_SECONDS after its
+# arrival before it may run, so every alert that arrived before it has been recorded (or
+# refused) by then. The hold must exceed the webhook's answer deadline.
+INTAKE_LAG_SECONDS = env.float("INTAKE_LAG_SECONDS", default=0.5)
+INTAKE_HOLD_SECONDS = env.float("INTAKE_HOLD_SECONDS", default=2.5)
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", default=60)
 
 # --- Logging ---------------------------------------------------------------------------

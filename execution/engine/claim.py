@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -66,24 +67,43 @@ def _load_or_claim(signal_id: int, claim: bool) -> statements.Loaded | None:
         return attempt()
 
 
-def claim(signal_id: int) -> Run | None:
-    """Claim the signal and start a run, or None (no such signal, final already, owned by
-    another worker, or an earlier signal of its market still has to run first)."""
+@dataclass
+class Claimed:
+    """What a claim found. `run` when it took; else, when the signal still has to run, why
+    not yet: `blocked_by` (the pending signal of its market that arrived before it) or
+    `held_until` (its commit lagged its arrival: see statements)."""
+
+    run: Run | None = None
+    blocked_by: int | None = None
+    held_until: float | None = None  # a time.time()
+
+
+def claim(signal_id: int) -> Claimed:
+    """Claim the signal and start a run. Without a run: no such signal, final already, owned
+    by another worker, or it has to wait (see Claimed)."""
     loaded = _load_or_claim(signal_id, claim=True)
     if loaded is None:
-        return None
+        return Claimed()
     signal = loaded.signal
     if signal.strategy_id is None or signal.is_terminal:
-        return None
+        return Claimed()
     if not loaded.claimed:
-        logger.info(event_line(signal, "signal_not_claimed", status=signal.status))
-        return None
-    return Run(
-        signal=signal,
-        token=signal.attempts,
-        first=signal.attempts == 1,
-        global_halted=loaded.global_halted,
-        positions=loaded.positions,
+        held_until = None
+        if signal.status == Signal.Status.ACCEPTED and signal.committed_at and signal.received_at:
+            lag = (signal.committed_at - signal.received_at).total_seconds()
+            hold_end = signal.received_at.timestamp() + settings.INTAKE_HOLD_SECONDS
+            if lag > settings.INTAKE_LAG_SECONDS and hold_end > time.time():
+                held_until = hold_end
+        logger.info(event_line(signal, "signal_not_claimed", status=signal.status, waits_for=loaded.blocked_by or "-"))
+        return Claimed(blocked_by=loaded.blocked_by, held_until=held_until)
+    return Claimed(
+        run=Run(
+            signal=signal,
+            token=signal.attempts,
+            first=signal.attempts == 1,
+            global_halted=loaded.global_halted,
+            positions=loaded.positions,
+        )
     )
 
 

@@ -18,9 +18,9 @@ expires the sweeper re-queues it and the next run resumes each order where it st
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from typing import Protocol
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -40,53 +40,96 @@ from .run import RetryLater, Run
 
 logger = logging.getLogger("tvtrader.execution")
 
-# What a run does when its first sends are done and orders are still open: hand itself to
-# a follower (the worker's choice), or None to follow here.
-Handoff = Callable[[Run, list[Order]], None]
+
+class Host(Protocol):
+    """Where a run lives. The worker (engine.worker) follows acknowledged orders elsewhere
+    and runs what waited for a finished signal itself; `Inline` (a direct call: scripts,
+    tests) follows here by polling and wakes the next signal through the broker."""
+
+    #: Record an order's acknowledgement later, off the sending path (the worker's pool threads).
+    defer_replies: bool
+
+    def handoff(self, run: Run, order: Order) -> bool:
+        """Follow `order` (acknowledged, not final; or with `run.pending_reply` to record) and
+        carry the run on once it is final. False: follow it here."""
+
+    def finished(self, signal: Signal) -> None:
+        """`signal` is final: start what waited for it."""
+
+    def retry(self, run: Run, seconds: float, reason: str) -> None:
+        """The run stopped on something temporary (the database, the exchange): try it again
+        in `seconds` (its lease is kept meanwhile)."""
 
 
-def execute(signal_id: int, *, follow_in_background: bool = False, handoff: Handoff | None = None, phase=None) -> None:
-    """Claim `signal_id` and run it. A worker passes `handoff`: a first run then only sends,
-    and gives its open orders to `handoff` to follow."""
-    run = claims.claim(signal_id)
+class Inline:
+    defer_replies = False
+
+    def handoff(self, run: Run, order: Order) -> bool:
+        return False
+
+    def finished(self, signal: Signal) -> None:
+        outbox.wake_next(signal)
+
+    def retry(self, run: Run, seconds: float, reason: str) -> None:
+        return None  # the lease runs out and the sweeper brings the signal back
+
+
+INLINE = Inline()
+
+
+def execute(signal_id: int, *, host: Host = INLINE, phase=None) -> claims.Claimed:
+    """Claim `signal_id` and take it as far as it goes now. Returns what the claim found
+    (when it did not take, why the signal waits)."""
+    claimed = claims.claim(signal_id)
+    run = claimed.run
     if run is None:
-        return
-    run.follow_in_background = follow_in_background and handoff is not None
+        return claimed
     run.send_phase = phase
     if not run.first:
         run.end_send_phase()  # a resumed run follows (a resend after "never received" is rare)
-    run_stages(run, handoff)
+    run_stages(run, host)
+    return claimed
 
 
-def run_stages(run: Run, handoff: Handoff | None = None) -> None:
+def run_stages(run: Run, host: Host = INLINE) -> None:
     """Take a claimed run as far as it goes now; whatever happens, never leave it half-way
     without a lease (the sweeper's way back) or a final status."""
     try:
-        _stages(run, handoff)
+        _stages(run, host)
     except LeaseLost:
         logger.warning(run.log("signal_lease_lost", note="another worker owns it now; stopping"))
         return
     except RetryLater as exc:
         leave_for_later(run, 15)
         logger.warning(run.log("signal_retry_later", reason=str(exc)[:200]))
+        host.retry(run, 2.0, "exchange")
+        return
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away mid-run: nothing can be recorded now, and the lease stays
+        # ours. The worker resumes the run as soon as the database answers again.
+        logger.warning(run.log("signal_db_error", error=type(exc).__name__, detail=str(exc)[:200]))
+        close_old_connections()
+        host.retry(run, 0.5, "database")
         return
     except Exception as exc:
         logger.exception(run.log("signal_execution_error", error=type(exc).__name__))
         in_flight = run.signal.orders.exclude(status__in=[*Order.TERMINAL_STATUSES, Order.Status.PENDING]).exists()
         if in_flight:
-            # An order may be at the exchange: keep the signal for the sweeper to resume.
+            # An order may be at the exchange: keep the signal for a later run to resume.
             leave_for_later(run, 15)
+            host.retry(run, 15.0, "error")
         else:
             finish(run, Signal.Status.FAILED, f"internal error during execution: {type(exc).__name__}: {exc}")
-    finally:
-        if not run.handed_off:  # else the follower's run ends it
-            run.signal.refresh_from_db(fields=["status"])
-            if run.signal.is_terminal:
-                outbox.wake_next(run.signal)
+    if run.handed_off:
+        return  # whoever follows its order carries the run on
+    run.signal.refresh_from_db(fields=["status"])
+    if run.signal.is_terminal:
+        host.finished(run.signal)
 
 
-def _stages(run: Run, handoff: Handoff | None) -> None:
+def _stages(run: Run, host: Host) -> None:
     signal, strategy, account = run.signal, run.strategy, run.account
+    run.handed_off = False
     reason = send.halt_reason(run)
     if reason:
         signal.orders.filter(status=Order.Status.PENDING).update(status=Order.Status.CANCELLED, reason=reason)
@@ -166,29 +209,25 @@ def _stages(run: Run, handoff: Handoff | None) -> None:
                     closed_at=timezone.now(),
                 )
                 order.refresh_from_db()
-        follow = not (run.first and run.follow_in_background)
-        if _order_drive(run, gateway, order, fresh=order.status == Order.Status.PENDING, follow=follow) == "later":
-            run.end_send_phase()
-            extend_lease(run)  # only if the last renewal is a while ago: the claim set a fresh lease
+        if _order_drive(run, gateway, order, host, fresh=order.status == Order.Status.PENDING) == "handed_off":
             run.handed_off = True
-            handoff(run, orders)
             return
-        order.refresh_from_db()
         previous = order
 
     orders = list(signal.orders.order_by("leg"))
     if any(not o.is_terminal for o in orders):
-        # Still open or unresolved: the sweeper brings this signal back when the lease ends.
+        # Unresolved: left leased; the worker tries again shortly, else the sweeper does.
         logger.info(
             run.log("signal_waiting_on_orders", orders=",".join(f"{o.client_order_id}:{o.status}" for o in orders))
         )
+        host.retry(run, 15.0, "unresolved order")
         return
     finish_from_orders(run, orders)
 
 
-def _order_drive(run: Run, gateway, order: Order, *, fresh: bool, follow: bool) -> str:
-    """Take an order as far as this run can. Returns "later" when it is acknowledged and
-    open and `follow` is False (a worker's first run, which only sends)."""
+def _order_drive(run: Run, gateway, order: Order, host: Host, *, fresh: bool) -> str:
+    """Take an order as far as this run can: "done" (final), "handed_off" (the host follows
+    it), "unknown" (still unresolved), "followed" (followed here to its end)."""
     for _ in range(send.MAX_SUBMITS * 3):
         if not fresh:
             order.refresh_from_db()
@@ -196,16 +235,19 @@ def _order_drive(run: Run, gateway, order: Order, *, fresh: bool, follow: bool) 
         if order.is_terminal:
             return "done"
         if order.status == Order.Status.PENDING:
-            reply = send.order_submit(run, gateway, order, defer_reply=not follow)
+            reply = send.order_submit(run, gateway, order, defer_reply=host.defer_replies)
             if reply is not None:
                 run.pending_reply = reply
-                return "later"
+                if host.handoff(run, order):
+                    return "handed_off"
+                send.reply_record(run, reply)
+                run.pending_reply = None
         elif order.status in (Order.Status.SUBMITTING, Order.Status.UNKNOWN):
             if not send.order_resolve(run, gateway, order):
                 return "unknown"  # still unknown: left for a later run
         elif order.status in (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED):
-            if not follow:
-                return "later"
+            if host.handoff(run, order):
+                return "handed_off"
             order_follow(run, gateway, order)
             return "followed"
     return "gave_up"

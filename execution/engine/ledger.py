@@ -30,9 +30,10 @@ STATUS_MAP = {
 
 def order_apply_state(
     *, order: Order, state: OrderState, book_positions: bool = True, reply: bool = False, acked_at=None
-) -> None:
+) -> str:
     """Record a venue's view of an order: status, new fills (as deltas of the cumulative
-    filled quantity, each a `Fill` row, idempotent), positions and the latency chain."""
+    filled quantity, each a `Fill` row, idempotent), positions and the latency chain.
+    Returns the order's status afterwards."""
     now = timezone.now()
     position_fill: tuple[Decimal, Decimal, Decimal] | None = None
     with transaction.atomic():
@@ -112,6 +113,7 @@ def order_apply_state(
             # Last, right before the commit: the account-level position row of a symbol is
             # shared by every strategy trading it, so its lock must be held as briefly as possible.
             _position_apply(current, *position_fill)
+    return updates.get("status", current.status)
 
 
 def redact(info: dict[str, Any]) -> dict[str, Any]:

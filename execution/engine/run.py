@@ -41,19 +41,13 @@ class Run:
     positions: dict[str, Decimal] | None = None
     claimed_mono: float = field(default_factory=time.monotonic)
     lease_renewed_mono: float = field(default_factory=time.monotonic)
-    #: Whether this run may hand its orders to a follower once sent (the worker's first run).
-    follow_in_background: bool = False
     #: Legs planned and not written yet: on PostgreSQL the first send writes them (see send).
     unsaved_legs: list[Order] | None = None
     #: The venue's reply to an order sent with `defer_reply`, for the follower to record:
     #: (order, state, sent at, acknowledged at).
     pending_reply: tuple[Order, OrderState, Any, Any] | None = None
-    #: Set once a follower owns the rest of this run.
+    #: Set when the run's host follows its order now and carries the run on (worker).
     handed_off: bool = False
-    #: This run is a follower's (a slice of following; see worker).
-    on_follower: bool = False
-    #: A follower's slice ran out with orders still open: queue another slice.
-    follow_again: bool = False
     gateway: Gateway | None = None
     send_phase: Any = None
 

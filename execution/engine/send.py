@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from execution import events
-from execution.exchanges import Gateway, GatewayError, Misconfigured, OrderRejected, SendAborted
+from execution.exchanges import Gateway, GatewayError, Misconfigured, OrderRejected, OrderState, SendAborted
 from execution.models import Order
 from execution.ratelimit import order_slot_acquire, slot_is_fresh
 from signals.models import Signal
@@ -60,25 +60,30 @@ def legs_save_pending(run: Run) -> None:
         statements.orders_insert(legs)
 
 
-def switches_recheck(run: Run, order: Order) -> bool:
-    """Read the kill switches again; cancel `order` (never sent) and return True if engaged."""
+def switches_recheck(run: Run, order: Order, *, resend: bool = False) -> bool:
+    """Read the kill switches again; cancel `order` (never sent, or — `resend` — proven never
+    received) and return True if engaged."""
     legs_save_pending(run)
     reason = halt_reason(run, fresh=True)
     if reason:
-        Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
-            status=Order.Status.CANCELLED, reason=f"not sent: {reason}", closed_at=timezone.now()
+        statuses = [Order.Status.UNKNOWN, Order.Status.SUBMITTING] if resend else [Order.Status.PENDING]
+        Order.objects.filter(pk=order.pk, status__in=statuses).update(
+            status=Order.Status.CANCELLED,
+            reason=f"never received by the exchange; not resent: {reason}" if resend else f"not sent: {reason}",
+            closed_at=timezone.now(),
         )
     return bool(reason)
 
 
-def order_submit(run: Run, gateway: Gateway, order: Order, *, defer_reply: bool = False):
-    """Send a PENDING order. With `defer_reply`, a successful reply is returned (order,
-    state, sent at, acknowledged at) for the caller to record later instead of recorded
-    here; every other outcome is recorded here."""
+def order_submit(run: Run, gateway: Gateway, order: Order, *, defer_reply: bool = False, resend: bool = False):
+    """Send a PENDING order (or, with `resend`, an UNKNOWN one proven never received: see
+    order_resolve). With `defer_reply`, a successful reply is returned (order, state, sent
+    at, acknowledged at) for the caller to record later instead of recorded here; every
+    other outcome is recorded here."""
     account = run.account if run.strategy.account_id == order.account_id else order.account
     # The switches were read with the signal at claim time; read them again when time has
     # passed since (a later leg, a resumed run), so a switch engaged meanwhile still holds.
-    if time.monotonic() - run.claimed_mono > 1.0 and switches_recheck(run, order):
+    if (resend or time.monotonic() - run.claimed_mono > 1.0) and switches_recheck(run, order, resend=resend):
         return None
     sent: dict[str, Any] = {}
 
@@ -96,8 +101,17 @@ def order_submit(run: Run, gateway: Gateway, order: Order, *, defer_reply: bool 
             extend_lease(run, force=True)
         if time.monotonic() - waited > 0.5:
             extend_lease(run, force=True)
-            if switches_recheck(run, order):  # engaged while it waited: never sent
+            if switches_recheck(run, order, resend=resend):  # engaged while it waited: never sent
                 raise SendAborted("kill switch engaged while waiting for a rate-limit slot")
+        if resend:
+            # The last look, at the moment of sending: an original booked late (after its
+            # request timed out) is adopted here, never doubled — whatever the time since
+            # the decision to resend (a rate-limit wait, a stalled process).
+            state, failed = _lookup(run, gateway, order)
+            if failed:
+                raise SendAborted("the last lookup before the resend failed; looking again later")
+            if state is not None:
+                raise FoundMeanwhile(state)
         now = timezone.now()
         if order.pk is None:
             # The first leg of a first run: write the legs with this one claimed, in one
@@ -108,7 +122,8 @@ def order_submit(run: Run, gateway: Gateway, order: Order, *, defer_reply: bool 
             sent["at"] = now
             _fresh_slot(account)
             return
-        if not statements.order_claim_for_send(order_id=order.pk, signal_id=run.pk, token=run.token, now=now):
+        claim = statements.order_claim_for_resend if resend else statements.order_claim_for_send
+        if not claim(order_id=order.pk, signal_id=run.pk, token=run.token, now=now, sends=order.submit_count):
             if not owned(run).exists():
                 raise LeaseLost(run.pk)
             raise SendAborted("the order moved on meanwhile")
@@ -138,6 +153,9 @@ def order_submit(run: Run, gateway: Gateway, order: Order, *, defer_reply: bool 
         )
     except LeaseLost:
         raise
+    except FoundMeanwhile as exc:
+        ledger.order_apply_state(order=order, state=exc.state, book_positions=run.book_positions)
+        return None
     except SendAborted as exc:
         logger.info(run.log("order_not_sent", order=order.client_order_id, reason=str(exc)))
         return None
@@ -180,18 +198,31 @@ def order_submit(run: Run, gateway: Gateway, order: Order, *, defer_reply: bool 
     return None
 
 
+def reply_record(run: Run, reply) -> None:
+    """Record a deferred acknowledgement (order_submit with `defer_reply`). Until then the
+    order reads SUBMITTING, which a resumed run (after a crash) resolves by looking it up,
+    never by resending blindly."""
+    order, state, sent_at, acked_at = reply
+    record_sent(run, order, sent_at)
+    ledger.order_apply_state(order=order, state=state, book_positions=run.book_positions, reply=True, acked_at=acked_at)
+
+
 def record_sent(run: Run, order: Order, sent_at) -> None:
-    Signal.objects.filter(pk=run.pk, sent_at__isnull=True).update(sent_at=sent_at)
+    record_sent_for(signal_id=run.pk, strategy_key=run.signal.strategy_key, order=order, sent_at=sent_at)
+
+
+def record_sent_for(*, signal_id: int, strategy_key: str, order: Order, sent_at) -> None:
+    Signal.objects.filter(pk=signal_id, sent_at__isnull=True).update(sent_at=sent_at)
     logger.info(
-        run.log(
-            "order_sent",
-            order=order.client_order_id,
-            side=order.side,
-            qty=order.requested_qty.normalize(),
-            symbol=order.symbol,
-            type=order.order_type,
-            attempt=order.submit_count,
-        )
+        "event=order_sent strategy=%s signal=%s order=%s side=%s qty=%s symbol=%s type=%s attempt=%s",
+        strategy_key or "-",
+        signal_id,
+        order.client_order_id,
+        order.side,
+        order.requested_qty.normalize(),
+        order.symbol,
+        order.order_type,
+        order.submit_count,
     )
 
 
@@ -211,47 +242,88 @@ def mark_unknown(run: Run, order: Order, reason: str) -> None:
     logger.warning(run.log("order_unknown", order=order.client_order_id, reason=reason[:300]))
 
 
+def _lookup(run: Run, gateway: Gateway, order: Order) -> tuple[OrderState | None, bool]:
+    """(the order's state or None when the venue says "not found", whether the lookup failed)."""
+    Order.objects.filter(pk=order.pk).update(lookup_count=F("lookup_count") + 1)
+    try:
+        state = gateway.find_order(
+            symbol=order.symbol, client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id
+        )
+    except GatewayError as exc:
+        logger.info(run.log("order_lookup_failed", order=order.client_order_id, error=str(exc)[:200]))
+        return None, True
+    if state is not None:
+        logger.info(run.log("order_found", order=order.client_order_id, status=state.status))
+    return state, False
+
+
+class FoundMeanwhile(SendAborted):
+    """The last lookup before a resend found the order: adopted, not resent."""
+
+    def __init__(self, state: OrderState) -> None:
+        super().__init__("found at the exchange right before the resend")
+        self.state = state
+
+
+def order_resend(run: Run, gateway: Gateway, order: Order) -> bool:
+    """Resend an order the venue never received, with the same client order id — after one
+    more lookup right before the request leaves (never on an old "not found"). True when
+    the order left UNKNOWN (found then, or resent: acknowledged, refused or unknown again)."""
+    order.refresh_from_db()
+    sends = order.submit_count
+    order_submit(run, gateway, order, resend=True)
+    order.refresh_from_db()
+    return order.submit_count > sends or order.status not in (Order.Status.UNKNOWN, Order.Status.SUBMITTING)
+
+
+def _not_found_grace(gateway: Gateway) -> float:
+    if gateway.client_id_always_unique:
+        return settings.ORDER_NOT_FOUND_GRACE_SECONDS
+    # The venue would accept a reused id once the first order is no longer open, so "not
+    # found" must hold much longer before a resend is safe.
+    return settings.ORDER_NOT_FOUND_GRACE_REUSABLE_ID_SECONDS
+
+
 def order_resolve(run: Run, gateway: Gateway, order: Order) -> bool:
     """Find out what happened to an order whose creation had no clear answer. Returns True
-    when the order left UNKNOWN (found, or proven never received and reset to PENDING)."""
-    grace = settings.ORDER_NOT_FOUND_GRACE_SECONDS
-    if not gateway.client_id_always_unique:
-        # The venue would accept a reused id once the first order is no longer open, so
-        # "not found" must hold much longer before a resend is safe.
-        grace = max(grace * 6, 30.0)
+    when the order left UNKNOWN: found (adopted), or proven never received and resent.
+
+    "Never received" is proven only by the venue saying "not found" for the whole grace
+    period, counted from when our request could no longer reach it (its send plus the HTTP
+    timeout: a request still in flight may be booked late), with a lookup failing (a 503)
+    proving nothing — and the resend itself looks once more right before it leaves."""
+    grace = _not_found_grace(gateway)
+    in_flight_until = (order.submitted_at or timezone.now()) + timedelta(
+        seconds=settings.EXCHANGE_TIMEOUT_SECONDS + 0.5
+    )
+    first_not_found = None
     for delay in RESOLVE_BACKOFF:
         extend_lease(run)
-        Order.objects.filter(pk=order.pk).update(lookup_count=F("lookup_count") + 1)
-        try:
-            state = gateway.find_order(
-                symbol=order.symbol, client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id
-            )
-        except GatewayError as exc:
-            logger.info(run.log("order_lookup_failed", order=order.client_order_id, error=str(exc)[:200]))
+        state, failed = _lookup(run, gateway, order)
+        if failed:
             time.sleep(delay)
             continue
         if state is not None:
-            logger.info(run.log("order_found", order=order.client_order_id, status=state.status))
             ledger.order_apply_state(order=order, state=state, book_positions=run.book_positions)
             return True
-        order.refresh_from_db()
-        since = (timezone.now() - order.submitted_at).total_seconds() if order.submitted_at else grace
-        if since >= grace:
-            if order.submit_count >= MAX_SUBMITS:
-                mark_rejected(run, order, f"the exchange never received this order after {order.submit_count} attempts")
-                return True
-            reset = Order.objects.filter(
-                pk=order.pk,
-                status__in=[Order.Status.UNKNOWN, Order.Status.SUBMITTING],
-                submitted_at__lte=timezone.now() - timedelta(seconds=grace),
-            ).update(
-                status=Order.Status.PENDING,
-                reason=f"not received by the exchange (not found for {since:.0f} s); "
-                "resending with the same client order id",
-            )
-            logger.warning(run.log("order_not_received", order=order.client_order_id, after_s=round(since, 1)))
-            return bool(reset)
-        time.sleep(min(delay, max(0.05, grace - since)))
+        now = timezone.now()
+        if now >= in_flight_until:
+            first_not_found = first_not_found or now
+            waited = (now - first_not_found).total_seconds()
+            if waited >= grace:
+                order.refresh_from_db()
+                if order.submit_count >= MAX_SUBMITS:
+                    mark_rejected(
+                        run, order, f"the exchange never received this order after {order.submit_count} attempts"
+                    )
+                    return True
+                logger.warning(
+                    run.log("order_not_received", order=order.client_order_id, not_found_for_s=round(waited, 1))
+                )
+                return order_resend(run, gateway, order)
+            time.sleep(min(delay, max(0.05, grace - waited)))
+        else:
+            time.sleep(min(delay, max(0.05, (in_flight_until - now).total_seconds())))
     # Still unknown: keep the signal leased briefly; the sweeper re-runs it. It keeps blocking
     # the signals behind it (the order may well exist), so after a few runs say so loudly.
     Order.objects.filter(pk=order.pk, status=Order.Status.SUBMITTING).update(status=Order.Status.UNKNOWN)

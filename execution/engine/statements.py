@@ -23,6 +23,7 @@ from django.db import connection
 from django.utils import timezone
 
 from execution.models import ExchangeAccount, Order, Position
+from signals import ordering
 from signals.models import Signal
 from strategies.models import Strategy, TradingControl
 from tvtrader.fastsql import insert_returning_pk
@@ -67,6 +68,8 @@ class Loaded:
     global_halted: bool
     claimed: bool = False
     positions: dict[str, Decimal] | None = None
+    #: When the claim did not take: the pending signal it waits for, if that is why.
+    blocked_by: int | None = None
 
 
 @cache
@@ -114,52 +117,56 @@ def signal_load(signal_id: int) -> Loaded | None:
 
 
 # --- the claim -----------------------------------------------------------------------------
-# One rule, written once, for both databases: a signal may be claimed when it is accepted
-# (or processing under an expired lease) and no earlier signal of its strategy is still
-# pending in the same market — with or without TradingView's `.P` — or is a close_all; a
-# close_all, and every signal of a strategy pinned to one symbol, waits for all of them.
-
-_MARKET = "(CASE WHEN upper(c.ticker) LIKE '%%.P' THEN substr(upper(c.ticker), 1, length(c.ticker) - 2) ELSE upper(c.ticker) END)"
+# The order signals run in is signals.ordering's rule (arrival order per market, held while a
+# lagging commit may still have earlier arrivals behind it); the sweeper uses the same rule.
 
 
 @cache
-def _claim_condition() -> str:
-    table = Signal._meta.db_table
-    return (
-        "c.id = %s AND cs.id = c.strategy_id"
-        " AND (c.status = %s OR (c.status = %s AND c.lease_until < %s))"
-        f" AND NOT EXISTS (SELECT 1 FROM {table} e WHERE e.strategy_id = c.strategy_id AND e.id < c.id"
-        " AND e.status IN (%s, %s)"
-        " AND (c.action = 'close_all' OR cs.symbol_override <> '' OR e.action = 'close_all'"
-        f" OR e.ticker IN ({_MARKET}, {_MARKET} || '.P')))"
-    )
-
-
-def _claim_params(*, signal_id: int, now: datetime) -> list[Any]:
-    return [signal_id, Signal.Status.ACCEPTED, Signal.Status.PROCESSING, now, *Signal.PENDING_STATUSES]
-
-
-@cache
-def _claim_update_sql() -> str:
+def _claim_update_sql(vendor: str) -> str:
     table, strategies = Signal._meta.db_table, Strategy._meta.db_table
     return (
         f"UPDATE {table} AS c SET status = %s, started_at = COALESCE(c.started_at, %s),"
         " attempts = c.attempts + 1, lease_until = %s, lease_owner = %s"
-        f" FROM {strategies} AS cs WHERE {_claim_condition()}"
+        f" FROM {strategies} AS cs WHERE c.id = %s AND cs.id = c.strategy_id"
+        " AND (c.status = %s OR (c.status = %s AND c.lease_until < %s))"
+        f" AND {ordering.not_held_sql('c', vendor)}"
+        f" AND NOT EXISTS (SELECT 1 {ordering.earlier_pending_sql('c', 'cs')})"
     )
+
+
+def _claim_params(*, signal_id: int, now: datetime, lease_until: datetime, owner: str, vendor: str) -> list[Any]:
+    return [
+        Signal.Status.PROCESSING,
+        now,
+        lease_until,
+        owner,
+        signal_id,
+        Signal.Status.ACCEPTED,
+        Signal.Status.PROCESSING,
+        now,
+        *ordering.hold_params(now=now, vendor=vendor),
+        *ordering.pending_params(),
+    ]
+
+
+@cache
+def _blocker_sql(vendor: str) -> str:
+    return f"SELECT e.id {ordering.earlier_pending_sql('s', 'st')} ORDER BY e.received_at DESC, e.id DESC LIMIT 1"
 
 
 @cache
 def _load_and_claim_sql() -> str:
     """PostgreSQL: claim and load in one statement (a data-modifying WITH). The SELECT reads
     the snapshot from before the UPDATE: it returns the signal as it was, whether the claim
-    took, and the strategy's positions from the same snapshot as the claim's check — if an
-    earlier signal of the market reads finished there, its fills (committed before it
-    finished) are in these figures too. Quantities as text: exact decimals."""
+    took, the signal it waits for (when it did not), and the strategy's positions from the
+    same snapshot as the claim's check — if an earlier signal of the market reads finished
+    there, its fills (committed before it finished) are in these figures too. Quantities as
+    text: exact decimals."""
     select, joins, *_ = _load_sql(connection.vendor)
     return (
-        f"WITH claimed AS ({_claim_update_sql()} RETURNING c.id)"
+        f"WITH claimed AS ({_claim_update_sql('postgresql')} RETURNING c.id)"
         f" {select}, EXISTS (SELECT 1 FROM claimed),"
+        f" ({_blocker_sql('postgresql')}),"
         f" (SELECT json_agg(json_build_array(p.symbol, p.qty::text)) FROM {Position._meta.db_table} p"
         "  WHERE p.account_id = st.account_id AND p.strategy_id = s.strategy_id AND p.qty <> 0)"
         f"{joins} WHERE s.id = %s"
@@ -169,16 +176,19 @@ def _load_and_claim_sql() -> str:
 def signal_claim(*, signal_id: int, now: datetime, lease_until: datetime, owner: str) -> Loaded | None:
     """Claim the signal by the rule above and load it. `Loaded.claimed` says whether the claim
     took; on success `Loaded.signal` is the signal as the claim left it (processing,
-    `attempts` = this run's fencing token). None when there is no such signal."""
-    claim = [Signal.Status.PROCESSING, now, lease_until, owner, *_claim_params(signal_id=signal_id, now=now)]
-    if connection.vendor == "postgresql":
+    `attempts` = this run's fencing token); when not, `Loaded.blocked_by` is the signal it
+    waits for, if any. None when there is no such signal."""
+    vendor = connection.vendor
+    claim = _claim_params(signal_id=signal_id, now=now, lease_until=lease_until, owner=owner, vendor=vendor)
+    if vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(_load_and_claim_sql(), [*claim, True, signal_id])
+            cursor.execute(_load_and_claim_sql(), [*claim, True, *Signal.PENDING_STATUSES, signal_id])
             row = cursor.fetchone()
         if row is None:
             return None
-        loaded = _from_row(row[:-2])
-        loaded.claimed = bool(row[-2])
+        loaded = _from_row(row[:-3])
+        loaded.claimed = bool(row[-3])
+        loaded.blocked_by = row[-2]
         positions = row[-1]
         if isinstance(positions, str):
             positions = json.loads(positions)
@@ -192,13 +202,22 @@ def signal_claim(*, signal_id: int, now: datetime, lease_until: datetime, owner:
             )
             signal.started_at = signal.started_at or now
             signal.lease_owner = owner
+            loaded.blocked_by = None
         return loaded
     with connection.cursor() as cursor:
-        cursor.execute(_claim_update_sql(), claim)
+        cursor.execute(_claim_update_sql(vendor), claim)
         claimed = cursor.rowcount == 1
     loaded = signal_load(signal_id)
     if loaded is not None:
         loaded.claimed = claimed
+        if not claimed and loaded.signal.strategy_id is not None:
+            select, joins, *_ = _load_sql(vendor)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT ({_blocker_sql(vendor)}){joins} WHERE s.id = %s", [*Signal.PENDING_STATUSES, signal_id]
+                )
+                row = cursor.fetchone()
+            loaded.blocked_by = row[0] if row else None
     return loaded
 
 
@@ -214,13 +233,44 @@ def _order_claim_sql(vendor: str) -> str:
     )
 
 
-def order_claim_for_send(*, order_id: int, signal_id: int, token: int, now: datetime) -> bool:
+def order_claim_for_send(*, order_id: int, signal_id: int, token: int, now: datetime, sends: int = 0) -> bool:
     """PENDING → SUBMITTING, only while the run holding fencing token `token` still owns the
     signal."""
     with connection.cursor() as cursor:
         cursor.execute(
             _order_claim_sql(connection.vendor),
             [Order.Status.SUBMITTING, now, order_id, Order.Status.PENDING, signal_id, Signal.Status.PROCESSING, token],
+        )
+        return cursor.rowcount == 1
+
+
+@cache
+def _order_resend_sql(vendor: str) -> str:
+    return (
+        f"UPDATE {Order._meta.db_table} SET status = %s, submit_count = submit_count + 1, submitted_at = %s,"
+        " reason = %s WHERE id = %s AND status IN (%s, %s) AND submit_count = %s"
+        f" AND EXISTS (SELECT 1 FROM {Signal._meta.db_table} s WHERE s.id = %s AND s.status = %s AND s.attempts = %s)"
+    )
+
+
+def order_claim_for_resend(*, order_id: int, signal_id: int, token: int, now: datetime, sends: int) -> bool:
+    """UNKNOWN/SUBMITTING → SUBMITTING again, one send more, only if nobody sent it since this
+    run read `sends` and the run holding `token` still owns the signal."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _order_resend_sql(connection.vendor),
+            [
+                Order.Status.SUBMITTING,
+                now,
+                "not received by the exchange; resent with the same client order id",
+                order_id,
+                Order.Status.UNKNOWN,
+                Order.Status.SUBMITTING,
+                sends,
+                signal_id,
+                Signal.Status.PROCESSING,
+                token,
+            ],
         )
         return cursor.rowcount == 1
 

@@ -96,9 +96,9 @@ def test_a_worker_whose_lease_was_taken_over_can_no_longer_renew_or_finish(db):
     from execution.engine.claim import LeaseLost, claim, extend_lease, finish
 
     signal = SignalFactory(status="accepted")
-    first = claim(signal.pk)
+    first = claim(signal.pk).run
     type(signal).objects.filter(pk=signal.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
-    second = claim(signal.pk)
+    second = claim(signal.pk).run
     assert (first.token, second.token) == (1, 2)
     with pytest.raises(LeaseLost):
         extend_lease(first, force=True)
@@ -111,7 +111,7 @@ def test_signals_for_the_same_market_wait_whatever_the_ticker_spelling_and_close
     from execution.engine.claim import claim
 
     def signal_claim(signal) -> bool:
-        return claim(signal.pk) is not None
+        return claim(signal.pk).run is not None
 
     strategy = StrategyFactory()
     perp = SignalFactory(strategy=strategy, ticker="BTCUSDT.P", status="processing")

@@ -197,8 +197,8 @@ def test_broker_down_alert_is_still_accepted_and_runs_once_the_broker_returns(
 
 @pytest.mark.django_db(transaction=True)
 def test_health_is_200_with_database_broker_and_a_live_worker(client, worker_factory):
+    from execution.tasks import heartbeat
     from signals.selectors import HEARTBEAT_KEY
-    from signals.tasks import heartbeat
     from tvtrader.redisconn import key, redis_client
 
     redis_client().delete(key(HEARTBEAT_KEY))
@@ -207,9 +207,10 @@ def test_health_is_200_with_database_broker_and_a_live_worker(client, worker_fac
     assert response.json()["checks"]["worker"] == {"ok": False, "error": "no heartbeat from a worker"}
     assert response.json()["checks"]["database"]["ok"] and response.json()["checks"]["broker"]["ok"]
 
-    worker_factory()
-    heartbeat.delay()  # beat sends this every 10 s
+    worker = worker_factory()
+    # A worker reports itself once warm, then whenever beat sends this (every 10 s).
     wait_for(lambda: client.get("/health").status_code == 200, timeout=20, message="a worker heartbeat")
+    heartbeat.delay()
 
     body = client.get("/health").json()
     assert body["ok"] is True
@@ -220,13 +221,37 @@ def test_health_is_200_with_database_broker_and_a_live_worker(client, worker_fac
     client.post("/tv-webhook", data=alert(), content_type="text/plain")
     assert 0 <= client.get("/health").json()["last_signal_age_s"] < 10
 
+    worker.stop()  # a stopped worker takes its heartbeat with it: /health says so at once
+    assert client.get("/health").json()["checks"]["worker"] == {"ok": False, "error": "no heartbeat from a worker"}
+
+
+@pytest.mark.django_db
+def test_health_ignores_the_heartbeat_of_a_worker_that_was_killed(client):
+    """After a worker is SIGKILLed (and restarted), its last heartbeat is still fresh: it
+    must not make /health green while the new worker is still warming up."""
+    import json
+    import os
+
+    from signals.selectors import HEARTBEAT_KEY
+    from tvtrader.processes import lease_owner
+    from tvtrader.redisconn import key, redis_client
+
+    host, boot, _pid, _start = lease_owner().split("|")
+    dead = "|".join([host, boot, str(2**22 + os.getpid()), "1"])  # no such process
+    redis_client().set(key(HEARTBEAT_KEY), json.dumps({"at": time.time(), "owner": dead}))
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["checks"]["worker"] == {"ok": False, "error": "the worker that last reported is gone"}
+    redis_client().delete(key(HEARTBEAT_KEY))
+
 
 @pytest.mark.django_db
 def test_health_fails_when_the_worker_heartbeat_is_stale(client, settings):
     from signals.selectors import HEARTBEAT_KEY
     from tvtrader.redisconn import key, redis_client
 
-    redis_client().set(key(HEARTBEAT_KEY), str(time.time() - settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS - 30))
+    stale = time.time() - settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS - 30
+    redis_client().set(key(HEARTBEAT_KEY), json.dumps({"at": stale}))
     response = client.get("/health")
 
     assert response.status_code == 503

@@ -1,0 +1,75 @@
+"""The order signals run in: one rule, as SQL, for the engine's claim and the outbox's sweep.
+
+Within a strategy, a signal waits for every pending signal of the same market that ARRIVED
+before it (by `received_at`, the moment the webhook saw the request, then by id) — BTCUSDT
+and BTCUSDT.P are one market; a close_all waits for every market and every market waits for
+a pending close_all; a strategy pinned to one symbol (symbol override) is one market.
+Different strategies never wait for each other.
+
+Arrival, not commit: when the database stalls, requests waiting in the web workers commit in
+whatever order it comes back. A signal whose commit lagged its arrival by more than
+INTAKE_LAG_SECONDS is therefore held until INTAKE_HOLD_SECONDS after its arrival: by then
+every request that arrived before it has been recorded or refused (the webhook answers
+within its deadline), so arrival order is judged on complete information.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+
+from .models import Signal
+
+_MARKET = (
+    "(CASE WHEN upper({s}.ticker) LIKE '%%.P' THEN substr(upper({s}.ticker), 1, length({s}.ticker) - 2)"
+    " ELSE upper({s}.ticker) END)"
+)
+
+
+def market_key(ticker: str) -> str:
+    """Tickers that reach the same market order against each other: BTCUSDT and BTCUSDT.P."""
+    ticker = ticker.upper()
+    return ticker[:-2] if ticker.endswith(".P") else ticker
+
+
+def earlier_pending_sql(sig: str, strat: str) -> str:
+    """`FROM … WHERE …` of the pending signals the signal aliased `sig` (its strategy aliased
+    `strat`) must wait for, aliased `e`. Parameters: the two pending statuses."""
+    market = _MARKET.format(s=sig)
+    return (
+        f"FROM {Signal._meta.db_table} e WHERE e.strategy_id = {sig}.strategy_id AND e.id <> {sig}.id"
+        " AND e.status IN (%s, %s)"
+        f" AND (e.received_at < {sig}.received_at OR (e.received_at = {sig}.received_at AND e.id < {sig}.id))"
+        f" AND ({sig}.action = 'close_all' OR {strat}.symbol_override <> '' OR e.action = 'close_all'"
+        f" OR e.ticker IN ({market}, {market} || '.P'))"
+    )
+
+
+def pending_params() -> list[Any]:
+    return list(Signal.PENDING_STATUSES)
+
+
+def not_held_sql(sig: str, vendor: str) -> str:
+    """The signal aliased `sig` is not held for a lagging commit (parameters: hold_params)."""
+    if vendor == "postgresql":
+        return f"({sig}.committed_at - {sig}.received_at <= %s OR {sig}.received_at <= %s)"
+    return f"(julianday({sig}.committed_at) - julianday({sig}.received_at) <= %s OR {sig}.received_at <= %s)"
+
+
+def hold_params(*, now: datetime, vendor: str) -> list[Any]:
+    lag = timedelta(seconds=settings.INTAKE_LAG_SECONDS)
+    return [
+        lag if vendor == "postgresql" else lag.total_seconds() / 86400,
+        now - timedelta(seconds=settings.INTAKE_HOLD_SECONDS),
+    ]
+
+
+def held_until(signal: Signal) -> float | None:
+    """When a signal held for a lagging commit may run (a time.time()), or None."""
+    if signal.committed_at is None or signal.received_at is None:
+        return None
+    if (signal.committed_at - signal.received_at).total_seconds() <= settings.INTAKE_LAG_SECONDS:
+        return None
+    return signal.received_at.timestamp() + settings.INTAKE_HOLD_SECONDS
