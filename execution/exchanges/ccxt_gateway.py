@@ -92,6 +92,10 @@ def translate(exc: Exception, *, creating: bool = False, exchange: str = "") -> 
         return Misconfigured(message)
     if isinstance(exc, ccxt.BadRequest):
         return OrderRejected(f"bad request ({message})")
+    if isinstance(exc, ccxt.OperationRejected):
+        # Understood and refused (e.g. Binance -4061 "position side does not match the
+        # account's setting", OKX 4088 re-verify identity): final, nothing was booked.
+        return OrderRejected(f"refused by the exchange ({message})")
     if isinstance(exc, ccxt.ExchangeError):
         refusal = _definite_refusal(exchange, exc)
         if refusal:

@@ -185,3 +185,18 @@ def test_our_client_ids_are_valid_on_every_venue(db):
     for exchange in CLIENT_ID_RULES:
         assert client_order_id_problem(exchange, longest) == ""
         assert client_order_id_problem(exchange, client_order_id_for(signal_id=1, leg=1)) == ""
+
+
+@pytest.mark.parametrize("exchange", ["bybit", "binanceusdm", "bitget", "okx"])
+def test_an_account_set_up_as_the_venue_expects_has_no_setup_problems(emu, exchange):
+    assert gateway(emu, exchange=exchange).account_setup_problems() == []
+
+
+def test_binance_in_hedge_mode_is_explained_and_refuses_one_way_orders(emu):
+    emu.set_price("BTCUSDT", "65000")
+    emu.set_position_mode("hedge", venue="binance")
+    gw = gateway(emu, exchange="binanceusdm")
+    [problem] = gw.account_setup_problems()
+    assert "Hedge Mode" in problem and "One-way Mode" in problem
+    with pytest.raises(OrderRejected, match="-4061"):
+        place(gw, cid="tvbinhedge")
