@@ -164,3 +164,12 @@ def test_timeout_after_booking_is_found_by_clordid(emu, make_okx):
         ex.create_order(BTC, "market", "buy", 1, None, {"clientOrderId": "t1"})
     assert ex.fetch_order(None, BTC, {"clientOrderId": "t1"})["filled"] == 1
     assert len(emu.orders(client_order_id="t1")) == 1
+
+
+def test_fault_rules_match_okx_instrument_ids(emu, make_okx):
+    ex = make_okx()
+    emu.add_fault("ret_code", "create_order", code=51008, symbol="BTC-USDT-SWAP")
+    ex.create_order("ETH/USDT:USDT", "market", "buy", 1, None, {"clientOrderId": "other"})  # not matched
+    with pytest.raises(ccxt.InsufficientFunds):
+        ex.create_order(BTC, "market", "buy", 1, None, {"clientOrderId": "matched"})
+    assert [r.symbol for r in emu.requests(operation="create_order")] == ["ETHUSDT", "BTCUSDT"]
