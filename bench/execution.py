@@ -16,7 +16,10 @@ Scenarios (targets from issue 3):
   4. the same 200 with the account limited to 10 orders/s: never more than 10 in any
      second at the exchange, all placed in the time that allows (≈ 19 s) and no longer
   5. worker RSS at rest and after the 200-burst
-Uses its own PostgreSQL database (tvtrader_bench_exec) and Redis database 10.
+Uses its own PostgreSQL database (tvtrader_bench_exec, or $BENCH_DATABASE) and Redis database 10
+(or $BENCH_REDIS_URL).
+`--exchange bitget|okx` runs the same scenarios against that venue's emulated API (default
+bybit), e.g. `make bench-execution ARGS="--exchange okx --scenarios 1"`.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from bench.common import (  # noqa: E402
     wait_http,
 )
 
-KEY, SECRET = "bench-key", "bench-secret"
+KEY, SECRET, PASSPHRASE = "bench-key", "bench-secret", "bench-pass"
 
 
 def emu_call(url: str, path: str, payload=None, method=None):
@@ -143,9 +146,10 @@ def main() -> int:
     )
     parser.add_argument("--pause", type=float, default=0.2, help="seconds between single alerts")
     parser.add_argument("--concurrency", default=os.environ.get("WORKER_CONCURRENCY", "64"))
+    parser.add_argument("--exchange", choices=("bybit", "bitget", "okx"), default="bybit", help="venue to emulate")
     args = parser.parse_args()
 
-    env = prepare_environment("tvtrader_bench_exec", redis_db=10)
+    env = prepare_environment(os.environ.get("BENCH_DATABASE", "tvtrader_bench_exec"), redis_db=10)
     import django
 
     django.setup()
@@ -177,6 +181,8 @@ def main() -> int:
                     KEY,
                     "--secret",
                     SECRET,
+                    "--passphrase",
+                    PASSPHRASE,
                     "--balance",
                     "1000000000",
                 ],
@@ -187,13 +193,15 @@ def main() -> int:
         call_command("migrate", verbosity=0)
         account = ExchangeAccount(
             label="bench",
-            exchange="bybit",
+            exchange=args.exchange,
             mode="testnet",
             market_type="linear",
             base_url=emu_url,
             max_orders_per_second=Decimal("1000"),
         )
-        account.set_credentials(api_key=KEY, api_secret=SECRET)
+        account.set_credentials(
+            api_key=KEY, api_secret=SECRET, api_password=PASSPHRASE if args.exchange in ("bitget", "okx") else None
+        )
         account.save()
         markets = default_markets()[:25]
         strategies = [
@@ -260,7 +268,7 @@ def main() -> int:
                     "passphrase": passphrase,
                     "action": "buy",
                     "ticker": f"{base}USDT.P",
-                    "exchange": "BYBIT",
+                    "exchange": args.exchange.upper(),
                     "price": str(price),
                     "volume": 1,
                     "strategy_id": strategy,
@@ -289,6 +297,9 @@ def main() -> int:
             answers = post_sequential(web, bodies, pause=args.pause)
             ids = [a["signal_id"] for a in answers]
             wait_done(ids)
+            executed = Signal.objects.filter(pk__in=ids, status=Signal.Status.EXECUTED).count()
+            results["single_executed"] = executed
+            print(f"   {args.exchange}: {executed}/{len(ids)} alerts executed")
             seen = creates(emu_url)
             lat = [
                 (seen[client_order_id_for(signal_id=a["signal_id"], leg=1)] - a["sent_wall"]) * 1000 for a in answers

@@ -1,4 +1,6 @@
-"""Local HTTP emulator of the Bybit V5 and Binance USD-M REST APIs and private streams.
+"""Local HTTP emulator of the Bybit V5, Binance USD-M, Bitget v2 (USDT-M
+futures and spot) and OKX v5 (swaps and spot) REST APIs, and the private
+streams of Bybit and Binance.
 
 Real ccxt talks to it over loopback HTTP with real request signatures, so
 tests and benchmarks exercise the production exchange code path. Faults
@@ -15,9 +17,11 @@ Typical use::
     from emulator import ExchangeEmulator
     from execution.exchanges.redirect import redirect_exchange
 
-    with ExchangeEmulator(accounts={"key": "secret"}) as emu:
+    with ExchangeEmulator(accounts={"key": "secret"}, passphrases={"key": "pass"}) as emu:
         ex = ccxt.bybit({"apiKey": "key", "secret": "secret"})
         redirect_exchange(ex, emu.url)
+        okx = ccxt.okx({"apiKey": "key", "secret": "secret", "password": "pass"})
+        redirect_exchange(okx, emu.url)
         ...
 
 Fault rules (see :mod:`.faults` for every action and parameter)::

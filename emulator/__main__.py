@@ -1,9 +1,10 @@
-"""Developer server: ``python -m emulator --port 8800 --key K --secret S``.
+"""Developer server: ``python -m emulator --port 8800 --key K --secret S --passphrase P``.
 
-Serves the Bybit V5 and Binance USD-M emulator on loopback until Ctrl-C and
-prints how to point a ccxt instance (or a testnet-mode tvtrader account) at
-it. Without ``--key``/``--secret`` it makes up demo credentials and prints
-them; a secret passed on the command line is never echoed.
+Serves the Bybit V5, Binance USD-M, Bitget v2 and OKX v5 emulator on loopback
+until Ctrl-C and prints how to point a ccxt instance (or a testnet-mode
+tvtrader account) at it. Without ``--key``/``--secret``/``--passphrase`` it
+makes up demo credentials and prints them; a secret or passphrase passed on
+the command line is never echoed.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from .server import ExchangeEmulator
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m emulator",
-        description="Local Bybit V5 + Binance USD-M REST and private-stream emulator for ccxt.",
+        description="Local Bybit V5 + Binance USD-M + Bitget v2 + OKX v5 REST and private-stream emulator for ccxt.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", type=int, default=8800, help="0 picks a free port")
     parser.add_argument("--key", help="API key (default: a demo key)")
     parser.add_argument("--secret", help="API secret (default: a generated demo secret)")
+    parser.add_argument(
+        "--passphrase", help="API passphrase Bitget and OKX require (default: a generated demo passphrase)"
+    )
     parser.add_argument("--balance", default="100000", help="starting USDT balance of each account")
     parser.add_argument(
         "--realtime-open-only",
@@ -37,11 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     key = args.key or "emulator-demo-key"
     generated = args.secret is None
     secret = args.secret or secrets.token_hex(16)
+    passphrase_generated = args.passphrase is None
+    passphrase = args.passphrase or secrets.token_hex(6)
     try:
         emu = ExchangeEmulator(
             host=args.host,
             port=args.port,
             accounts={key: secret},
+            passphrases={key: passphrase},
             initial_balances={"USDT": args.balance},
             realtime_by_id_any_status=not args.realtime_open_only,
         )
@@ -51,11 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     shown = secret if generated else "(as given on the command line)"
+    shown_pass = passphrase if passphrase_generated else "(as given on the command line)"
     print(f"Exchange emulator listening on {emu.url}", flush=True)
-    print("  venues : Bybit V5 (/v5/...), Binance USD-M (/fapi/...)")
+    print("  venues : Bybit V5 (/v5/...), Binance USD-M (/fapi/...), Bitget v2 (/api/v2/...), OKX v5 (/api/v5/...)")
     print(f"  streams: {emu.url.replace('http', 'ws')}/v5/private, /ws/<listenKey> (Binance user data)")
     print(f"  api key: {key}")
     print(f"  secret : {shown}")
+    print(f"  passphrase (Bitget, OKX): {shown_pass}")
     print(f"  admin  : {emu.url}/__emulator/health, /faults, /requests, /orders, /reset")
     print("  ccxt   : redirect_exchange(exchange, url) from execution.exchanges.redirect")
     print("Ctrl-C to stop.", flush=True)

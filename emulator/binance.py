@@ -429,7 +429,7 @@ class BinanceVenue:
         return json_response(200, [])
 
     def _dual(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
-        return json_response(200, {"dualSidePosition": False})
+        return json_response(200, {"dualSidePosition": acct.hedge_mode})
 
     def _listen_key(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         keys = self.listen_keys
@@ -497,7 +497,9 @@ class BinanceVenue:
                 -1102,
                 "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
             )
-        if p.get("positionSide", "BOTH").upper() != "BOTH":
+        if p.get("positionSide", "BOTH").upper() != "BOTH" or acct.hedge_mode:
+            # Only one-way (BOTH) orders are emulated; an account switched to Hedge Mode
+            # (POST /__emulator/position_mode) refuses them as Binance does.
             return self.error(-4061)
         tif = ""
         if order_type == "LIMIT":

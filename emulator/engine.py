@@ -1,11 +1,19 @@
 """Venue-neutral trading state of the emulator: accounts, orders, fills, positions.
 
-The HTTP layer (``bybit.py`` / ``binance.py``) translates wire requests into
-calls on :class:`Engine` and translates :class:`Reject` kinds back into the
-venue's own error codes. Keeping the matching and bookkeeping here means both
-venues share one implementation of "market orders fill at the current price",
-reduce-only, margin checks, duplicate client ids, partial fills and eventual
-consistency, and tests can assert on one ledger.
+The HTTP layer (``bybit.py``, ``binance.py``, ``bitget.py``, ``okx.py``)
+translates wire requests into calls on :class:`Engine` and translates
+:class:`Reject` kinds back into the venue's own error codes. Keeping the
+matching and bookkeeping here means every venue shares one implementation of
+"market orders fill at the current price", reduce-only, margin checks,
+duplicate client ids, partial fills and eventual consistency, and tests can
+assert on one ledger.
+
+Position modes: an account is in one-way mode (one signed position per
+symbol, ``Account.positions``) unless ``Account.hedge_mode`` is set, in which
+case every linear order names the position it acts on (``position_side``
+"long"/"short") and the long and short books are kept apart
+(``Account.hedge_positions``). Quantities are always in the base coin; a venue
+that counts in contracts (OKX) converts at its edge.
 
 Internally statuses use Bybit's vocabulary (New, PartiallyFilled, Filled,
 Cancelled, PartiallyFilledCanceled); the Binance layer maps them.
@@ -57,10 +65,28 @@ FEES = {
     ("bybit", "linear"): (Decimal("0.00055"), Decimal("0.0002")),  # taker, maker
     ("bybit", "spot"): (Decimal("0.001"), Decimal("0.001")),
     ("binance", "linear"): (Decimal("0.0005"), Decimal("0.0002")),
+    ("bitget", "linear"): (Decimal("0.0006"), Decimal("0.0002")),
+    ("bitget", "spot"): (Decimal("0.001"), Decimal("0.001")),
+    ("okx", "linear"): (Decimal("0.0005"), Decimal("0.0002")),
+    ("okx", "spot"): (Decimal("0.001"), Decimal("0.0008")),
 }
 
 DEFAULT_LEVERAGE = Decimal(10)
 BINANCE_CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+
+# Each venue's client order id rule: the pattern an id must match, and how long
+# an id stays taken. "forever" (per category): Bybit never accepts a reused
+# orderLinkId. "open": the id is refused only while an earlier order carrying
+# it is still open (Binance; Bitget documents its clientOid idempotency as
+# "only valid when orders are unfilled"; OKX's order lookup by clOrdId returns
+# "the latest" of several orders, i.e. a clOrdId may be reused once the earlier
+# order is done).
+CLIENT_ID_RULES: dict[str, tuple[re.Pattern, str]] = {
+    "bybit": (re.compile(r"^.{1,36}$"), "forever"),
+    "binance": (BINANCE_CLIENT_ID_RE, "open_same_symbol"),
+    "bitget": (re.compile(r"^[A-Za-z0-9_#-]{1,50}$"), "open"),
+    "okx": (re.compile(r"^[A-Za-z0-9]{1,32}$"), "open"),
+}
 
 
 class Reject(Exception):
@@ -129,6 +155,9 @@ class Order:
     time_in_force: str
     reduce_only: bool
     market_unit: str = ""  # spot only: "baseCoin" | "quoteCoin" | ""
+    # Hedge mode: the position the order acts on ("long" | "short"); "" in one-way mode.
+    position_side: str = ""
+    margin_mode: str = ""  # as the venue was told ("cross" | "isolated"), for display
     quote_qty: Decimal | None = None  # spot market orders sized in quote
     status: str = "New"
     cum_qty: Decimal = Decimal(0)
@@ -182,7 +211,8 @@ class Order:
 
 @dataclass
 class Position:
-    """One-way-mode position; ``size`` is signed (negative = short)."""
+    """A position; ``size`` is signed (negative = short). In hedge mode the long
+    book is always >= 0 and the short book always <= 0."""
 
     symbol: str
     size: Decimal = Decimal(0)
@@ -225,9 +255,27 @@ class Account:
     rate_limit_per_second: int | None = None
     create_times: deque = field(default_factory=deque)
     rate_limit_violations: list[dict] = field(default_factory=list)
+    # Position mode of the linear account (Bitget posMode, OKX posMode).
+    hedge_mode: bool = False
+    hedge_positions: dict[tuple[str, str], Position] = field(default_factory=dict)
+    # Per-symbol margin mode the venue reports ("cross" | "isolated").
+    margin_modes: dict[str, str] = field(default_factory=dict)
+    # Venue-specific account settings (e.g. OKX "acct_lv").
+    config: dict[str, str] = field(default_factory=dict)
 
     def leverage_for(self, symbol: str) -> Decimal:
         return self.leverage.get(symbol, DEFAULT_LEVERAGE)
+
+    def hedge_position(self, symbol: str, side: str) -> Position:
+        pos = self.hedge_positions.get((symbol, side))
+        if pos is None:
+            pos = Position(symbol=symbol)
+            self.hedge_positions[(symbol, side)] = pos
+        return pos
+
+    def all_positions(self) -> list[Position]:
+        """Every position book, one-way and hedge."""
+        return list(self.positions.values()) + list(self.hedge_positions.values())
 
     def position(self, symbol: str) -> Position:
         pos = self.positions.get(symbol)
@@ -257,7 +305,12 @@ class Engine:
         self.clock_offset_ms = 0
         self.accounts: dict[tuple[str, str], Account] = {}
         self.ledger: list[Order] = []
-        self._binance_ids = itertools.count(8_389_765_000_000_000)
+        # Numeric order ids where the venue uses them (Bybit's are UUIDs).
+        self._numeric_ids = {
+            "binance": itertools.count(8_389_765_000_000_000),
+            "bitget": itertools.count(1_311_488_897_767_604_224),
+            "okx": itertools.count(2_112_269_865_356_374_016),
+        }
         self._exec_seq = itertools.count(1)
         self._observers: list[Callable[[OrderEvent], None]] = []
 
@@ -363,16 +416,18 @@ class Engine:
 
     # --------------------------------------------------------------- margins
     def unrealised(self, acct: Account, symbol: str) -> Decimal:
-        pos = acct.positions.get(symbol)
-        if pos is None or pos.size == 0:
-            return Decimal(0)
-        return pos.size * (self.markets[symbol].price - pos.entry_price)
+        total = Decimal(0)
+        pools = [acct.positions.get(symbol)] + [acct.hedge_positions.get((symbol, s)) for s in ("long", "short")]
+        for pos in pools:
+            if pos is not None and pos.size != 0:
+                total += pos.size * (self.markets[symbol].price - pos.entry_price)
+        return total
 
     def position_im(self, acct: Account) -> Decimal:
         total = Decimal(0)
-        for sym, pos in acct.positions.items():
+        for pos in acct.all_positions():
             if pos.size != 0:
-                total += abs(pos.size) * pos.entry_price / acct.leverage_for(sym)
+                total += abs(pos.size) * pos.entry_price / acct.leverage_for(pos.symbol)
         return total
 
     def order_im(self, acct: Account) -> Decimal:
@@ -398,7 +453,8 @@ class Engine:
         return locked
 
     def total_unrealised(self, acct: Account) -> Decimal:
-        return sum((self.unrealised(acct, s) for s in acct.positions), start=Decimal(0))
+        symbols = set(acct.positions) | {sym for sym, _ in acct.hedge_positions}
+        return sum((self.unrealised(acct, s) for s in symbols), start=Decimal(0))
 
     def available(self, acct: Account, coin: str = "USDT") -> Decimal:
         """Free margin (USDT) or free spot balance (other coins)."""
@@ -425,11 +481,23 @@ class Engine:
         reduce_only: bool = False,
         time_in_force: str = "",
         market_unit: str = "",
+        position_side: str = "",
+        margin_mode: str = "",
+        lot: tuple[Decimal, Decimal, Decimal] | None = None,
+        min_notional: Decimal | None = None,
         partial_fraction: float | None = None,
         fill_after_lookups: int | None = None,
         invisible_ms: float = 0,
         faults: list[str] | None = None,
     ) -> Order:
+        """Book (and, when marketable, fill) one order.
+
+        ``position_side`` ("long"/"short") is required for linear orders of an
+        account in hedge mode and refused otherwise; there ``reduce_only``
+        means "close that position". ``lot`` = (step, min, max) in base units
+        and ``min_notional`` replace the market's quantity and value filters
+        for venues whose rules differ from the shared row (e.g. OKX's
+        ctVal x lotSz, and no minimum value)."""
         with self.lock:
             return self._place(
                 acct,
@@ -443,6 +511,10 @@ class Engine:
                 reduce_only=reduce_only,
                 time_in_force=time_in_force,
                 market_unit=market_unit,
+                position_side=position_side,
+                margin_mode=margin_mode,
+                lot=lot,
+                min_notional=min_notional,
                 partial_fraction=partial_fraction,
                 fill_after_lookups=fill_after_lookups,
                 invisible_ms=invisible_ms,
@@ -463,6 +535,11 @@ class Engine:
         if order_type not in ("Market", "Limit"):
             raise Reject("invalid_param", f"orderType {order_type!r} invalid")
         self._check_client_id(acct, category, market.symbol, cid)
+        position_side = kw.get("position_side") or ""
+        if category == "linear" and acct.hedge_mode and position_side not in ("long", "short"):
+            raise Reject("position_mode", "the account is in hedge mode: the order must name long or short")
+        if position_side and (category != "linear" or not acct.hedge_mode):
+            raise Reject("position_mode", "the account is in one-way mode: the order must not name a position side")
         if qty is None or qty <= 0:
             raise Reject("invalid_param", "qty must be positive")
         if order_type == "Limit":
@@ -484,7 +561,8 @@ class Engine:
         if quote_sized:
             # Spot market buy without marketUnit=baseCoin: qty is quote to spend.
             quote_qty = qty
-            if quote_qty < market.spot_min_amt:
+            min_amt = kw["min_notional"] if kw.get("min_notional") is not None else market.spot_min_amt
+            if quote_qty < min_amt:
                 raise Reject("min_notional", "order value below minimum")
             base_qty = _floor_to(quote_qty / now_price, market.spot_base_precision)
             if base_qty <= 0:
@@ -494,6 +572,8 @@ class Engine:
             step = market.spot_base_precision if category == "spot" else market.qty_step
             min_qty = market.spot_min_qty if category == "spot" else market.min_qty
             max_qty = market.spot_max_qty if category == "spot" else market.max_qty
+            if kw.get("lot"):
+                step, min_qty, max_qty = kw["lot"]
             if base_qty % step != 0:
                 raise Reject("invalid_qty", f"qty not a multiple of {step}")
             if base_qty < min_qty:
@@ -504,13 +584,19 @@ class Engine:
         ref_price = price if price is not None else now_price
         reduce_only = bool(kw["reduce_only"]) and category == "linear"
         if reduce_only:
-            pos = acct.positions.get(market.symbol)
+            if position_side:
+                pos = acct.hedge_positions.get((market.symbol, position_side))
+            else:
+                pos = acct.positions.get(market.symbol)
             size = pos.size if pos else Decimal(0)
             reduces = (size > 0 and side == "Sell") or (size < 0 and side == "Buy")
             if not reduces:
                 raise Reject("reduce_only", "reduce-only order would not reduce")
             # The venue trims a reduce-only order to the position size.
             base_qty = min(base_qty, abs(size))
+        elif position_side and (side == "Buy") != (position_side == "long"):
+            # Hedge mode: a plain order opens the side it names (buy long, sell short).
+            raise Reject("position_mode", f"a {side.lower()} cannot open a {position_side} position")
         if not reduce_only:
             if category == "spot":
                 min_amt = market.spot_min_amt
@@ -518,9 +604,11 @@ class Engine:
                 min_amt = market.binance_min_notional
             else:
                 min_amt = market.min_notional
+            if kw.get("min_notional") is not None:
+                min_amt = kw["min_notional"]
             if quote_qty is None and base_qty * ref_price < min_amt:
                 raise Reject("min_notional", f"order value below {min_amt}")
-            self._check_funds(acct, market, category, side, base_qty, ref_price)
+            self._check_funds(acct, market, category, side, base_qty, ref_price, hedged=bool(position_side))
 
         marketable = order_type == "Market" or (
             (side == "Buy" and price >= now_price) or (side == "Sell" and price <= now_price)
@@ -535,7 +623,9 @@ class Engine:
         order = Order(
             venue=acct.venue,
             account=acct.key,
-            order_id=(str(next(self._binance_ids)) if acct.venue == "binance" else str(uuid.uuid4())),
+            order_id=(
+                str(next(self._numeric_ids[acct.venue])) if acct.venue in self._numeric_ids else str(uuid.uuid4())
+            ),
             client_order_id=cid,
             symbol=market.symbol,
             category=category,
@@ -546,6 +636,8 @@ class Engine:
             time_in_force=kw["time_in_force"] or ("IOC" if order_type == "Market" else "GTC"),
             reduce_only=reduce_only,
             market_unit=kw["market_unit"] if category == "spot" else "",
+            position_side=position_side,
+            margin_mode=kw.get("margin_mode") or "",
             quote_qty=quote_qty,
             created_ms=now_ms,
             updated_ms=now_ms,
@@ -580,20 +672,17 @@ class Engine:
     def _check_client_id(self, acct: Account, category: str, symbol: str, cid: str) -> None:
         if not cid:
             return
-        if acct.venue == "binance":
-            if not BINANCE_CLIENT_ID_RE.match(cid):
-                raise Reject("invalid_client_id", "client order id is not valid")
-            # Binance rejects a reused id only while the earlier order is open.
-            for prev in acct.by_client_id.get(cid, []):
-                if prev.symbol == symbol and prev.is_open:
-                    raise Reject("duplicate_client_id", "client order id is duplicated")
-        else:
-            if len(cid) > 36:
-                raise Reject("invalid_client_id", "orderLinkId longer than 36")
-            # Bybit: an orderLinkId can never be reused within a category.
-            for prev in acct.by_client_id.get(cid, []):
-                if prev.category == category:
-                    raise Reject("duplicate_client_id", "orderLinkId is duplicate")
+        pattern, scope = CLIENT_ID_RULES[acct.venue]
+        if not pattern.match(cid):
+            raise Reject("invalid_client_id", "client order id is not valid")
+        for prev in acct.by_client_id.get(cid, []):
+            if scope == "forever" and prev.category == category:
+                # Bybit: an orderLinkId can never be reused within a category.
+                raise Reject("duplicate_client_id", "client order id is duplicate")
+            if scope == "open_same_symbol" and prev.symbol == symbol and prev.is_open:
+                raise Reject("duplicate_client_id", "client order id is duplicated")
+            if scope == "open" and prev.category == category and prev.is_open:
+                raise Reject("duplicate_client_id", "client order id is duplicated")
 
     def _check_funds(
         self,
@@ -603,6 +692,8 @@ class Engine:
         side: str,
         qty: Decimal,
         ref_price: Decimal,
+        *,
+        hedged: bool = False,
     ) -> None:
         taker = FEES[(acct.venue, category)][0]
         if category == "spot":
@@ -613,7 +704,7 @@ class Engine:
             if need > self.available(acct, coin):
                 raise Reject("insufficient", f"insufficient {coin} balance")
             return
-        pos = acct.positions.get(market.symbol)
+        pos = None if hedged else acct.positions.get(market.symbol)
         size = pos.size if pos else Decimal(0)
         closing = Decimal(0)
         if (size > 0 and side == "Sell") or (size < 0 and side == "Buy"):
@@ -646,7 +737,7 @@ class Engine:
         else:
             fee, fee_coin = value * rate, market.quote
             self._credit(acct, market.quote, -fee)
-            closed, pnl = self._apply_position(acct, order.symbol, order.side, qty, price)
+            closed, pnl = self._apply_position(acct, order.symbol, order.side, qty, price, order.position_side)
         now_ms = self.now_ms()
         order.cum_qty += qty
         order.cum_value += value
@@ -693,10 +784,11 @@ class Engine:
         acct.balances[coin] = acct.balances.get(coin, Decimal(0)) + amount
 
     def _apply_position(
-        self, acct: Account, symbol: str, side: str, qty: Decimal, price: Decimal
+        self, acct: Account, symbol: str, side: str, qty: Decimal, price: Decimal, position_side: str = ""
     ) -> tuple[Decimal, Decimal]:
-        """Update the one-way position; returns the closed size and its realised P&L."""
-        pos = acct.position(symbol)
+        """Update the position the fill belongs to (the one-way position, or in hedge mode
+        the long or short book the order named); returns the closed size and its realised P&L."""
+        pos = acct.hedge_position(symbol, position_side) if position_side else acct.position(symbol)
         now_ms = self.now_ms()
         delta = qty if side == "Buy" else -qty
         closed = pnl = Decimal(0)
@@ -893,6 +985,31 @@ class Engine:
                 and (client_order_id is None or o.client_order_id == client_order_id)
             ]
 
+    # ---------------------------------------------------------- position mode
+    def set_position_mode(self, acct: Account, hedge: bool) -> bool:
+        """Switch one-way/hedge. Like the venues, refused while the account holds
+        a position or an open linear order. Returns False when unchanged."""
+        with self.lock:
+            if acct.hedge_mode == hedge:
+                return False
+            busy = any(p.size != 0 for p in acct.all_positions()) or any(
+                o.is_open and o.category == "linear" for o in acct.orders.values()
+            )
+            if busy:
+                raise Reject("position_mode_locked", "positions or open orders exist")
+            acct.hedge_mode = hedge
+            return True
+
+    def set_margin_mode(self, acct: Account, symbol: str, mode: str) -> None:
+        with self.lock:
+            market = self.market(symbol)
+            if mode not in ("cross", "isolated"):
+                raise Reject("invalid_param", f"margin mode {mode!r} invalid")
+            busy = any(p.size != 0 for p in acct.all_positions() if p.symbol == market.symbol)
+            if busy and acct.margin_modes.get(market.symbol, "cross") != mode:
+                raise Reject("position_mode_locked", "a position is open on this symbol")
+            acct.margin_modes[market.symbol] = mode
+
     # --------------------------------------------------------------- leverage
     def set_leverage(self, acct: Account, symbol: str, leverage: Decimal) -> bool:
         """Returns False when unchanged (Bybit answers 110043 then)."""
@@ -907,6 +1024,8 @@ class Engine:
 
 
 def normalize_symbol(symbol: str) -> str:
-    """'BTC/USDT:USDT', 'BTC/USDT' or 'BTCUSDT' -> 'BTCUSDT'."""
-    base = symbol.split(":", 1)[0]
-    return base.replace("/", "").replace("-", "").upper()
+    """'BTC/USDT:USDT', 'BTC/USDT', 'BTCUSDT', OKX's 'BTC-USDT' or 'BTC-USDT-SWAP' -> 'BTCUSDT'."""
+    base = symbol.split(":", 1)[0].upper()
+    if base.endswith("-SWAP"):
+        base = base[: -len("-SWAP")]
+    return base.replace("/", "").replace("-", "")

@@ -141,8 +141,10 @@ class FaultRule:
         if self.action == "partial_fill" and not 0 < self.fraction < 1:
             raise ValueError("partial_fill fraction must be between 0 and 1")
         if self.symbol:
-            # Accept unified symbols too: 'BTC/USDT:USDT' -> 'BTCUSDT'.
-            self.symbol = self.symbol.split(":", 1)[0].replace("/", "").upper()
+            # Accept unified and OKX symbols too: 'BTC/USDT:USDT', 'BTC-USDT-SWAP' -> 'BTCUSDT'.
+            symbol = self.symbol.split(":", 1)[0].upper()
+            symbol = symbol[: -len("-SWAP")] if symbol.endswith("-SWAP") else symbol
+            self.symbol = symbol.replace("/", "").replace("-", "")
         if self.method:
             self.method = self.method.upper()
 

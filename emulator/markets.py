@@ -2,8 +2,10 @@
 
 One :class:`Market` describes a base coin traded against USDT. The same row
 serves the Bybit linear perpetual (``BTCUSDT``, category ``linear``), the Bybit
-spot pair (``BTCUSDT``, category ``spot``) and the Binance USD-M perpetual
-(``BTCUSDT``), because on all three the venue symbol id is the same string.
+spot pair (``BTCUSDT``, category ``spot``), the Binance USD-M perpetual
+(``BTCUSDT``), Bitget's USDT-M perpetual and spot pair (``BTCUSDT``) and OKX's
+swap (``BTC-USDT-SWAP``) and spot pair (``BTC-USDT``). OKX counts its swaps in
+contracts of ``okx_ct_val`` base coins, ``okx_lot_sz`` contracts a step.
 
 The filter values are realistic approximations of the live venues (Nov 2025);
 they are what ccxt turns into ``precision`` and ``limits``, so a test that
@@ -66,9 +68,18 @@ class Market:
     spot_max_amt: Decimal = Decimal(2000000)
     quote: str = "USDT"
     launch_time_ms: int = 1585526400000
+    # OKX swap: base coin per contract (ctVal), and lot / minimum in contracts.
+    okx_ct_val: Decimal | None = None
+    okx_lot_sz: Decimal = Decimal("0.01")
+    okx_min_sz: Decimal | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.okx_ct_val is None:
+            # BTC 0.01, ETH 0.1, SOL 1 as on the venue; ten steps of the shared row otherwise.
+            self.okx_ct_val = self.qty_step * 10
+        if self.okx_min_sz is None:
+            self.okx_min_sz = self.okx_lot_sz
         if self.spot_tick is None:
             self.spot_tick = self.tick
         if self.spot_base_precision is None:
@@ -79,8 +90,16 @@ class Market:
 
     @property
     def symbol(self) -> str:
-        """Venue id, identical on Bybit (spot and linear) and Binance USD-M."""
+        """Venue id on Bybit (spot and linear), Binance USD-M and Bitget (v2)."""
         return f"{self.base}{self.quote}"
+
+    @property
+    def okx_spot_id(self) -> str:
+        return f"{self.base}-{self.quote}"
+
+    @property
+    def okx_swap_id(self) -> str:
+        return f"{self.base}-{self.quote}-SWAP"
 
 
 def _m(base: str, price: str, tick: str, step: str, max_qty: str, **kw) -> Market:
@@ -120,9 +139,9 @@ def default_markets() -> list[Market]:
             spot_min_qty=dec("0.00062"),
         ),
         _m("SOL", "150", "0.010", "0.1", "79770", max_leverage=75),
-        _m("XRP", "0.55", "0.0001", "1", "4802000", max_leverage=75),
-        _m("DOGE", "0.15", "0.00001", "1", "26604000", max_leverage=75),
-        _m("ADA", "0.45", "0.0001", "1", "4355000", max_leverage=75),
+        _m("XRP", "0.55", "0.0001", "1", "4802000", max_leverage=75, okx_ct_val=dec(100)),
+        _m("DOGE", "0.15", "0.00001", "1", "26604000", max_leverage=75, okx_ct_val=dec(1000)),
+        _m("ADA", "0.45", "0.0001", "1", "4355000", max_leverage=75, okx_ct_val=dec(100)),
         _m("AVAX", "35", "0.001", "0.1", "64180", max_leverage=50),
         _m("LINK", "15", "0.001", "0.1", "170820", max_leverage=75),
         _m("DOT", "7", "0.001", "0.1", "149500", max_leverage=50),

@@ -1,10 +1,12 @@
-"""The exchange emulator: an HTTP server speaking Bybit V5 and Binance USD-M.
+"""The exchange emulator: an HTTP server speaking Bybit V5, Binance USD-M,
+Bitget v2 and OKX v5.
 
 Real, unpatched ccxt talks to it over HTTP (see
 :func:`execution.exchanges.redirect.redirect_exchange`), so the production
 code path - URL building, signing, error mapping - is what gets exercised.
-One server serves both venues, routed by path prefix (``/v5/`` is Bybit,
-``/fapi/`` and ``/sapi/`` are Binance).
+One server serves every venue, routed by path prefix (``/v5/`` is Bybit,
+``/fapi/`` and ``/sapi/`` are Binance, ``/api/v2/`` and ``/api/v3/`` are
+Bitget, ``/api/v5/`` is OKX).
 
 Design notes:
 
@@ -42,10 +44,12 @@ from typing import Self
 from urllib.parse import parse_qsl, urlsplit
 
 from .binance import BinanceVenue
+from .bitget import BitgetVenue
 from .bybit import BybitVenue
 from .engine import Account, Engine, Order, Position, Reject, normalize_symbol
 from .faults import FaultBook, FaultRule, RequestFacts
 from .markets import Market, dec
+from .okx import OkxVenue
 from .streams import StreamHub
 from .wire import BookingEffects, WireRequest, WireResponse, json_response
 from .ws import is_upgrade
@@ -54,7 +58,8 @@ __all__ = ["VENUES", "ExchangeEmulator", "RequestRecord"]
 
 log = logging.getLogger(__name__)
 
-VENUES = ("bybit", "binance")
+VENUES = ("bybit", "binance", "bitget", "okx")
+Venue = BybitVenue | BinanceVenue | BitgetVenue | OkxVenue
 
 _DECIMAL_FIELDS = frozenset(
     {
@@ -70,6 +75,9 @@ _DECIMAL_FIELDS = frozenset(
         "spot_max_qty",
         "spot_min_amt",
         "spot_max_amt",
+        "okx_ct_val",
+        "okx_lot_sz",
+        "okx_min_sz",
     }
 )
 _SIGNATURE_RE = re.compile(r"(^|&)signature=[^&]*")
@@ -208,16 +216,19 @@ def _is_loopback(host: str) -> bool:
 
 
 class ExchangeEmulator:
-    """A local Bybit V5 + Binance USD-M REST emulator with fault injection.
+    """A local Bybit V5, Binance USD-M, Bitget v2 and OKX v5 REST emulator with
+    fault injection.
 
     >>> with ExchangeEmulator(accounts={"key": "secret"}) as emu:
     ...     ex = ccxt.bybit({"apiKey": "key", "secret": "secret"})
     ...     redirect_exchange(ex, emu.url)
     ...     emu.add_fault("timeout_after_booking", "order/create", ms=2000)
 
-    ``accounts`` maps API key to secret; every key is valid on both venues,
-    with separate books per venue. ``initial_balances`` (default 100000 USDT)
-    is what each account starts with.
+    ``accounts`` maps API key to secret; every key is valid on every venue,
+    with separate books per venue. ``passphrases`` maps API key to the API
+    passphrase Bitget and OKX require as a third credential (a key without
+    one is refused there). ``initial_balances`` (default 100000 USDT) is what
+    each account starts with.
     """
 
     def __init__(
@@ -226,6 +237,7 @@ class ExchangeEmulator:
         port: int = 0,
         accounts: dict[str, str] | None = None,
         *,
+        passphrases: dict[str, str] | None = None,
         markets: list[Market] | None = None,
         initial_balances: dict[str, object] | None = None,
         realtime_by_id_any_status: bool = True,
@@ -238,6 +250,7 @@ class ExchangeEmulator:
         self.host = host
         self._requested_port = port
         self._accounts: dict[str, str] = dict(accounts or {})
+        self._passphrases: dict[str, str] = dict(passphrases or {})
         self.engine = Engine(
             markets=markets,
             initial_balances=initial_balances,
@@ -245,6 +258,8 @@ class ExchangeEmulator:
         )
         self.bybit = BybitVenue(self.engine, self._secret_for, check_recv_window=check_recv_window)
         self.binance = BinanceVenue(self.engine, self._secret_for, check_recv_window=check_recv_window)
+        self.bitget = BitgetVenue(self.engine, self._credentials_for, check_recv_window=check_recv_window)
+        self.okx = OkxVenue(self.engine, self._credentials_for, check_recv_window=check_recv_window)
         self._faults = FaultBook()
         # Private WebSocket streams, pushed from the engine's order events.
         self.streams = StreamHub(
@@ -307,11 +322,17 @@ class ExchangeEmulator:
         return f"http://{self.host}:{self.port}"
 
     # ---------------------------------------------------------- accounts
-    def add_account(self, api_key: str, secret: str) -> None:
+    def add_account(self, api_key: str, secret: str, passphrase: str | None = None) -> None:
         self._accounts[api_key] = secret
+        if passphrase is not None:
+            self._passphrases[api_key] = passphrase
 
     def _secret_for(self, api_key: str) -> str | None:
         return self._accounts.get(api_key)
+
+    def _credentials_for(self, api_key: str) -> tuple[str, str | None] | None:
+        secret = self._accounts.get(api_key)
+        return None if secret is None else (secret, self._passphrases.get(api_key))
 
     def _targets(self, account: str | None, venue: str | None) -> list[Account]:
         keys = [account] if account else list(self._accounts)
@@ -467,23 +488,53 @@ class ExchangeEmulator:
         *,
         account: str | None = None,
         venue: str | None = None,
+        side: str | None = None,
     ) -> None:
-        """Force a one-way position (``size`` signed: negative is short)."""
+        """Force a position in base units (``size`` signed: negative is short).
+        With ``side`` ("long"/"short") it is that book of a hedge-mode account."""
+        if side not in (None, "long", "short"):
+            raise ValueError("side must be long, short or omitted")
         with self.engine.lock:
             market = self.engine.market(symbol)
             for acct in self._targets(account, venue):
-                pos = acct.position(market.symbol)
+                pos = acct.hedge_position(market.symbol, side) if side else acct.position(market.symbol)
                 pos.size = dec(size)
                 pos.entry_price = dec(entry_price) if entry_price is not None else market.price
                 if pos.size == 0:
                     pos.entry_price = Decimal(0)
                 pos.created_ms = pos.updated_ms = self.engine.now_ms()
 
-    def position(self, symbol: str, *, account: str, venue: str) -> Position:
+    def position(self, symbol: str, *, account: str, venue: str, side: str | None = None) -> Position:
+        """The one-way position, or with ``side`` one book of a hedge-mode account
+        (base units, signed)."""
         with self.engine.lock:
             acct = self.engine.account(venue, account)
             market = self.engine.market(symbol)
+            if side:
+                return copy.deepcopy(acct.hedge_positions.get((market.symbol, side), Position(market.symbol)))
             return copy.deepcopy(acct.positions.get(market.symbol, Position(market.symbol)))
+
+    def set_position_mode(self, mode: str, *, account: str | None = None, venue: str | None = None) -> None:
+        """ "one_way" or "hedge" for the linear account (Bitget posMode, OKX posMode).
+        Refused, like on the venues, while positions or open orders exist."""
+        if mode not in ("one_way", "hedge"):
+            raise ValueError("mode must be one_way or hedge")
+        with self.engine.lock:
+            for acct in self._targets(account, venue):
+                self.engine.set_position_mode(acct, mode == "hedge")
+
+    def set_margin_mode(self, symbol: str, mode: str, *, account: str | None = None, venue: str | None = None) -> None:
+        """The margin mode ("cross"/"isolated") the venue reports for a symbol."""
+        with self.engine.lock:
+            for acct in self._targets(account, venue):
+                self.engine.set_margin_mode(acct, symbol, mode)
+
+    def set_account_config(self, *, account: str | None = None, venue: str | None = None, **config: str) -> None:
+        """Venue account settings: OKX ``acct_lv`` ("1" spot mode, "2" spot and
+        futures...), Bitget ``asset_mode`` ("single"/"union")."""
+        with self.engine.lock:
+            for acct in self._targets(account, venue):
+                acct.config.update({k: str(v) for k, v in config.items()})
 
     def set_leverage(
         self,
@@ -538,11 +589,15 @@ class ExchangeEmulator:
         self.clear_requests()
 
     # ------------------------------------------------------ HTTP serving
-    def _venue_for(self, path: str) -> BybitVenue | BinanceVenue | None:
+    def _venue_for(self, path: str) -> Venue | None:
         if path.startswith("/v5/"):
             return self.bybit
         if path.startswith(("/fapi/", "/sapi/")):
             return self.binance
+        if path.startswith(("/api/v2/", "/api/v3/")):
+            return self.bitget
+        if path.startswith("/api/v5/"):
+            return self.okx
         return None
 
     def _serve(self, h: _Handler) -> None:
@@ -700,7 +755,7 @@ class ExchangeEmulator:
             self._finish(h, record, refusal)
 
     @staticmethod
-    def _fault_response(rule: FaultRule, venue: BybitVenue | BinanceVenue) -> WireResponse:
+    def _fault_response(rule: FaultRule, venue: Venue) -> WireResponse:
         if rule.action == "ret_code":
             if rule.code is None:
                 raise ValueError("ret_code fault needs a code")
@@ -825,7 +880,16 @@ class ExchangeEmulator:
             self.set_balance(data["amount"], data.get("coin", "USDT"), **target)
             return ok()
         if route == "position":
-            self.set_position(data["symbol"], data["size"], data.get("entry_price"), **target)
+            self.set_position(data["symbol"], data["size"], data.get("entry_price"), side=data.get("side"), **target)
+            return ok()
+        if route == "position_mode":
+            self.set_position_mode(data["mode"], **target)
+            return ok()
+        if route == "margin_mode":
+            self.set_margin_mode(data["symbol"], data["mode"], **target)
+            return ok()
+        if route == "account_config":
+            self.set_account_config(**target, **{k: v for k, v in data.items() if k not in target})
             return ok()
         if route == "leverage":
             self.set_leverage(data["symbol"], data["leverage"], **target)

@@ -80,7 +80,10 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
     actions = ("test_connection", "engage_kill_switch", "release_kill_switch")
     readonly_fields = ("credentials_state", "kill_switch", "created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("label", "exchange", "mode", "market_type", "position_mode", "kill_switch")}),
+        (
+            None,
+            {"fields": ("label", "exchange", "mode", "market_type", "position_mode", "margin_mode", "kill_switch")},
+        ),
         (
             "Credentials",
             {"fields": ("credentials_state", "api_key", "api_secret", "api_password", "clear_credentials", "base_url")},

@@ -38,13 +38,33 @@ class ExchangeAccount(models.Model):
 
     class PositionMode(models.TextChoices):
         ONE_WAY = "one_way", "One-way"
-        HEDGE = "hedge", "Hedge"
+        HEDGE = "hedge", "Hedge (long and short apart)"
+
+    class MarginMode(models.TextChoices):
+        CROSS = "cross", "Cross"
+        ISOLATED = "isolated", "Isolated"
+
+    #: Venues whose gateway maps the engine's legs onto hedge-mode orders (Bitget
+    #: holdSide/tradeSide, OKX posSide) and sends the margin mode with each order.
+    HEDGE_VENUES = ("bitget", "okx")
 
     label = models.CharField(max_length=80, unique=True)
     exchange = models.CharField(max_length=16, choices=Exchange.choices, default=Exchange.BYBIT)
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.PAPER)
     market_type = models.CharField(max_length=8, choices=MarketType.choices, default=MarketType.LINEAR)
-    position_mode = models.CharField(max_length=8, choices=PositionMode.choices, default=PositionMode.ONE_WAY)
+    position_mode = models.CharField(
+        max_length=8,
+        choices=PositionMode.choices,
+        default=PositionMode.ONE_WAY,
+        help_text="Must match the account's setting at the exchange (Test connection checks it). Hedge mode: "
+        "Bitget and OKX perpetuals only.",
+    )
+    margin_mode = models.CharField(
+        max_length=8,
+        choices=MarginMode.choices,
+        default=MarginMode.CROSS,
+        help_text="Sent with every perpetual order (Bitget marginMode, OKX tdMode). Isolated: Bitget and OKX only.",
+    )
     # Fernet tokens (settings.CREDENTIALS_ENCRYPTION_KEYS); never displayed back.
     api_key_enc = models.TextField(blank=True)
     api_secret_enc = models.TextField(blank=True)
@@ -118,9 +138,25 @@ class ExchangeAccount(models.Model):
                 {"mode": "Live trading is switched off (set LIVE_TRADING=true to allow live accounts)."}
             )
         if self.position_mode == self.PositionMode.HEDGE:
-            raise ValidationError(
-                {"position_mode": "Hedge mode is not supported yet: switch the account to one-way mode."}
-            )
+            if self.exchange not in self.HEDGE_VENUES:
+                raise ValidationError(
+                    {
+                        "position_mode": f"Hedge mode is supported on Bitget and OKX only: switch this "
+                        f"{self.get_exchange_display()} account (and the exchange account) to one-way mode."
+                    }
+                )
+            if self.market_type != self.MarketType.LINEAR:
+                raise ValidationError({"position_mode": "Hedge mode applies to perpetuals only: use one-way for spot."})
+        if self.margin_mode == self.MarginMode.ISOLATED:
+            if self.exchange not in self.HEDGE_VENUES:
+                raise ValidationError(
+                    {
+                        "margin_mode": f"Isolated margin is sent with each order on Bitget and OKX only; on "
+                        f"{self.get_exchange_display()} keep cross here and set the margin mode at the exchange."
+                    }
+                )
+            if self.market_type != self.MarketType.LINEAR:
+                raise ValidationError({"margin_mode": "Margin mode applies to perpetuals only: use cross for spot."})
         if self.base_url and self.mode != self.Mode.TESTNET:
             raise ValidationError({"base_url": "A base URL override is only allowed on testnet accounts."})
 

@@ -165,15 +165,26 @@ def _qty(value: Decimal | None) -> str:
 
 
 def account_test_connection(*, account: ExchangeAccount) -> dict:
-    """Check credentials and connectivity with one balance read (and markets)."""
+    """Check credentials and connectivity with one balance read (and markets), then that the
+    venue account's own settings (position mode, account or margin mode) match this account's;
+    a mismatch is explained and fails the test ("problems" lists each)."""
     try:
         gateway = gateway_for(account)
         equity = gateway.fetch_equity(account.paper_quote_currency if account.is_paper else "USDT")
+        problems = gateway.account_setup_problems()
     except GatewayError as exc:
         return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
     except Exception as exc:  # credentials that cannot be decrypted, etc.
         return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
-    return {"ok": True, "detail": f"connected; equity {equity.normalize()}"}
+    shown = format(equity.normalize(), "f")  # 100000, not 1E+5
+    if problems:
+        return {
+            "ok": False,
+            "detail": f"connected (equity {shown}), but the exchange account's settings do not match this "
+            f"account: {'; '.join(problems)}.",
+            "problems": problems,
+        }
+    return {"ok": True, "detail": f"connected; equity {shown}"}
 
 
 def _recent_price(strategy: Strategy):

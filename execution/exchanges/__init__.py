@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import threading
 
-from .base import Gateway, MarketInfo, OrderState, PositionInfo, tradingview_to_ccxt
+from .base import (
+    CLIENT_ID_RULES,
+    Gateway,
+    MarketInfo,
+    OrderState,
+    PositionInfo,
+    client_order_id_problem,
+    tradingview_to_ccxt,
+)
 from .errors import (
     GatewayError,
     Misconfigured,
@@ -17,6 +25,8 @@ from .errors import (
 )
 
 __all__ = [
+    "CLIENT_ID_RULES",
+    "client_order_id_problem",
     "Gateway",
     "MarketInfo",
     "OrderState",
@@ -67,6 +77,8 @@ def gateway_for(account, *, paper: bool = False) -> Gateway:
                     credentials=account.credentials(),
                     base_url=account.base_url,
                     label=account.label,
+                    position_mode=account.position_mode,
+                    margin_mode=account.margin_mode,
                 )
             for stale in [k for k in _gateways if k[0] == account.pk and k[2] == use_paper]:
                 del _gateways[stale]

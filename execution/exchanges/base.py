@@ -112,8 +112,36 @@ class Gateway(ABC):
     def set_leverage(self, *, symbol: str, leverage: int) -> None:
         return None
 
+    def account_setup_problems(self) -> list[str]:
+        """What the venue account's own settings (position mode, margin or account mode) need
+        changing for this gateway to trade as configured, in words for the operator; [] when
+        they match. Costs one or two reads at the venue, so it belongs to "Test connection",
+        not to the hot path."""
+        return []
+
     def resolve_symbol(self, ticker: str, market_type: str, override: str = "") -> str:
         return override or tradingview_to_ccxt(ticker, market_type)
+
+
+#: Each venue's client order id rule (pattern, where it is documented). Ours are `tv` + 6 hex
+#: + base 36 + `l` + leg: letters and digits, at most 32 characters, valid on all of them.
+CLIENT_ID_RULES: dict[str, tuple[re.Pattern, str]] = {
+    "bybit": (re.compile(r"^[A-Za-z0-9_-]{1,36}$"), "orderLinkId: up to 36 characters"),
+    "binanceusdm": (re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$"), "newClientOrderId: ^[.A-Z:/a-z0-9_-]{1,36}$"),
+    "bitget": (
+        re.compile(r"^[A-Za-z0-9_#-]{1,50}$"),
+        "clientOid: letters, digits, '_', '-', '#'; up to 50 characters",
+    ),
+    "okx": (re.compile(r"^[A-Za-z0-9]{1,32}$"), "clOrdId: letters and digits only, up to 32 characters"),
+}
+
+
+def client_order_id_problem(exchange: str, client_order_id: str) -> str:
+    """Why `client_order_id` would be refused by `exchange`, or "" when it is valid there."""
+    rule = CLIENT_ID_RULES.get(exchange)
+    if rule is None or rule[0].match(client_order_id):
+        return ""
+    return f"client order id {client_order_id!r} is not valid on {exchange} ({rule[1]})"
 
 
 _QUOTES = ("USDT", "USDC", "BUSD", "FDUSD", "USD", "BTC", "ETH", "EUR")

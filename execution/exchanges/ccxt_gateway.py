@@ -11,6 +11,7 @@ rate limiter are off: creations are never retried blindly, and the rate limit is
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import types
@@ -21,7 +22,7 @@ from typing import Any
 import ccxt
 from django.conf import settings
 
-from .base import Gateway, MarketInfo, OrderState, PositionInfo
+from .base import Gateway, MarketInfo, OrderState, PositionInfo, client_order_id_problem
 from .errors import (
     GatewayError,
     Misconfigured,
@@ -46,7 +47,35 @@ def _dec(value: Any) -> Decimal | None:
         return None
 
 
-def translate(exc: Exception, *, creating: bool = False) -> GatewayError:
+# Venue codes ccxt leaves as a bare ExchangeError although they are definitive refusals of an
+# order (nothing was booked). Without this table a creation answered with one would read as
+# ambiguous: looked up, not found, and resent until MAX_SUBMITS. A duplicate client id (Bitget
+# 40786) is deliberately not here: it means the order exists, so the lookup is right.
+DEFINITE_REFUSALS: dict[str, dict[str, str]] = {
+    "bitget": {
+        "22002": "no position to close",
+        "40757": "not enough position to close",
+        "45111": "below the minimum order quantity",
+    },
+    "okx": {
+        "51169": "no position in this direction to reduce or close",
+        "51170": "a reduce-only order cannot add to the position",
+    },
+}
+_VENUE_CODE_RE = re.compile(r'"(?:sCode|code)"\s*:\s*"(\d+)"')
+
+
+def _definite_refusal(exchange: str, exc: Exception) -> str:
+    table = DEFINITE_REFUSALS.get(exchange)
+    if not table:
+        return ""
+    for code in _VENUE_CODE_RE.findall(str(exc)):
+        if code in table:
+            return f"{table[code]} ({exchange} {code})"
+    return ""
+
+
+def translate(exc: Exception, *, creating: bool = False, exchange: str = "") -> GatewayError:
     """ccxt exception → our hierarchy. Order matters: subclasses first."""
     message = f"{type(exc).__name__}: {str(exc)[:300]}"
     if isinstance(exc, ccxt.InsufficientFunds):
@@ -63,7 +92,14 @@ def translate(exc: Exception, *, creating: bool = False) -> GatewayError:
         return Misconfigured(message)
     if isinstance(exc, ccxt.BadRequest):
         return OrderRejected(f"bad request ({message})")
+    if isinstance(exc, ccxt.OperationRejected):
+        # Understood and refused (e.g. Binance -4061 "position side does not match the
+        # account's setting", OKX 4088 re-verify identity): final, nothing was booked.
+        return OrderRejected(f"refused by the exchange ({message})")
     if isinstance(exc, ccxt.ExchangeError):
+        refusal = _definite_refusal(exchange, exc)
+        if refusal:
+            return OrderRejected(f"{refusal}: {message}")
         # Bare ExchangeError covers venue "internal error"/"server timeout" codes and unknown
         # ones: for a creation that is ambiguous, so it must be looked up, not trusted.
         return TemporaryError(message) if creating else GatewayError(message)
@@ -111,7 +147,8 @@ MARKETS_SNAPSHOT_KEY = "markets:account:{}"
 
 def contract_size(m: dict[str, Any]) -> Decimal:
     """Base coin per contract: 1 on Bybit, Binance and Bitget linear markets; OKX swaps
-    trade in contracts of ctVal (e.g. 0.01 BTC), so quantities must be converted."""
+    trade in contracts of ctVal (e.g. 0.01 BTC), so quantities are divided by it on the way
+    out (create) and multiplied by it on the way back (orders, fills, positions)."""
     if m.get("spot") or not m.get("contract"):
         return Decimal("1")
     return _dec(m.get("contractSize")) or Decimal("1")
@@ -174,6 +211,8 @@ class CcxtGateway(Gateway):
         credentials: dict[str, str],
         base_url: str = "",
         label: str = "",
+        position_mode: str = "one_way",
+        margin_mode: str = "cross",
     ):
         self.account_id = account_id
         self.exchange_id = exchange
@@ -188,9 +227,15 @@ class CcxtGateway(Gateway):
         self._primary: ccxt.Exchange | None = None
         self._markets_loaded_at = 0.0
         self._leverage_set: set[tuple[str, int]] = set()
-        # Only Bybit is known (and tested) to refuse a reused client id forever; Binance accepts
-        # one once the earlier order is no longer open, and OKX/Bitget are unverified here, so
-        # they get the long "not found" grace before any resend.
+        # Bitget and OKX perpetuals: the position mode the account is in at the venue, and the
+        # margin mode sent with every order (Bitget marginMode, OKX tdMode).
+        self.hedged = position_mode == "hedge" and market_type == "linear" and exchange in ("bitget", "okx")
+        self.margin_mode = margin_mode if market_type == "linear" else "cross"
+        # Only Bybit refuses a reused client id forever. Binance accepts one once the earlier
+        # order is no longer open; Bitget documents clientOid idempotency as "only valid when
+        # orders are unfilled"; OKX looks orders up by clOrdId as "the latest" of several, i.e.
+        # reuse after the first is done is allowed. Those get the long "not found" grace before
+        # any resend.
         self.client_id_always_unique = exchange == "bybit"
 
     # --- instances and markets ---------------------------------------------------------
@@ -208,9 +253,18 @@ class CcxtGateway(Gateway):
             options.update(
                 fetchMarkets={"types": ["spot"] if self.market_type == "spot" else ["swap"]},
                 defaultType="spot" if self.market_type == "spot" else "swap",
+                # POST /api/v5/trade/order, one order per request (ccxt's default wraps it in
+                # a one-element batch-orders call).
+                createOrder="privatePostTradeOrder",
             )
         elif self.exchange_id == "bitget":
-            options.update(defaultType="spot" if self.market_type == "spot" else "swap")
+            options.update(
+                fetchMarkets={"types": ["spot"] if self.market_type == "spot" else ["swap"]},
+                defaultType="spot" if self.market_type == "spot" else "swap",
+                # The classic (v2) API: skips ccxt's unified-account probe on the first private
+                # call (GET /api/v3/account/settings).
+                uta=False,
+            )
         config: dict[str, Any] = {
             "enableRateLimit": False,
             "timeout": int(settings.EXCHANGE_TIMEOUT_SECONDS * 1000),
@@ -319,27 +373,43 @@ class CcxtGateway(Gateway):
         signal_price=None,
         before_send=None,
     ) -> OrderState:
+        problem = client_order_id_problem(self.exchange_id, client_order_id)
+        if problem:
+            raise OrderRejected(problem)  # nothing sent
         params: dict[str, Any] = {"clientOrderId": client_order_id}
         if reduce_only:
             params["reduceOnly"] = True
+        if self.market_type == "linear" and self.exchange_id in ("bitget", "okx"):
+            params["marginMode"] = self.margin_mode
+            if self.hedged:
+                # ccxt maps the engine's legs onto the position they act on: a reduce-only sell
+                # closes the long (Bitget side=buy + tradeSide=Close, OKX posSide=long), a plain
+                # sell opens the short (tradeSide=Open / posSide=short), and so on.
+                params["hedged"] = True
         size = self._contract_size(symbol)
+        order_price = float(price) if price is not None else None
+        if self.exchange_id == "bitget" and self.market_type == "spot" and order_type == "market" and side == "buy":
+            # Bitget sizes a spot market buy in USDT: ccxt sends qty x price. What fills is that
+            # amount at the venue's price, so the base quantity can differ a little from qty.
+            reference = signal_price if signal_price is not None else price
+            if reference is None:
+                raise OrderRejected("a Bitget spot market buy is sized in USDT and needs a reference price")
+            order_price = float(reference)
         with self._client() as ex:
             ex._tv_before_send = before_send
             try:
-                order = ex.create_order(
-                    symbol, order_type, side, float(qty / size), float(price) if price is not None else None, params
-                )
+                order = ex.create_order(symbol, order_type, side, float(qty / size), order_price, params)
             except SendAborted:
                 raise
             except Exception as exc:
                 if ex._tv_before_send is not None and before_send is not None:
                     # Failed before the request was built (e.g. ccxt's own precision check):
                     # nothing was sent, so nothing is ambiguous.
-                    err = translate(exc)
+                    err = translate(exc, exchange=self.exchange_id)
                     if isinstance(err, (OrderRejected, Misconfigured)):
                         raise err from exc
                     raise TemporaryError(f"not sent: {err}") from exc
-                raise translate(exc, creating=True) from exc
+                raise translate(exc, creating=True, exchange=self.exchange_id) from exc
             finally:
                 ex._tv_before_send = None
         if not order or not order.get("id"):
@@ -359,7 +429,10 @@ class CcxtGateway(Gateway):
                     if not found:
                         found = ex.fetch_canceled_and_closed_orders(symbol, None, None, params)
                     return _order_state(found[0], client_order_id, size) if found else None
-                order = ex.fetch_order(exchange_order_id or None, symbol, {"clientOrderId": client_order_id})
+                # Bitget and OKX look up by clientOid / clOrdId when it is given; ccxt's Bitget
+                # spot lookup formats the id into its "not found" message, so never None there.
+                order_id = exchange_order_id or ("" if self.exchange_id == "bitget" else None)
+                order = ex.fetch_order(order_id, symbol, {"clientOrderId": client_order_id})
                 return _order_state(order, client_order_id, size)
             except ccxt.OrderNotFound:
                 return None
@@ -395,23 +468,36 @@ class CcxtGateway(Gateway):
                 rows = ex.fetch_positions(symbols)
             except Exception as exc:
                 raise translate(exc) from exc
-        result = []
+        net: dict[str, PositionInfo] = {}
         for row in rows:
             contracts = _dec(row.get("contracts")) or Decimal("0")
             size = contracts * (_dec(row.get("contractSize")) or Decimal("1"))
             if not size:
                 continue
             sign = -1 if row.get("side") == "short" else 1
-            result.append(
-                PositionInfo(
-                    symbol=row["symbol"],
-                    qty=sign * size,
-                    avg_price=_dec(row.get("entryPrice")),
-                    unrealized_pnl=_dec(row.get("unrealizedPnl")),
-                    mark_price=_dec(row.get("markPrice")),
-                )
+            info = PositionInfo(
+                symbol=row["symbol"],
+                qty=sign * size,
+                avg_price=_dec(row.get("entryPrice")),
+                unrealized_pnl=_dec(row.get("unrealizedPnl")),
+                mark_price=_dec(row.get("markPrice")),
             )
-        return result
+            held = net.get(info.symbol)
+            if held is None:
+                net[info.symbol] = info
+                continue
+            # Hedge mode: a long and a short book on one symbol. Ours are net per symbol, so is
+            # this; the entry shown is the larger book's.
+            larger = held if abs(held.qty) >= abs(info.qty) else info
+            upnl = (held.unrealized_pnl or Decimal("0")) + (info.unrealized_pnl or Decimal("0"))
+            net[info.symbol] = PositionInfo(
+                symbol=info.symbol,
+                qty=held.qty + info.qty,
+                avg_price=larger.avg_price,
+                unrealized_pnl=upnl,
+                mark_price=info.mark_price or held.mark_price,
+            )
+        return [p for p in net.values() if p.qty]
 
     def fetch_equity(self, currency: str = "USDT") -> Decimal:
         with self._client() as ex:
@@ -421,16 +507,101 @@ class CcxtGateway(Gateway):
                 raise translate(exc) from exc
         return _dec((balance.get("total") or {}).get(currency)) or Decimal("0")
 
+    def _leverage_calls(self) -> list[dict[str, Any]]:
+        """The params of each set_leverage call this account needs."""
+        isolated = self.margin_mode == "isolated"
+        if self.exchange_id == "okx":
+            if isolated and self.hedged:
+                return [{"marginMode": "isolated", "posSide": side} for side in ("long", "short")]
+            return [{"marginMode": self.margin_mode}]
+        if self.exchange_id == "bitget" and isolated:
+            # Isolated margin keeps a leverage per side on Bitget.
+            return [{"holdSide": side} for side in ("long", "short")]
+        return [{}]
+
     def set_leverage(self, *, symbol: str, leverage: int) -> None:
         if self.market_type == "spot" or (symbol, leverage) in self._leverage_set:
             return
         with self._client() as ex:
-            try:
-                ex.set_leverage(leverage, symbol)
-            except ccxt.BadRequest as exc:
-                # Bybit 110043 "leverage not modified" is a no-op, not an error.
-                if "110043" not in str(exc) and "not modified" not in str(exc).lower():
+            for params in self._leverage_calls():
+                try:
+                    ex.set_leverage(leverage, symbol, params)
+                except ccxt.BadRequest as exc:
+                    # Bybit 110043 "leverage not modified" is a no-op, not an error.
+                    if "110043" not in str(exc) and "not modified" not in str(exc).lower():
+                        raise translate(exc) from exc
+                except Exception as exc:
                     raise translate(exc) from exc
-            except Exception as exc:
-                raise translate(exc) from exc
         self._leverage_set.add((symbol, leverage))
+
+    def account_setup_problems(self) -> list[str]:
+        try:
+            with self._client() as ex:
+                if self.exchange_id == "okx":
+                    return self._okx_setup(ex)
+                if self.exchange_id == "bitget" and self.market_type == "linear":
+                    return self._bitget_setup(ex)
+                if self.exchange_id == "binanceusdm":
+                    return self._binance_setup(ex)
+        except GatewayError:
+            raise
+        except Exception as exc:
+            raise translate(exc) from exc
+        return []
+
+    def _wanted_mode(self) -> str:
+        return "hedge" if self.hedged else "one-way"
+
+    def _okx_setup(self, ex: ccxt.Exchange) -> list[str]:
+        config = ((ex.privateGetAccountConfig() or {}).get("data") or [{}])[0]
+        problems = []
+        level = str(config.get("acctLv") or "")
+        if self.market_type == "linear" and level == "1":
+            problems.append(
+                "OKX account mode is Spot mode (acctLv 1), which cannot trade perpetual swaps: switch it to "
+                "Spot and futures mode (or a margin mode) in OKX's trading settings"
+            )
+        if self.market_type == "linear":
+            venue_hedged = config.get("posMode") == "long_short_mode"
+            if venue_hedged != self.hedged:
+                venue = "long/short (hedge)" if venue_hedged else "buy/sell (one-way, net)"
+                problems.append(
+                    f"OKX position mode is {venue} but this account is set to {self._wanted_mode()}: change one "
+                    "of them to match (OKX allows the change only with no open position or order)"
+                )
+        return problems
+
+    def _bitget_setup(self, ex: ccxt.Exchange) -> list[str]:
+        primary = self._ensure_markets()
+        ids = [m.get("id") for m in primary.markets.values() if m.get("swap") and m.get("settle") == "USDT"]
+        symbol_id = "BTCUSDT" if "BTCUSDT" in ids else (ids[0] if ids else "BTCUSDT")
+        data = (
+            ex.privateMixGetV2MixAccountAccount(
+                {"symbol": symbol_id, "productType": "USDT-FUTURES", "marginCoin": "USDT"}
+            )
+            or {}
+        ).get("data") or {}
+        problems = []
+        venue_hedged = data.get("posMode") == "hedge_mode"
+        if venue_hedged != self.hedged:
+            venue = "hedge" if venue_hedged else "one-way"
+            problems.append(
+                f"Bitget position mode (USDT-M futures) is {venue} but this account is set to "
+                f"{self._wanted_mode()}: change one of them to match (Bitget allows the change only with no open "
+                "position or order)"
+            )
+        if self.margin_mode == "isolated" and data.get("assetMode") == "union":
+            problems.append(
+                "Bitget is in multi-assets mode, which allows cross margin only: switch Bitget to single-asset mode "
+                "or set this account to cross"
+            )
+        return problems
+
+    def _binance_setup(self, ex: ccxt.Exchange) -> list[str]:
+        dual = (ex.fapiPrivateGetPositionSideDual() or {}).get("dualSidePosition")
+        if dual in (True, "true"):
+            return [
+                "Binance USD-M is in Hedge Mode (dual-side positions); tvtrader trades Binance in one-way mode: "
+                "switch Binance to One-way Mode (possible only with no open position or order)"
+            ]
+        return []

@@ -297,6 +297,7 @@ def _account_post_data(account: ExchangeAccount, **overrides) -> dict:
         "mode": account.mode,
         "market_type": account.market_type,
         "position_mode": account.position_mode,
+        "margin_mode": account.margin_mode,
         "base_url": "",
         "max_orders_per_second": "10",
         "paper_fee_bps": "5.5",

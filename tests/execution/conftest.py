@@ -14,7 +14,7 @@ from signals.models import Signal
 from tests.conftest import alert_body, wait_for
 from tests.factories import StrategyFactory
 
-KEY, SECRET = "emu-key", "emu-secret"
+KEY, SECRET, PASSPHRASE = "emu-key", "emu-secret", "emu-pass"
 
 # Short timeouts so fault tests take seconds, not minutes. Production defaults are in
 # settings (10 s exchange timeout, 5 s not-found grace, 60 s lease).
@@ -27,7 +27,7 @@ FAST_WORKER_ENV = {
 
 @pytest.fixture
 def emu():
-    with ExchangeEmulator(accounts={KEY: SECRET}) as emulator:
+    with ExchangeEmulator(accounts={KEY: SECRET}, passphrases={KEY: PASSPHRASE}) as emulator:
         yield emulator
 
 
@@ -40,7 +40,9 @@ def make_account(emu, *, exchange="bybit", market_type="linear", label=None, **f
         base_url=emu.url,
         **fields,
     )
-    account.set_credentials(api_key=KEY, api_secret=SECRET)
+    account.set_credentials(
+        api_key=KEY, api_secret=SECRET, api_password=PASSPHRASE if exchange in ("bitget", "okx") else None
+    )
     account.full_clean()
     account.save()
     return account
@@ -79,4 +81,4 @@ def finished(signal_id: int, timeout: float = 20.0) -> Signal:
     return wait_for(_done, timeout=timeout, message=f"signal {signal_id} to finish")
 
 
-__all__ = ["KEY", "SECRET", "FAST_WORKER_ENV", "make_account", "finished", "settings"]
+__all__ = ["KEY", "SECRET", "PASSPHRASE", "FAST_WORKER_ENV", "make_account", "finished", "settings"]
