@@ -177,8 +177,8 @@ def test_a_client_id_a_venue_would_refuse_is_never_sent(emu):
 
 
 def test_our_client_ids_are_valid_on_every_venue(db):
+    from execution.engine.plan import client_order_id_for
     from execution.exchanges import CLIENT_ID_RULES, client_order_id_problem
-    from execution.services import client_order_id_for
 
     longest = client_order_id_for(signal_id=2**63 - 1, leg=99)
     assert len(longest) <= 32

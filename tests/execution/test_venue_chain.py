@@ -18,7 +18,7 @@ from execution.exchanges import client_order_id_problem
 from execution.models import ExchangeAccount, Fill, Order, Position
 from execution.services import account_test_connection, signal_execute
 from signals.models import Signal
-from signals.services import signals_sweep
+from signals.outbox import signals_sweep
 from tests.conftest import wait_for
 from tests.factories import StrategyFactory
 
