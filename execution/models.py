@@ -206,6 +206,11 @@ class Order(models.Model):
     replies = models.JSONField(default=list, blank=True, help_text="Exchange replies, redacted")
     submit_count = models.PositiveSmallIntegerField(default=0)
     lookup_count = models.PositiveSmallIntegerField(default=0)
+    not_found_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text='When lookups of an order with an unclear outcome first said "not found" (its resend clock)',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     acked_at = models.DateTimeField(null=True, blank=True)

@@ -21,7 +21,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from execution import events
-from execution.exchanges import Gateway, GatewayError, Misconfigured, OrderRejected, OrderState, SendAborted
+from execution.exchanges import (
+    Gateway,
+    GatewayError,
+    Misconfigured,
+    OrderRejected,
+    OrderState,
+    RateLimited,
+    SendAborted,
+)
 from execution.models import Order
 from execution.ratelimit import order_slot_acquire, slot_is_fresh
 from signals.models import Signal
@@ -35,6 +43,10 @@ from .run import RetryLater, Run
 logger = logging.getLogger("tvtrader.execution")
 
 MAX_SUBMITS = 3
+# The reason recorded when the venue answered a create with its rate-limit refusal (HTTP 429 or
+# the venue's own code): a clear answer that nothing was booked, resolved by a lookup without
+# the long "not found" grace (see order_resolve).
+RATE_LIMITED = "refused by the exchange's rate limit"
 RESOLVE_BACKOFF = (0.1, 0.25, 0.5, 1, 1, 2, 2, 3, 3, 5)
 
 
@@ -187,7 +199,10 @@ def order_submit(run: Run, gateway: Gateway, order: Order, *, defer_reply: bool 
             logger.warning(run.log("order_not_sent", order=order.client_order_id, reason=str(exc)[:200]))
             raise RetryLater(str(exc)) from exc
         record_sent(run, order, sent["at"])
-        mark_unknown(run, order, f"outcome unknown after: {exc}")
+        if isinstance(exc, RateLimited):
+            mark_unknown(run, order, f"{RATE_LIMITED}: {exc}")
+        else:
+            mark_unknown(run, order, f"outcome unknown after: {exc}")
         count_error(gateway, type(exc).__name__)
         return None
     if defer_reply:
@@ -292,11 +307,20 @@ def order_resolve(run: Run, gateway: Gateway, order: Order) -> bool:
     period, counted from when our request could no longer reach it (its send plus the HTTP
     timeout: a request still in flight may be booked late), with a lookup failing (a 503)
     proving nothing — and the resend itself looks once more right before it leaves."""
-    grace = _not_found_grace(gateway)
-    in_flight_until = (order.submitted_at or timezone.now()) + timedelta(
-        seconds=settings.EXCHANGE_TIMEOUT_SECONDS + 0.5
-    )
-    first_not_found = None
+    order.refresh_from_db(fields=["status", "reason", "submitted_at", "not_found_since", "submit_count"])
+    if order.reason.startswith(RATE_LIMITED):
+        # The venue answered "too many requests": a refusal before booking, not a request
+        # lost in flight. One lookup confirms it, the resend's own last lookup confirms it
+        # again, after a second: the window most venues count in.
+        grace, in_flight_until = 1.0, order.submitted_at or timezone.now()
+    else:
+        grace = _not_found_grace(gateway)
+        in_flight_until = (order.submitted_at or timezone.now()) + timedelta(
+            seconds=settings.EXCHANGE_TIMEOUT_SECONDS + 0.5
+        )
+    # The "not found" clock lives on the order, so a resolution spread over several runs (the
+    # sweeper's) still reaches the grace; a resend restarts it.
+    first_not_found = order.not_found_since
     for delay in RESOLVE_BACKOFF:
         extend_lease(run)
         state, failed = _lookup(run, gateway, order)
@@ -308,7 +332,9 @@ def order_resolve(run: Run, gateway: Gateway, order: Order) -> bool:
             return True
         now = timezone.now()
         if now >= in_flight_until:
-            first_not_found = first_not_found or now
+            if first_not_found is None:
+                first_not_found = now
+                Order.objects.filter(pk=order.pk, not_found_since__isnull=True).update(not_found_since=now)
             waited = (now - first_not_found).total_seconds()
             if waited >= grace:
                 order.refresh_from_db()

@@ -248,7 +248,7 @@ def order_claim_for_send(*, order_id: int, signal_id: int, token: int, now: date
 def _order_resend_sql(vendor: str) -> str:
     return (
         f"UPDATE {Order._meta.db_table} SET status = %s, submit_count = submit_count + 1, submitted_at = %s,"
-        " reason = %s WHERE id = %s AND status IN (%s, %s) AND submit_count = %s"
+        " reason = %s, not_found_since = NULL WHERE id = %s AND status IN (%s, %s) AND submit_count = %s"
         f" AND EXISTS (SELECT 1 FROM {Signal._meta.db_table} s WHERE s.id = %s AND s.status = %s AND s.attempts = %s)"
     )
 

@@ -15,6 +15,8 @@ import pytest
 
 from execution.models import Order
 from signals.models import Signal
+from signals.outbox import signals_sweep
+from tests.conftest import wait_for
 from tests.factories import StrategyFactory
 
 from .conftest import finished, make_account
@@ -74,3 +76,29 @@ def test_a_create_that_never_reached_the_venue_is_resent_once_after_the_grace(em
     # Not before the first request could no longer arrive (timeout) plus the grace.
     assert sent[1].recv_wall - sent[0].recv_wall >= 1 + 1.5
     worker.logged("order_not_received")
+
+
+def test_a_not_found_grace_longer_than_one_run_still_ends_in_the_resend(emu, worker_factory, send):
+    # On a venue that reuses client ids the grace (here 22 s) outlasts one run's lookups
+    # (~18 s): the run leaves the order to the sweeper, and the next run must continue the
+    # same "not found" clock — not start it again, which would leave the alert waiting forever.
+    account = make_account(emu, exchange="binanceusdm")
+    StrategyFactory(strategy_id="demo", account=account)
+    emu.set_price("BTCUSDT", "65000")
+    emu.add_fault("drop_connection", "create_order", when="before", count=1)  # lost before the venue
+    worker_factory(env={**RESEND_ENV, "ORDER_NOT_FOUND_GRACE_REUSABLE_ID_SECONDS": "22", "SIGNAL_LEASE_SECONDS": "6"})
+
+    signal_id = send(action="buy", volume=0.01)
+    wait_for(
+        lambda: (signals_sweep(older_than_seconds=0), Signal.objects.get(pk=signal_id).is_terminal)[1],
+        timeout=120,
+        interval=1,
+        message="the resend after a grace spanning two runs",
+    )
+    signal = finished(signal_id)
+    assert signal.status == Signal.Status.EXECUTED, signal.reason
+    order = Order.objects.get(signal=signal)
+    assert order.submit_count == 2 and order.not_found_since is None
+    sent = creates(emu, order.client_order_id)
+    assert len(sent) == 2 and len(emu.orders(client_order_id=order.client_order_id)) == 1
+    assert sent[1].recv_wall - sent[0].recv_wall >= 1 + 22

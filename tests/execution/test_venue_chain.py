@@ -370,17 +370,17 @@ def test_an_ambiguous_create_is_resolved_by_client_id_and_never_resent(emu, venu
 
 
 def test_a_rate_limit_reply_places_the_order_exactly_once(emu, venue, strategy, fast_worker, send):
-    # Bitget answers HTTP 429 / code 429; OKX HTTP 429 / code 50011. Both reuse-tolerant venues get
-    # the engine's long "not found" grace (>= 30 s) before the resend with the same client id.
+    # Bitget answers HTTP 429 / code 429; OKX HTTP 429 / code 50011: a clear refusal before
+    # booking, so the long "not found" grace of these reuse-tolerant venues does not apply — one
+    # lookup (and the resend's own last look) confirms it, and the same client id goes again.
     emu.add_fault("ret_code", "create_order", code=429 if venue == "bitget" else 50011, count=1, venue=venue)
     signal_id = send(action="buy", volume=0.01)
-    # The first run looks the order up for ~18 s, then leaves it to the sweeper (Celery beat in
-    # production, every 10 s), which the test plays.
+    # Sweeping as Celery beat would, in case the first run left it for later.
     wait_for(
         lambda: (signals_sweep(older_than_seconds=0), Signal.objects.get(pk=signal_id).is_terminal)[1],
-        timeout=90,
+        timeout=30,
         interval=1,
-        message="the resend after the not-found grace",
+        message="the resend after the rate-limit refusal",
     )
     signal = finished(signal_id)
     assert signal.status == Signal.Status.EXECUTED, signal.reason
