@@ -25,7 +25,8 @@ $(VENV)/.installed-dev: requirements-dev.lock requirements.lock
 UV_COMPILE = $(VENV)/bin/uv pip compile --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock" --quiet $$index $(ARGS)
 lock: $(VENV)/.installed-dev
-	index=$${PIP_INDEX_URL:-$$($(PY) -m pip config get global.index-url 2>/dev/null || true)}; \
+	@echo "==> resolving requirements*.txt into requirements*.lock"
+	@index=$${PIP_INDEX_URL:-$$($(PY) -m pip config get global.index-url 2>/dev/null || true)}; \
 	index=$${index:+--default-index $$index}; \
 	$(UV_COMPILE) requirements.txt -o requirements.lock && \
 	$(UV_COMPILE) --no-deps requirements-embedded-redis.txt -o requirements-embedded-redis.lock && \
