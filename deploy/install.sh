@@ -249,21 +249,21 @@ if [[ -n $VENV_OVERRIDE ]]; then
 else
     VENV=$RELEASE/.venv
 fi
-REQ_HASH=$(sha256sum "$SRC/requirements.txt" | cut -c1-64)
+REQ_HASH=$(sha256sum "$SRC/requirements.lock" | cut -c1-64)
 if real; then
     if [[ ! -x $VENV/bin/python ]]; then
         sys "$PYTHON" -m venv "$VENV"
     fi
     if [[ $(cat "$VENV/.tvtrader-requirements" 2>/dev/null) != "$REQ_HASH" ]]; then
         sys "$VENV/bin/pip" install -q --upgrade pip
-        sys "$VENV/bin/pip" install -q -r "$RELEASE/requirements.txt"
+        sys "$VENV/bin/pip" install -q --require-hashes -r "$RELEASE/requirements.lock"
         echo "$REQ_HASH" >"$VENV/.tvtrader-requirements"
         TOUCHED[app]=1
         sys "$VENV/bin/python" -m compileall -q "$RELEASE"
     fi
 else
     [[ -x $VENV/bin/python ]] || printf '[would run] %s -m venv %s\n' "$PYTHON" "$VENV"
-    printf '[would run] %s/bin/pip install -r %s/requirements.txt (when requirements changed)\n' "$VENV" "$RELEASE"
+    printf '[would run] %s/bin/pip install --require-hashes -r %s/requirements.lock (when it changed)\n' "$VENV" "$RELEASE"
 fi
 # The venv python runs manage.py; under --root without --venv there is none, and the steps
 # that need it are printed instead.

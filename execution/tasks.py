@@ -138,11 +138,13 @@ def _when_warm() -> None:
     gc.collect()
     gc.freeze()
     _ready.set()
+    # Logged before the first heartbeat: `make run` prints its banner once /health sees that
+    # beat, and the banner must stay the last thing on the screen.
+    logger.info("event=worker_ready")
     try:
         _heartbeat_write()
     except Exception:
         logger.warning("event=heartbeat_failed", exc_info=True)
-    logger.info("event=worker_ready")
 
 
 def _prewarm_threads() -> None:

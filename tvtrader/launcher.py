@@ -1,6 +1,8 @@
 """`make run`: bring the whole thing up on the embedded defaults and keep it in the
-foreground. Migrates, creates the admin login and the paper `demo` strategy, starts Redis
-if none answers, then gunicorn, a Celery worker and Celery beat. Ctrl-C stops them all.
+foreground. Checks the database and Redis (starting Redis if none answers), migrates, creates
+the admin login and the paper `demo` strategy, then starts gunicorn, a trial-sized Celery
+worker and Celery beat, and prints the banner once everything answers: the banner is the last
+thing on the screen until something happens. Ctrl-C stops them all.
 """
 
 from __future__ import annotations
@@ -18,39 +20,110 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
+# A trial: a few threads are plenty for paper trading and start in a moment; the systemd
+# unit runs 64 (deploy/templates/tvtrader-worker.service).
+TRIAL_WORKER_CONCURRENCY = "8"
+LATER_LOGIN = "admin (password set at first run; `manage.py changepassword admin` to reset)"
+
+
+class StartupProblem(Exception):
+    """Something the user must fix before `make run` can start, said in one line."""
+
+
 def manage(*args: str) -> None:
-    subprocess.run([PY, str(BASE_DIR / "manage.py"), *args], check=True, cwd=BASE_DIR)
+    done = subprocess.run([PY, str(BASE_DIR / "manage.py"), *args], check=False, cwd=BASE_DIR)
+    if done.returncode != 0:
+        raise StartupProblem(f"`manage.py {' '.join(args)}` failed (its output is above)")
 
 
-def _wait_until_answering(url: str, children: list, timeout: float = 90.0) -> str:
-    """Wait until `url` gives any HTTP answer (503 too: the worker may still be starting, and
-    alerts are recorded and queued meanwhile). Returns what went wrong, or "" when it answers."""
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def _check_database() -> None:
+    """One line naming DATABASE_URL when the database cannot be reached, not a traceback."""
+    from django.db import connection
+
+    from tvtrader.devservices import shown_url
+
+    try:
+        connection.ensure_connection()
+    except Exception as exc:
+        where = os.environ.get("DATABASE_URL")
+        shown = f"DATABASE_URL={shown_url(where)}" if where else f"the SQLite file {connection.settings_dict['NAME']}"
+        raise StartupProblem(
+            f"cannot reach the database at {shown}: {_first_line(exc)} (start it, or fix DATABASE_URL)"
+        ) from None
+    finally:
+        connection.close()
+
+
+def _first_password(var: Path) -> str | None:
+    """The first admin's password while it has not been shown yet: `bootstrap` leaves it in
+    var/admin_password, which the launcher deletes once the banner has shown it."""
+    from django.contrib.auth import get_user_model
+
+    path = var / "admin_password"
+    if not path.exists():
+        return None
+    password = path.read_text().strip()
+    admin = get_user_model().objects.filter(username="admin").first()
+    if admin is None or not admin.check_password(password):
+        return None  # changed since (a file left by an older version)
+    return password
+
+
+def _wait_until_ready(base: str, children: list, timeout: float = 120.0) -> str:
+    """Wait until the web server answers and a warm worker reports itself (the health
+    report, read here rather than through /health, which would log each 503 while the
+    worker starts as an ERROR). Returns what went wrong, or "" once ready."""
     import urllib.error
     import urllib.request
 
+    from django.db import connection
+
+    from signals.selectors import health_report
+
     deadline = time.monotonic() + timeout
+    web_up = worker_up = False
     while time.monotonic() < deadline:
         for name, proc in children:
             if proc.poll() is not None:
                 return f"{name} exited with {proc.returncode} while starting"
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
+        if not web_up:
+            try:
+                # A GET the webhook refuses (405) without logging or touching anything.
+                urllib.request.urlopen(f"{base}/tv-webhook", timeout=2).close()
+                web_up = True
+            except urllib.error.HTTPError:
+                web_up = True
+            except OSError:
+                pass
+        if not worker_up:
+            worker_up = health_report()["ok"]
+            connection.close()
+        if web_up and worker_up:
             return ""
-        except urllib.error.HTTPError:
-            return ""
-        except OSError:
-            time.sleep(0.2)
-    return f"{url} did not answer within {timeout:.0f} s"
+        time.sleep(0.2)
+    waiting_for = "the web server" if not web_up else "a warm worker"
+    return f"{waiting_for} did not come up within {timeout:.0f} s"
 
 
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tvtrader.settings")
     import django
+    from django.core.exceptions import ImproperlyConfigured
 
-    django.setup()
+    try:
+        django.setup()
+    except (ImproperlyConfigured, ValueError) as exc:
+        # A malformed setting (DATABASE_URL with an unknown scheme, LOG_FORMAT…) names itself.
+        print(f"==> configuration error: {_first_line(exc)}", file=sys.stderr, flush=True)
+        return 2
     from django.conf import settings
 
-    from tvtrader.devservices import ensure_redis
+    from tvtrader.devservices import ensure_redis, shown_url
 
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
@@ -74,23 +147,28 @@ def main() -> int:
     # SIGTERM (systemd, a supervisor, `kill`) stops everything as Ctrl-C does, from the start.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        print("==> migrating the database", flush=True)
-        manage("migrate", "--noinput", "-v", "0")
-        manage("collectstatic", "--noinput", "-v", "0")
-        manage("bootstrap")
-
+        _check_database()
         redis_proc = ensure_redis(settings.REDIS_URL, var / "redis", daemonize=False)
         if redis_proc is not None:
             children.append(("redis", redis_proc))
-            print(f"==> started an embedded Redis at {settings.REDIS_URL} (data in {var / 'redis'})", flush=True)
+            print(
+                f"==> started a Redis of its own at {shown_url(settings.REDIS_URL)} (data in {var / 'redis'})",
+                flush=True,
+            )
+        print("==> migrating the database", flush=True)
+        manage("migrate", "--noinput", "-v", "0")
+        manage("collectstatic", "--noinput", "-v", "0")
+        manage("bootstrap", "-v", "0")
 
         def spawn(name: str, args: list[str]) -> None:
             proc = subprocess.Popen(args, cwd=BASE_DIR, start_new_session=True)
             children.append((name, proc))
 
+        print("==> starting the web server, the worker and the scheduler", flush=True)
         bin_dir = Path(PY).parent
+        concurrency = os.environ.get("WORKER_CONCURRENCY", TRIAL_WORKER_CONCURRENCY)
         # Prepare every pool thread at start-up (database connection, exchange client).
-        os.environ.setdefault("WORKER_PREWARM", os.environ.get("WORKER_CONCURRENCY", "64"))
+        os.environ.setdefault("WORKER_PREWARM", concurrency)
         spawn(
             "gunicorn",
             [
@@ -106,13 +184,14 @@ def main() -> int:
             "worker",
             [
                 str(bin_dir / "celery"),
+                "--quiet",  # no start-up banner: ours is the one to read
                 "-A",
                 "tvtrader",
                 "worker",
                 "-P",
                 "threads",
                 "-c",
-                os.environ.get("WORKER_CONCURRENCY", "64"),
+                concurrency,
                 "-Q",
                 "orders,default,notifications",
                 "--without-gossip",
@@ -127,6 +206,7 @@ def main() -> int:
             "beat",
             [
                 str(bin_dir / "celery"),
+                "--quiet",
                 "-A",
                 "tvtrader",
                 "beat",
@@ -139,13 +219,15 @@ def main() -> int:
 
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         base = f"http://{shown_host}:{port}"
-        # Print the curl only once the webhook answers: an alert pasted a moment too early
-        # would be refused before anything could record it.
-        problem = _wait_until_answering(f"{base}/health", children)
+        # Print the curl only once the webhook answers and the worker is warm: an alert pasted
+        # a moment too early would be refused, or wait, and the worker's start-up lines would
+        # scroll the banner away.
+        problem = _wait_until_ready(base, children)
         if problem:
             print(f"==> {problem}; stopping everything", flush=True)
             return 1
-        login = (var / "admin_password").read_text().strip() if (var / "admin_password").exists() else "(unchanged)"
+        password = _first_password(var)
+        login = f"admin / {password}   (shown this once: note it now)" if password else LATER_LOGIN
         alert = {
             "passphrase": settings.WEBHOOK_PASSPHRASE,
             "action": "buy",
@@ -158,7 +240,7 @@ def main() -> int:
         print(
             "\n"
             f"  tvtrader is up (paper trading).\n"
-            f"  Admin:       {base}/admin/   login: admin / {login}\n"
+            f"  Admin:       {base}/admin/   login: {login}\n"
             f"  Webhook URL: {base}/tv-webhook\n"
             f"  Passphrase:  {settings.WEBHOOK_PASSPHRASE}\n"
             f"  Health:      {base}/health\n\n"
@@ -167,6 +249,7 @@ def main() -> int:
             f"  Ctrl-C stops everything.\n",
             flush=True,
         )
+        (var / "admin_password").unlink(missing_ok=True)
         while True:
             for name, proc in children:
                 if proc.poll() is not None:
@@ -176,6 +259,12 @@ def main() -> int:
     except KeyboardInterrupt:
         print("\n==> stopping", flush=True)
         return 0
+    except (StartupProblem, SystemExit) as exc:
+        # One line naming what to fix; SystemExit carries devservices' (REDIS_URL) messages.
+        message = exc.code if isinstance(exc, SystemExit) else str(exc)
+        if isinstance(message, str):
+            print(f"==> {message}", file=sys.stderr, flush=True)
+        return 1
     finally:
         stop_all()
 

@@ -296,6 +296,9 @@ LOGGING = {
         "axes": {"level": "WARNING"},
         # One line per successful task (heartbeats every 10 s) buries the events that matter.
         "celery.app.trace": {"level": "WARNING"},
+        # Likewise one line per task received: the sweeper's every 5 s, and one per pool thread
+        # warmed at start-up (64 under systemd) that scrolled `make run`'s banner away.
+        "celery.worker.strategy": {"level": "WARNING"},
     },
 }
 
