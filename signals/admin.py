@@ -76,8 +76,13 @@ def explain_reason(signal: Signal) -> tuple[str, str]:
         return f"The alert was refused: {fields}", hint
     if "stale alert" in reason:
         return reason, (
-            "TradingView delivered it too late for an entry (limit: the strategy's maximum signal age). "
-            "Exits are still executed."
+            "TradingView delivered it too late for an entry (limit: the strategy's maximum signal age, or "
+            "the server's SIGNAL_MAX_AGE_SECONDS when the strategy sets none). Exits are still executed."
+        )
+    if "in the future" in reason:
+        return reason, (
+            "The alert says it was fired later than now. Check this server's clock (NTP) and that fired_at "
+            "is {{timenow}} and bar_time is {{time}} in the alert message. Exits are still executed."
         )
     if "is not allowed for this strategy" in reason:
         return reason, "Change “Allowed actions” on the strategy if this action should trade."
@@ -376,6 +381,15 @@ class SignalAdmin(FastListMixin, admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:signals_signal_replay", args=[ids[0]]))
 
 
+# Why a request was refused before it became a signal (WebhookRejection.reason), in words.
+REFUSAL_REASONS = {
+    "bad_passphrase": "wrong passphrase",
+    "not_json": "not JSON (never stored: it cannot carry a checked passphrase)",
+    "ip_not_allowed": "address not allowed",
+    "body_too_large": "body too large",
+}
+
+
 class StuckFilter(admin.SimpleListFilter):
     title = "needs attention"
     parameter_name = "stuck"
@@ -397,23 +411,28 @@ class StuckFilter(admin.SimpleListFilter):
 @admin.register(WebhookRejection)
 class WebhookRejectionAdmin(FastListMixin, admin.ModelAdmin):
     """Requests refused before they became signals (wrong passphrase, address not allowed,
-    oversized body), counted per day and source."""
+    oversized body, not JSON), counted per day and source: "N requests refused for reason X"."""
 
-    list_display = ("day", "source", "reason", "count", "last_seen", "last_strategy_key", "last_user_agent")
+    list_display = (
+        "day",
+        "source",
+        "reason_shown",
+        "count",
+        "last_seen",
+        "last_strategy_key",
+        "last_detail",
+        "last_user_agent",
+    )
     list_filter = (
-        choices_filter(
-            "reason",
-            "reason",
-            [
-                ("bad_passphrase", "wrong passphrase"),
-                ("ip_not_allowed", "address not allowed"),
-                ("body_too_large", "body too large"),
-            ],
-        ),
+        choices_filter("reason", "reason", list(REFUSAL_REASONS.items())),
         ("day", admin.DateFieldListFilter),
     )
     search_fields = ("=source", "=last_strategy_key")
     ordering = ("-day", "-count")
+
+    @admin.display(description="Reason", ordering="reason")
+    def reason_shown(self, obj):
+        return REFUSAL_REASONS.get(obj.reason, obj.reason)
 
     def has_add_permission(self, request):
         return False

@@ -124,7 +124,7 @@ class Signal(models.Model):
 
 class WebhookRejection(models.Model):
     """Requests refused before they became signals (bad passphrase, address not allowed,
-    oversized body), counted per day, source and reason. Rows are bounded: past
+    oversized body, a body that is not JSON), counted per day, source and reason. Rows are bounded: past
     WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY sources a day, the rest fold into source "*"."""
 
     day = models.DateField()
@@ -135,6 +135,9 @@ class WebhookRejection(models.Model):
     last_seen = models.DateTimeField()
     last_strategy_key = models.CharField(max_length=64, blank=True)
     last_user_agent = models.CharField(max_length=200, blank=True)
+    # What was wrong with the last one, in our words (e.g. where a body stopped being JSON);
+    # never the body itself.
+    last_detail = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-last_seen"]

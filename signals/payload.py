@@ -24,6 +24,15 @@ _PLACEHOLDER_RE = re.compile(r"\{\{.*?\}\}")
 _POSITIONS = ("long", "short", "flat")
 REDACTED = "[redacted]"
 MAX_RAW_BODY_CHARS = 4000
+# No alert nests; deeper values of unknown fields are stored as this marker, which also
+# bounds every walk over a parsed body.
+MAX_DEPTH = 16
+TOO_DEEP = "[nested too deeply: dropped]"
+# Text PostgreSQL cannot store (NUL) or encode (a lone UTF-16 surrogate from a JSON escape
+# such as "\ud800"); replaced by U+FFFD so an alert carrying one is still recorded.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+_TIME_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+_TIME_MAX = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class NotJSON(Exception):
@@ -38,51 +47,86 @@ def _decimal(text: str) -> Decimal:
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, with every string storable (see `_UNSTORABLE`) and nesting
+    bounded by MAX_DEPTH. Raises NotJSON, whose message says what is wrong (never the body)."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise NotJSON("not JSON (body is not UTF-8 text)") from exc
     if not text.strip():
         raise NotJSON("not JSON (empty body)")
-    if "\x00" in text or "\\u0000" in text.lower():
-        # No alert contains NUL, and PostgreSQL cannot store it in text or JSON.
-        raise NotJSON("not JSON (contains NUL characters)")
     try:
         # Decimal keeps prices exact; NaN/Infinity are let through here so that the field
         # they sit in can be named in the error.
         data = json.loads(text, parse_float=_decimal, parse_constant=lambda c: Decimal(c))
+    except json.JSONDecodeError as exc:
+        raise NotJSON(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
     except (ValueError, RecursionError, ArithmeticError) as exc:
         raise NotJSON("not JSON") from exc
     if not isinstance(data, dict):
         raise NotJSON('not JSON (expected an object like {"action": ...})')
-    return data
+    return _storable(data, 0)
 
 
-def redact_text(text: str, secrets_to_hide: list[str]) -> str:
-    """Remove passphrases from a raw body we keep for forensics (also from non-JSON bodies)."""
-    text = re.sub(r'("passphrase"\s*:\s*)"(?:[^"\\]|\\.)*"', r'\1"' + REDACTED + '"', text)
-    text = text.replace("\x00", "\\x00")
-    for secret in secrets_to_hide:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, REDACTED)
-    if len(text) > MAX_RAW_BODY_CHARS:
-        text = text[:MAX_RAW_BODY_CHARS] + f"... [truncated, {len(text)} chars]"
-    return text
+def _text(value: str) -> str:
+    if value.isascii() and "\x00" not in value:
+        return value
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
-def redacted_payload(data: dict[str, Any]) -> dict[str, Any]:
-    """The parsed body made JSON-safe for storage, without the passphrase."""
-    clean: dict[str, Any] = {}
-    for key, value in data.items():
-        if str(key).lower() == "passphrase":
-            continue
-        clean[str(key)[:64]] = _jsonable(value)
-    return clean
+def _storable(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            return TOO_DEEP
+        return {_text(k): _storable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        if depth >= MAX_DEPTH:
+            return TOO_DEEP
+        return [_storable(v, depth + 1) for v in value]
+    return value
+
+
+def is_passphrase_key(key: str) -> bool:
+    return key.lower() == "passphrase"
+
+
+def redacted_copies(data: dict[str, Any], secrets_to_hide: list[str]) -> tuple[dict[str, Any], str]:
+    """The parsed body made storable without secrets: the payload (JSON-safe, without the
+    passphrase key; one deeper down is kept as REDACTED) and the raw body shown in the console, which is the parsed
+    document written out again with passphrase keys kept as REDACTED and every secret
+    replaced wherever it appears. Written from the parsed document, not the text, so no
+    spelling of the key or escape in the value (`pass\\u0070hrase`) can slip through."""
+    hide = [s for s in secrets_to_hide if s and len(s) >= 4]
+    shown = _redacted(data, hide)
+    payload = {k: v for k, v in shown.items() if not is_passphrase_key(k)}
+    raw = json.dumps(shown, ensure_ascii=False, default=str)
+    if len(raw) > MAX_RAW_BODY_CHARS:
+        raw = raw[:MAX_RAW_BODY_CHARS] + f"... [truncated, {len(raw)} chars]"
+    return payload, raw
+
+
+def _redacted(value: Any, hide: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in hide:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {
+            _redacted(str(k)[:64], hide): REDACTED if is_passphrase_key(k) else _redacted(v, hide)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_redacted(v, hide) for v in value]
+    return _jsonable(value)
 
 
 def _jsonable(value: Any) -> Any:
+    """A number as JSON can hold it: huge or non-finite ones stay text
+    (int(Decimal("1e999999999")) would never end)."""
     if isinstance(value, Decimal):
-        # Huge or non-finite numbers stay text: int(Decimal("1e999999999")) would never end.
         if value.is_finite() and (value.is_zero() or value.adjusted() < 18):
             return float(value) if value != value.to_integral_value() else int(value)
         return str(value)
@@ -90,10 +134,6 @@ def _jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if isinstance(value, dict):
-        return {str(k)[:64]: _jsonable(v) for k, v in value.items() if str(k).lower() != "passphrase"}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
     return value
 
 
@@ -137,7 +177,7 @@ def _placeholder(value: Any) -> str | None:
 def _positive_number(name: str, value: Any, errors: dict[str, str]) -> Decimal | None:
     number = _number(name, value, errors, required=True)
     if number is not None and number <= 0:
-        errors[name] = f"must be greater than 0 (got {value!r})"
+        errors[name] = f"must be greater than 0 (got {_shown(value)})"
         return None
     return number
 
@@ -152,31 +192,45 @@ def _number(name: str, value: Any, errors: dict[str, str], *, required: bool) ->
         errors[name] = f"contains the unreplaced TradingView placeholder {placeholder}"
         return None
     if isinstance(value, bool):
-        errors[name] = f"must be a number (got {value!r})"
+        errors[name] = f"must be a number (got {_shown(value)})"
         return None
     try:
         number = Decimal(value.strip()) if isinstance(value, str) else Decimal(str(value))
     except (InvalidOperation, ValueError, TypeError):
-        errors[name] = f"must be a number (got {value!r})"
+        errors[name] = f"must be a number (got {_shown(value)})"
         return None
     if not number.is_finite():
-        errors[name] = f"must be a finite number (got {value!r})"
+        errors[name] = f"must be a finite number (got {_shown(value)})"
         return None
     if not number.is_zero() and number.adjusted() >= 18:  # no arithmetic: 1e999999999 would overflow
-        errors[name] = f"is out of range (got {value!r})"
+        errors[name] = f"is out of range (got {_shown(value)})"
         return None
     return number
 
 
-def _string(name: str, value: Any, errors: dict[str, str], *, max_len: int, required: bool = False) -> str:
+def _shown(value: Any) -> str:
+    """A value quoted in an error message, short enough to read."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+_TYPE_NAMES = {dict: "an object", list: "a list", bool: "true/false", Decimal: "a number", int: "a number"}
+
+
+def _string(
+    name: str, value: Any, errors: dict[str, str], *, max_len: int, required: bool = False, numbers: bool = False
+) -> str:
+    """A text field. Names and codes (`numbers=False`) must be JSON strings; free text may
+    also arrive as a bare number (an unquoted `{{interval}}` renders as 60)."""
     if value is None:
         if required:
             errors[name] = "is required"
         return ""
-    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+    if numbers and isinstance(value, (int, Decimal)) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        errors[name] = f"must be a string (got {type(value).__name__})"
+        kind = _TYPE_NAMES.get(type(value), type(value).__name__)
+        errors[name] = f"must be a string in quotes (got {kind}: {_shown(_jsonable(value))})"
         return ""
     value = value.strip()
     if required and not value:
@@ -199,6 +253,7 @@ def _timestamp(name: str, value: Any, errors: dict[str, str]) -> datetime | None
     if placeholder:
         errors[name] = f"contains the unreplaced TradingView placeholder {placeholder}"
         return None
+    moment = None
     try:
         if (
             isinstance(value, (int, Decimal))
@@ -209,14 +264,19 @@ def _timestamp(name: str, value: Any, errors: dict[str, str]) -> datetime | None
             # {{time}} is ISO text, but scripts also send epoch seconds or milliseconds.
             if number > 1e11:
                 number /= 1000.0
-            return datetime.fromtimestamp(number, tz=UTC)
-        if isinstance(value, str):
+            moment = datetime.fromtimestamp(number, tz=UTC)
+        elif isinstance(value, str):
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     except (ValueError, OverflowError, OSError):
         pass
-    errors[name] = f"must be a time like 2024-05-01T12:00:00Z or epoch seconds (got {value!r})"
-    return None
+    if moment is None:
+        errors[name] = f"must be a time like 2024-05-01T12:00:00Z or epoch seconds (got {_shown(value)})"
+        return None
+    if not _TIME_MIN <= moment < _TIME_MAX:
+        errors[name] = f"is not a plausible alert time (got {_shown(value)}, read as {moment.isoformat()})"
+        return None
+    return moment
 
 
 def validate(data: dict[str, Any]) -> Validation:
@@ -228,15 +288,17 @@ def validate(data: dict[str, Any]) -> Validation:
 
     action = _string("action", data.get("action"), errors, max_len=16, required=True).lower()
     if action and action not in ACTIONS:
-        errors["action"] = f"must be one of {', '.join(ACTIONS)} (got {data.get('action')!r})"
+        errors["action"] = f"must be one of {', '.join(ACTIONS)} (got {_shown(data.get('action'))})"
     partial["action"] = action[:16]
 
     raw_ticker = _string("ticker", data.get("ticker"), errors, max_len=64, required=True).upper()
     ticker_exchange = ""
     if ":" in raw_ticker:
         ticker_exchange, _, raw_ticker = raw_ticker.partition(":")
+        if not raw_ticker:
+            errors["ticker"] = f"has no symbol after the exchange prefix (got {_shown(data.get('ticker'))})"
     if raw_ticker and not _TICKER_RE.match(raw_ticker):
-        errors["ticker"] = f"is not a TradingView ticker like BTCUSDT or BTCUSDT.P (got {data.get('ticker')!r})"
+        errors["ticker"] = f"is not a TradingView ticker like BTCUSDT or BTCUSDT.P (got {_shown(data.get('ticker'))})"
     partial["ticker"] = raw_ticker[:64]
 
     raw_exchange = _string("exchange", data.get("exchange"), errors, max_len=32).upper() or ticker_exchange
@@ -248,7 +310,7 @@ def validate(data: dict[str, Any]) -> Validation:
         if match:
             exchange = match.group(1)
         else:
-            errors["exchange"] = f"must be one of {', '.join(EXCHANGES)} (got {raw_exchange!r})"
+            errors["exchange"] = f"must be one of {', '.join(EXCHANGES)} (got {_shown(raw_exchange)})"
     partial["exchange"] = exchange or raw_exchange[:16]
 
     price = _positive_number("price", data.get("price"), errors)
@@ -256,17 +318,17 @@ def validate(data: dict[str, Any]) -> Validation:
     partial["price"] = price
     partial["volume"] = volume
 
-    timeframe = _string("timeframe", data.get("timeframe"), errors, max_len=16)
+    timeframe = _string("timeframe", data.get("timeframe"), errors, max_len=16, numbers=True)
     bar_time = _timestamp("bar_time", data.get("bar_time"), errors)
     fired_at = _timestamp("fired_at", data.get("fired_at"), errors)
-    tv_order_id = _string("order_id", data.get("order_id"), errors, max_len=128)
-    comment = _string("comment", data.get("comment"), errors, max_len=255)
+    tv_order_id = _string("order_id", data.get("order_id"), errors, max_len=128, numbers=True)
+    comment = _string("comment", data.get("comment"), errors, max_len=255, numbers=True)
 
     positions: dict[str, str] = {}
     for name in ("market_position", "prev_market_position"):
         value = _string(name, data.get(name), errors, max_len=16).lower()
         if value and value not in _POSITIONS:
-            errors[name] = f"must be long, short or flat (got {data.get(name)!r})"
+            errors[name] = f"must be long, short or flat (got {_shown(data.get(name))})"
             value = ""
         positions[name] = value
     market_position_size = _number("market_position_size", data.get("market_position_size"), errors, required=False)

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from django.utils import timezone
 from strategies.halts import halt_reason
 from strategies.models import EXIT_ACTIONS, Strategy
 from tvtrader.fastsql import insert_returning_pk
+from tvtrader.ops.logformat import logvalue
 
 from . import outbox
 from . import payload as payload_mod
@@ -107,27 +109,43 @@ class _LogThrottle:
 
 
 _rejection_log = _LogThrottle()
-# Bodies that are not JSON are stored as rejected signals (so a broken alert template is
-# easy to see), up to this many a minute per process.
-_unparsed_budget = _LogThrottle(per_minute=60)
+# In a body that is not JSON, the strategy it was meant for (to tell the trader which
+# alert template is broken): only a plain strategy id is read, nothing else.
+_STRATEGY_KEY_HINT = re.compile(rb"""strategy_id['"]?\s*[:=]\s*['"]?([A-Za-z0-9_.\-]{1,64})""")
 
 
 def webhook_rejection_record(
-    *, source: str | None, reason: str, strategy_key: str = "", user_agent: str = "", at: datetime | None = None
+    *,
+    source: str | None,
+    reason: str,
+    strategy_key: str = "",
+    user_agent: str = "",
+    detail: str = "",
+    at: datetime | None = None,
 ) -> None:
     """Count a refused request per day, source and reason; never one row per request. Past
-    WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY sources a day, the rest fold into source "*"."""
+    WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY sources a day, the rest fold into source "*".
+    At most one log line per refusal, and those are throttled (`_LogThrottle`)."""
     at = at or timezone.now()
     source = (source or "unknown")[:64]
-    last = {"last_seen": at, "last_strategy_key": strategy_key[:64], "last_user_agent": user_agent[:200]}
+    last = {
+        "last_seen": at,
+        "last_strategy_key": strategy_key[:64],
+        "last_user_agent": user_agent[:200],
+        "last_detail": detail[:200],
+    }
     if _rejection_log.allow():
         logger.warning(
-            "event=webhook_refused reason=%s source=%s strategy=%s", reason, source, strategy_key[:64] or "-"
+            "event=webhook_refused reason=%s source=%s strategy=%s%s",
+            logvalue(reason),
+            logvalue(source),
+            logvalue(strategy_key[:64] or "-"),
+            f" detail={logvalue(detail)}" if detail else "",
         )
     try:
         _rejection_count(day=at.date(), source=source, reason=reason, n=1, at=at, last=last)
     except Exception:  # counting must never turn a 401 into a 500
-        logger.exception("event=webhook_rejection_count_failed reason=%s", reason)
+        logger.exception("event=webhook_rejection_count_failed reason=%s", logvalue(reason))
 
 
 def _rejection_count(*, day, source: str, reason: str, n: int, at: datetime, last: dict[str, Any]) -> None:
@@ -164,6 +182,11 @@ def _dedup_key(strategy: Strategy, alert: payload_mod.Alert, received_at: dateti
     if alert.bar_time is not None:
         anchor = "bar:" + alert.bar_time.isoformat()
         windowed = False
+    elif alert.fired_at is not None:
+        # {{timenow}} names one firing of one alert: a resend carries the same one, however
+        # late it comes. Identical alerts fired within the window still collapse (the lock).
+        anchor = "fired:" + alert.fired_at.isoformat()
+        windowed = True
     else:
         window = max(int(strategy.dedup_window_seconds or 1), 1)
         anchor = f"win{window}:{int(received_at.timestamp()) // window}"
@@ -225,35 +248,42 @@ def signal_ingest(
         webhook_rejection_record(source=remote_addr, reason="ip_not_allowed", user_agent=user_agent, at=received_at)
         return IngestResult(http_status=403, status="rejected", reason="forbidden")
 
-    secrets_to_hide = [settings.WEBHOOK_PASSPHRASE]
-    common: dict[str, Any] = {
-        "content_type": content_type[:100],
-        "remote_addr": remote_addr,
-        "received_at": received_at,
-    }
     try:
         data = payload_mod.parse_body(body)
     except payload_mod.NotJSON as exc:
-        if not _unparsed_budget.allow():
-            # Anyone can send garbage before authenticating: past a budget per minute it is
-            # counted (bounded rows) instead of stored, so a flood cannot fill the disk.
-            webhook_rejection_record(source=remote_addr, reason="not_json", user_agent=user_agent, at=received_at)
-            return IngestResult(http_status=400, status="rejected", reason=f"{exc} (counted, not stored: too many)")
-        raw = payload_mod.redact_text(body.decode("utf-8", "replace"), secrets_to_hide)
-        signal = _record_rejected(common=common, reason=str(exc), raw_body=raw, committed_at=timezone.now())
-        logger.info("event=signal_rejected strategy=- signal=%s reason=%r", signal.pk, str(exc))
-        return IngestResult(http_status=400, status="rejected", signal_id=signal.pk, reason=str(exc))
+        # Nothing in a body that is not JSON can be authenticated, so anyone could have sent
+        # it: it is counted (bounded rows, with what was wrong and the strategy it names)
+        # and never stored, whatever it contains. The console lists the counts.
+        hint = _STRATEGY_KEY_HINT.search(body[:4096])
+        webhook_rejection_record(
+            source=remote_addr,
+            reason="not_json",
+            strategy_key=hint.group(1).decode() if hint else "",
+            user_agent=user_agent,
+            detail=str(exc),
+            at=received_at,
+        )
+        return IngestResult(http_status=400, status="rejected", reason=str(exc))
 
     strategy = strategy_for_intake(strategy_key=data.get("strategy_id"))
-    if not _authenticate(data.get("passphrase"), strategy):
+    given = data.get("passphrase")
+    if not _authenticate(given, strategy):
         key = data.get("strategy_id") if isinstance(data.get("strategy_id"), str) else ""
         webhook_rejection_record(
             source=remote_addr, reason="bad_passphrase", strategy_key=key, user_agent=user_agent, at=received_at
         )
         return UNAUTHORIZED
 
-    common["payload"] = payload_mod.redacted_payload(data)
-    common["raw_body"] = payload_mod.redact_text(body.decode("utf-8", "replace"), secrets_to_hide)
+    common: dict[str, Any] = {
+        "content_type": content_type[:100],
+        "remote_addr": remote_addr,
+        "received_at": received_at,
+    }
+    # The passphrase that authenticated is the strategy's own or the global one: both are
+    # hidden wherever they appear in what is stored.
+    common["payload"], common["raw_body"] = payload_mod.redacted_copies(
+        data, [settings.WEBHOOK_PASSPHRASE, given if isinstance(given, str) else ""]
+    )
     result = payload_mod.validate(data)
     if result.errors or strategy is None:
         errors = dict(result.errors)
@@ -274,10 +304,10 @@ def signal_ingest(
             **partial,
         )
         logger.info(
-            "event=signal_rejected strategy=%s signal=%s reason=%r",
-            signal.strategy_key or "-",
+            "event=signal_rejected strategy=%s signal=%s reason=%s",
+            logvalue(signal.strategy_key or "-"),
             signal.pk,
-            reason,
+            logvalue(reason, limit=300),
         )
         _notify_refused(signal.pk, strategy, signal.strategy_key, "rejected", reason)
         return IngestResult(http_status=400, status="rejected", signal_id=signal.pk, reason=reason, errors=errors)
@@ -323,19 +353,19 @@ def signal_ingest(
         Signal.objects.filter(pk=duplicate_of).update(
             duplicate_count=F("duplicate_count") + 1, last_duplicate_at=received_at
         )
-        logger.info("event=signal_duplicate strategy=%s signal=%s", strategy.strategy_id, duplicate_of)
+        logger.info("event=signal_duplicate strategy=%s signal=%s", logvalue(strategy.strategy_id), duplicate_of)
         return IngestResult(http_status=200, status="duplicate", signal_id=duplicate_of, reason="duplicate alert")
 
     logger.info(
         "event=signal_%s strategy=%s signal=%s action=%s ticker=%s price=%s volume=%s%s",
         status,
-        strategy.strategy_id,
+        logvalue(strategy.strategy_id),
         signal_id,
-        alert.action,
-        alert.ticker,
+        logvalue(alert.action),
+        logvalue(alert.ticker),
         alert.price,
         alert.volume,
-        f" reason={reason!r}" if reason else "",
+        f" reason={logvalue(reason, limit=300)}" if reason else "",
     )
     if status != Signal.Status.ACCEPTED:
         _notify_refused(signal_id, strategy, strategy.strategy_id, status, reason, alert)
@@ -356,7 +386,7 @@ def _notify_refused(signal_id, strategy, strategy_key: str, status: str, reason:
             text=f"{icon} {strategy_key or '-'}: {what} {status} — {reason}\nsignal #{signal_id}",
         )
     except Exception:
-        logger.exception("event=notification_failed strategy=%s signal=%s", strategy_key or "-", signal_id)
+        logger.exception("event=notification_failed strategy=%s signal=%s", logvalue(strategy_key or "-"), signal_id)
 
 
 def _insert_signal(row: dict[str, Any]) -> int:
@@ -401,18 +431,35 @@ def _decide(strategy: Strategy, alert: payload_mod.Alert, received_at: datetime)
         return Signal.Status.BLOCKED, f"blocked: {halted}", 200
     if alert.action not in (strategy.allowed_actions or []):
         return Signal.Status.REJECTED, f"rejected: action {alert.action} is not allowed for this strategy", 422
-    if strategy.max_signal_age_seconds and alert.action not in EXIT_ACTIONS:
-        origin = alert.fired_at or alert.bar_time
-        if origin is not None:
-            age = (received_at - origin).total_seconds()
-            if age > strategy.max_signal_age_seconds:
-                return (
-                    Signal.Status.REJECTED,
-                    f"rejected: stale alert, fired {age:.0f} s ago (limit {strategy.max_signal_age_seconds} s);"
-                    " exits are still let through",
-                    422,
-                )
+    if alert.action not in EXIT_ACTIONS:
+        refusal = _time_refusal(strategy, alert, received_at)
+        if refusal:
+            return Signal.Status.REJECTED, refusal, 422
     return Signal.Status.ACCEPTED, "", 202
+
+
+def _time_refusal(strategy: Strategy, alert: payload_mod.Alert, received_at: datetime) -> str:
+    """Why an entry's times say it must not trade: fired (or its bar opened) in the future
+    beyond the clock-skew tolerance, or older than the age limit. The limit is the
+    strategy's `max_signal_age_seconds` (0: none), counted from fired_at, else bar_time;
+    unset, SIGNAL_MAX_AGE_SECONDS counted from fired_at only ({{time}} is when the bar
+    opened, hours ago on a 4h chart). Exits never come here: a late exit still closes."""
+    skew = settings.SIGNAL_CLOCK_SKEW_SECONDS
+    for name, moment in (("fired_at", alert.fired_at), ("bar_time", alert.bar_time)):
+        if moment is not None and (ahead := (moment - received_at).total_seconds()) > skew:
+            return (
+                f"rejected: {name} is {ahead:.0f} s in the future (clock-skew tolerance {skew} s): the sender's"
+                " clock or this server's is wrong, or the time is not TradingView's; exits are still let through"
+            )
+    limit = strategy.max_signal_age_seconds
+    origin = alert.fired_at or alert.bar_time
+    if limit is None:
+        limit, origin = settings.SIGNAL_MAX_AGE_SECONDS, alert.fired_at
+    if limit and origin is not None:
+        age = (received_at - origin).total_seconds()
+        if age > limit:
+            return f"rejected: stale alert, fired {age:.0f} s ago (limit {limit} s); exits are still let through"
+    return ""
 
 
 # --- Test signals ------------------------------------------------------------------------
@@ -460,5 +507,10 @@ def signal_send_test(
             comment=f"test signal from {actor_name}"[:255],
         )
         transaction.on_commit(lambda: outbox.signal_enqueue(signal.pk))
-    logger.info("event=test_signal strategy=%s signal=%s actor=%s", strategy.strategy_id, signal.pk, actor_name)
+    logger.info(
+        "event=test_signal strategy=%s signal=%s actor=%s",
+        logvalue(strategy.strategy_id),
+        signal.pk,
+        logvalue(actor_name),
+    )
     return signal

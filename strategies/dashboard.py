@@ -11,11 +11,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from execution.models import Fill, Order, Position
-from signals.models import Signal
+from signals.models import Signal, WebhookRejection
 
 from .halts import trading_state
 from .models import Strategy, TradingControl
@@ -237,6 +237,7 @@ def attention_items(*, rows: list[StrategyRow], health: dict[str, Any], now: dat
         )
     for drift in reconciliation_drift():
         items.append({"level": "error", "title": "Position drift", "detail": str(drift)})
+    items.extend(_refusals_today(rows=rows, now=now))
     for row in rows:
         if row.silent:
             age = "never" if row.last_signal_age_s is None else f"{_human_age(row.last_signal_age_s)} ago"
@@ -249,6 +250,54 @@ def attention_items(*, rows: list[StrategyRow], health: dict[str, Any], now: dat
                     "url": f"strategies/strategy/{row.strategy.pk}/change/",
                 }
             )
+    return items
+
+
+# What a refusal that names one of our strategies most likely means for the trader.
+_REFUSAL_HINTS = {
+    "not_json": (
+        "not JSON",
+        "TradingView sent a message that is not valid JSON (a trailing comma, a missing quote, an empty "
+        "placeholder). Such bodies are only counted, never stored: copy the alert template from the strategy "
+        "page again.",
+    ),
+    "bad_passphrase": (
+        "wrong passphrase",
+        "Check the passphrase in the alert message (the strategy's own, when it has one).",
+    ),
+}
+
+
+def _refusals_today(*, rows: list[StrategyRow], now: datetime) -> list[dict]:
+    """Requests refused today (counted, never stored) that name a configured strategy: a
+    broken alert template looks like this. Counter rows are bounded per day."""
+    keys = [row.strategy.strategy_id for row in rows]
+    if not keys:
+        return []
+    since = (now - WINDOW).date()  # counter rows are per UTC day
+    refused = (
+        WebhookRejection.objects.filter(day__gte=since, reason__in=list(_REFUSAL_HINTS))
+        .filter(last_seen__gte=now - WINDOW, last_strategy_key__in=keys)
+        .values("reason")
+        .annotate(n=Sum("count"), last=Max("last_seen"))
+    )
+    items = []
+    for group in refused:
+        label, hint = _REFUSAL_HINTS[group["reason"]]
+        last = (
+            WebhookRejection.objects.filter(reason=group["reason"], last_seen=group["last"])
+            .values_list("last_strategy_key", "last_detail")
+            .first()
+        )
+        detail = f"Last for {last[0]}{': ' + last[1] if last and last[1] else ''}. " if last else ""
+        items.append(
+            {
+                "level": "warning",
+                "title": f"{group['n']} request(s) refused since {since:%Y-%m-%d}: {label}",
+                "detail": detail + hint,
+                "url": f"signals/webhookrejection/?reason={group['reason']}",
+            }
+        )
     return items
 
 

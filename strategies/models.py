@@ -98,7 +98,10 @@ class Strategy(models.Model):
     on_opposite = models.CharField(max_length=12, choices=OnOpposite.choices, default=OnOpposite.REVERSE)
     allowed_actions = models.JSONField(default=_default_allowed_actions)
     max_signal_age_seconds = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Entries older than this (from fired_at/bar_time) are rejected; exits pass."
+        null=True,
+        blank=True,
+        help_text="Entries older than this (from fired_at, else bar_time) are rejected; exits pass. 0: no limit."
+        " Empty: the server's SIGNAL_MAX_AGE_SECONDS (default 300), from fired_at only.",
     )
     dedup_window_seconds = models.PositiveIntegerField(
         default=60, help_text="Identical alerts without bar_time within this window are one signal."

@@ -225,6 +225,12 @@ TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 # How many rejected (unauthenticated) sources are tracked individually per day before the
 # rest are folded into one row, so a flood cannot fill the disk.
 WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY = env.int("WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY", default=500)
+# Entries fired ({{timenow}}) longer ago than this are refused as stale unless the strategy
+# sets its own `max_signal_age_seconds` (0 there: no limit); exits always pass. 0 here: no
+# default limit. A time further in the future than the skew tolerance is refused too.
+# docs/webhook.md "Halted strategies and stale alerts".
+SIGNAL_MAX_AGE_SECONDS = env.int("SIGNAL_MAX_AGE_SECONDS", default=300)
+SIGNAL_CLOCK_SKEW_SECONDS = env.int("SIGNAL_CLOCK_SKEW_SECONDS", default=60)
 
 # --- Trading ---------------------------------------------------------------------------
 # Live accounts are refused unless this is switched on explicitly.

@@ -6,12 +6,18 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db.models import F
 
 from signals.models import Signal
 from tests.conftest import alert_body
 from tests.factories import StrategyFactory
+
+
+def now_iso(offset_seconds: float = 0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=offset_seconds)).isoformat().replace("+00:00", "Z")
 
 
 def post_many_at_once(url: str, body: dict, n: int, headers=None) -> list[tuple[int, dict]]:
@@ -115,6 +121,30 @@ class TestDuplicatesOneAtATime:
         post_alert(bar_time=...)
         time.sleep(1.2)
         assert post_alert(bar_time=...).json()["status"] == "accepted"
+        assert Signal.objects.count() == 2
+
+    def test_without_bar_time_a_resend_long_after_the_window_is_still_a_duplicate_by_its_fired_at(self, post_alert):
+        fired = now_iso()
+        first = post_alert(bar_time=..., fired_at=fired)
+        # The window passed long ago (as if TradingView's resend came minutes later).
+        Signal.objects.update(received_at=F("received_at") - timedelta(minutes=3))
+
+        resend = post_alert(bar_time=..., fired_at=fired)
+
+        assert resend.status_code == 200, resend.content
+        assert resend.json() | {"elapsed_ms": 0} == {
+            "status": "duplicate",
+            "signal_id": first.json()["signal_id"],
+            "reason": "duplicate alert",
+            "elapsed_ms": 0,
+        }
+        assert Signal.objects.get().duplicate_count == 1
+
+    def test_without_bar_time_a_new_firing_after_the_window_is_a_new_signal(self, post_alert):
+        post_alert(bar_time=..., fired_at=now_iso(-90))
+        Signal.objects.update(received_at=F("received_at") - timedelta(minutes=3))
+
+        assert post_alert(bar_time=..., fired_at=now_iso()).json()["status"] == "accepted"
         assert Signal.objects.count() == 2
 
     def test_rejected_alerts_are_never_deduplicated_away(self, post_alert):

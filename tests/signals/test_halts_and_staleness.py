@@ -138,7 +138,9 @@ def test_fresh_entry_is_accepted(post_alert, strict):
     assert post_alert(fired_at=iso(datetime.now(UTC) - timedelta(seconds=2))).status_code == 202
 
 
-def test_without_an_age_limit_old_alerts_are_accepted(post_alert, demo):
+def test_with_the_age_limit_switched_off_old_alerts_are_accepted(post_alert, demo):
+    demo.max_signal_age_seconds = 0
+    demo.save()
     assert post_alert(fired_at="2020-01-01T00:00:00Z").status_code == 202
 
 
@@ -149,3 +151,44 @@ def test_action_the_strategy_does_not_allow_is_rejected(post_alert, demo):
     response = post_alert(action="sell")
     assert response.status_code == 422
     assert "not allowed" in response.json()["reason"]
+
+
+# --- the default age limit and times in the future --------------------------------------------
+
+
+def test_by_default_an_entry_fired_long_ago_is_refused_as_stale(post_alert, demo, settings):
+    assert demo.max_signal_age_seconds is None
+    settings.SIGNAL_MAX_AGE_SECONDS = 300
+    response = post_alert(fired_at=iso(datetime.now(UTC) - timedelta(minutes=10)))
+
+    assert response.status_code == 422
+    assert "stale alert" in response.json()["reason"] and "limit 300 s" in response.json()["reason"]
+    assert post_alert(fired_at=iso(datetime.now(UTC) - timedelta(seconds=20)), order_id="2").status_code == 202
+
+
+def test_the_default_limit_does_not_count_from_the_bar_open_time(post_alert, demo):
+    # {{time}} is when the bar opened: hours ago on a 4h chart, with nothing late about it.
+    assert post_alert(bar_time=iso(datetime.now(UTC) - timedelta(hours=4))).status_code == 202
+
+
+@pytest.mark.parametrize("field", ["fired_at", "bar_time"])
+def test_an_entry_from_the_future_is_refused_with_a_clear_reason(post_alert, demo, settings, field):
+    settings.SIGNAL_CLOCK_SKEW_SECONDS = 60
+    response = post_alert(**{field: iso(datetime.now(UTC) + timedelta(minutes=10))})
+
+    assert response.status_code == 422
+    reason = response.json()["reason"]
+    assert f"{field} is" in reason and "in the future" in reason and "tolerance 60 s" in reason
+    assert Signal.objects.get().status == Signal.Status.REJECTED
+
+
+def test_a_time_just_ahead_within_the_clock_skew_tolerance_is_fine(post_alert, demo):
+    assert post_alert(fired_at=iso(datetime.now(UTC) + timedelta(seconds=20))).status_code == 202
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_exit_from_the_future_still_closes(post_alert, demo, broker):
+    response = post_alert(action="close_all", fired_at=iso(datetime.now(UTC) + timedelta(hours=1)))
+
+    assert response.status_code == 202
+    assert queued_signal_ids(broker) == [[response.json()["signal_id"]]]

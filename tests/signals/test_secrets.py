@@ -42,7 +42,9 @@ def test_passphrases_are_in_no_stored_field_and_no_log_line(post_alert, caplog):
     every_path(post_alert)
 
     secrets = [settings.WEBHOOK_PASSPHRASE, STRATEGY_SECRET]
-    assert Signal.objects.count() == 7
+    # Recorded: accepted, invalid fields, the two of "own", the unknown strategy. The wrong
+    # passphrase and the two bodies that are not JSON are only counted.
+    assert Signal.objects.count() == 5
     for signal in Signal.objects.all():
         stored = json.dumps(
             [signal.payload, signal.raw_body, signal.reason, signal.errors, signal.comment], default=str
@@ -66,3 +68,54 @@ def test_every_log_line_about_a_signal_names_its_strategy_and_signal(post_alert,
     assert lines
     for line in lines:
         assert "strategy=" in line and "signal=" in line, line
+
+
+def stored_text(signal: Signal) -> str:
+    return json.dumps([signal.payload, signal.raw_body, signal.reason, signal.errors, signal.comment], default=str)
+
+
+SPELLINGS = [
+    # the key escaped, the value escaped, both, in another case, twice (the last one counts)
+    '{"pass\\u0070hrase": "%(secret)s", %(rest)s}',
+    '{"passphrase": "%(escaped)s", %(rest)s}',
+    '{"pass\\u0070hrase": "%(escaped)s", %(rest)s}',
+    '{"passphrase": "%(secret)s", "PassPhrase": "%(secret)s", %(rest)s}',
+    '{"passphrase": "wrong", "passphrase": "%(secret)s", %(rest)s}',
+    '{"passphrase" : "%(secret)s", "meta": {"passphrase": "%(secret)s", "note": "%(secret)s"}, %(rest)s}',
+    '{"passphrase": "%(secret)s", "comment": "my pass is %(secret)s", %(rest)s}',
+]
+
+
+@pytest.mark.parametrize("template", SPELLINGS, ids=range(len(SPELLINGS)))
+def test_a_strategys_own_passphrase_is_stored_nowhere_however_it_is_spelled(client, template):
+    rest = json.dumps(alert_body(strategy_id="own", passphrase=..., price="{{close}}"))[1:-1]
+    escaped = "".join(f"\\u{ord(c):04x}" for c in STRATEGY_SECRET)
+    body = template % {"secret": STRATEGY_SECRET, "escaped": escaped, "rest": rest}
+
+    response = client.post("/tv-webhook", data=body, content_type="text/plain")
+
+    assert response.status_code == 400, response.content  # authenticated, then refused for its price
+    signal = Signal.objects.get()
+    assert signal.strategy.strategy_id == "own"
+    assert STRATEGY_SECRET not in stored_text(signal)
+    assert escaped not in stored_text(signal)
+    assert "[redacted]" in signal.raw_body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{'passphrase': '%s', 'strategy_id': 'own', 'action': 'buy'}",
+        '{passphrase: "%s", strategy_id: "own", action: "buy"}',
+        "passphrase=%s strategy_id=own buy BTCUSDT",
+    ],
+    ids=["single-quotes", "unquoted-keys", "free-text"],
+)
+def test_a_body_that_is_not_json_is_never_stored_so_its_passphrase_cannot_be(client, body):
+    response = client.post("/tv-webhook", data=body % STRATEGY_SECRET, content_type="text/plain")
+
+    assert response.status_code == 400
+    assert Signal.objects.count() == 0
+    row = WebhookRejection.objects.get(reason="not_json")
+    assert row.last_strategy_key == "own"
+    assert STRATEGY_SECRET not in f"{row.last_detail} {row.last_strategy_key} {row.last_user_agent}"

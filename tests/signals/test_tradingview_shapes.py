@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from signals.models import Signal
+from signals.models import Signal, WebhookRejection
 from tests.factories import StrategyFactory
 
 pytestmark = pytest.mark.django_db
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tradingview"
 
+NOT_JSON = {"not_json": True}
 # file, content type TradingView sends it with, HTTP status, status, what must be true of the row
 SHAPES = [
     ("seed_template.json", "application/json", 202, "accepted", {"action": "buy", "ticker": "BTCUSDT.P"}),
@@ -44,13 +45,20 @@ SHAPES = [
         "accepted",
         {"content_type": "text/plain; charset=utf-8"},
     ),
-    # Bare placeholders TradingView could not fill leave invalid JSON, sent as text/plain.
-    ("bare_placeholder_not_replaced.txt", "text/plain; charset=utf-8", 400, "rejected", {"reason": "not JSON"}),
-    ("empty_contracts_trailing_comma.txt", "text/plain; charset=utf-8", 400, "rejected", {"reason": "not JSON"}),
-    ("plain_text_alert.txt", "text/plain; charset=utf-8", 400, "rejected", {"reason": "not JSON"}),
+    # Bare placeholders TradingView could not fill leave invalid JSON, sent as text/plain:
+    # refused and counted, never stored (nothing in it can be authenticated).
+    ("bare_placeholder_not_replaced.txt", "text/plain; charset=utf-8", 400, "rejected", NOT_JSON),
+    ("empty_contracts_trailing_comma.txt", "text/plain; charset=utf-8", 400, "rejected", NOT_JSON),
+    ("plain_text_alert.txt", "text/plain; charset=utf-8", 400, "rejected", NOT_JSON),
     # Quoted placeholders are valid JSON, so each unfilled field is named.
     ("quoted_placeholder_not_replaced.json", "application/json", 400, "rejected", {"errors": ["action", "price"]}),
 ]
+
+
+def captured_long_ago():
+    """The strategy the fixtures name. They were captured days ago: the age limit is off so
+    that their {{timenow}} does not make the entries stale."""
+    return StrategyFactory(strategy_id="demo", max_signal_age_seconds=0)
 
 
 def fixture_body(name: str) -> str:
@@ -61,12 +69,18 @@ def fixture_body(name: str) -> str:
     ("name", "content_type", "http_status", "status", "expect"), SHAPES, ids=[s[0] for s in SHAPES]
 )
 def test_tradingview_message_shape_has_the_documented_outcome(client, name, content_type, http_status, status, expect):
-    StrategyFactory(strategy_id="demo")
+    captured_long_ago()
     response = client.post("/tv-webhook", data=fixture_body(name), content_type=content_type)
 
     assert response.status_code == http_status, response.content
     body = response.json()
     assert body["status"] == status
+    if expect is NOT_JSON:
+        assert body["reason"].startswith("not JSON") and body["signal_id"] is None
+        assert Signal.objects.count() == 0
+        named = "demo" if '"strategy_id": "demo"' in fixture_body(name) else ""
+        assert WebhookRejection.objects.get(reason="not_json").last_strategy_key == named
+        return
     signal = Signal.objects.get(pk=body["signal_id"])
     assert signal.status == status
     assert signal.content_type == content_type
@@ -80,7 +94,7 @@ def test_tradingview_message_shape_has_the_documented_outcome(client, name, cont
 
 
 def test_unknown_fields_are_kept_with_the_payload_and_ignored(client):
-    StrategyFactory(strategy_id="demo")
+    captured_long_ago()
     response = client.post(
         "/tv-webhook", data=fixture_body("unknown_extra_fields.json"), content_type="application/json"
     )
@@ -93,7 +107,7 @@ def test_unknown_fields_are_kept_with_the_payload_and_ignored(client):
 
 
 def test_strategy_alert_keeps_the_latency_chain_origin(client):
-    StrategyFactory(strategy_id="demo")
+    captured_long_ago()
     response = client.post(
         "/tv-webhook", data=fixture_body("strategy_entry_long.json"), content_type="application/json"
     )

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from signals.models import Signal
+from signals.models import Signal, WebhookRejection
 from tests.conftest import alert_body
 from tests.factories import StrategyFactory
 
@@ -40,6 +40,26 @@ BAD_FIELDS = [
     ("ticker", "{{ticker}}", "placeholder {{ticker}}"),
     ("bar_time", "yesterday", "must be a time"),
     ("strategy_id", "no-such-strategy", "no strategy is configured"),
+    # Types: names and codes must be JSON strings, whatever else would render as text.
+    ("ticker", "BYBIT:", "no symbol after the exchange prefix"),
+    ("ticker", 123, "must be a string in quotes (got a number: 123)"),
+    ("ticker", ["BTCUSDT"], "must be a string in quotes (got a list"),
+    ("action", 1, "must be a string in quotes"),
+    ("action", {"buy": True}, "must be a string in quotes (got an object"),
+    ("exchange", True, "must be a string in quotes (got true/false"),
+    ("strategy_id", 42, "must be a string in quotes"),
+    ("market_position", 0, "must be a string in quotes"),
+    ("comment", ["a"], "must be a string in quotes"),
+    ("order_id", {"id": 1}, "must be a string in quotes"),
+    ("timeframe", False, "must be a string in quotes"),
+    ("price", [65000], "must be a number"),
+    ("volume", {"qty": 1}, "must be a number"),
+    ("market_position_size", "lots", "must be a number"),
+    ("bar_time", True, "must be a time"),
+    ("bar_time", [1], "must be a time"),
+    ("fired_at", "0001-01-01T00:00:00Z", "not a plausible alert time"),
+    ("bar_time", "9999-12-31T23:59:59-14:00", "must be a time"),
+    ("fired_at", 10**30, "must be a time"),
 ]
 
 
@@ -113,13 +133,13 @@ def test_exchange_can_come_from_the_ticker_prefix(post_alert):
     "raw",
     ["[1, 2, 3]", '"just a string"', "", "\xff\xfe".encode("latin-1"), '{"a": ' * 1500 + "1" + "}" * 1500, "[" * 5000],
 )
-def test_body_that_is_not_a_json_object_is_recorded_as_not_json(post_alert, raw):
+def test_body_that_is_not_a_json_object_is_refused_as_not_json_and_only_counted(post_alert, raw):
     response = post_alert(raw=raw)
 
     assert response.status_code == 400
-    signal = Signal.objects.get(pk=response.json()["signal_id"])
-    assert signal.status == Signal.Status.REJECTED
-    assert signal.reason.startswith("not JSON")
+    assert response.json()["reason"].startswith("not JSON")
+    assert Signal.objects.count() == 0
+    assert WebhookRejection.objects.get().reason == "not_json"
 
 
 def test_oversized_body_is_refused_without_a_signal(post_alert, settings):
@@ -128,3 +148,15 @@ def test_oversized_body_is_refused_without_a_signal(post_alert, settings):
 
     assert response.status_code == 413
     assert Signal.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "stored"),
+    [("timeframe", 60, "60"), ("order_id", 7, "7"), ("comment", 1.5, "1.5")],
+)
+def test_free_text_fields_take_a_bare_number_as_text(post_alert, field, value, stored):
+    response = post_alert(**{field: value})
+
+    assert response.status_code == 202, response.content
+    column = {"order_id": "tv_order_id"}.get(field, field)
+    assert getattr(Signal.objects.get(), column) == stored

@@ -29,13 +29,13 @@ def test_text_plain_json_alert_is_accepted_and_committed(post_alert):
     assert isinstance(body["elapsed_ms"], float)
 
 
-def test_body_that_is_not_json_is_recorded_and_refused(post_alert):
+def test_body_that_is_not_json_is_refused_and_counted_not_stored(post_alert):
     response = post_alert(raw="BTCUSDT crossed 65000")
     assert response.status_code == 400
-    signal = Signal.objects.get(pk=response.json()["signal_id"])
-    assert signal.status == Signal.Status.REJECTED
-    assert signal.reason == "not JSON"
-    assert signal.raw_body == "BTCUSDT crossed 65000"
+    assert response.json()["signal_id"] is None
+    assert response.json()["reason"].startswith("not JSON")
+    assert Signal.objects.count() == 0
+    assert WebhookRejection.objects.get(reason="not_json").count == 1
 
 
 def test_wrong_passphrase_is_401_counted_and_not_stored(post_alert):

@@ -1,6 +1,7 @@
 """API tokens in the admin: created here (the key is shown once), revoked here."""
 
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.template.response import TemplateResponse
 
 from .models import ApiToken
 from .services import api_token_revoke
@@ -24,11 +25,24 @@ class ApiTokenAdmin(admin.ModelAdmin):
         raw = None if change else obj.set_new_key()
         super().save_model(request, obj, form, change)
         if raw:
-            self.message_user(
-                request,
-                f"Token for {obj.name}: {raw}  (copy it now: it is stored hashed and will not be shown again)",
-                messages.WARNING,
-            )
+            # Kept on this request only: the answer to this POST shows it (response_add).
+            # Never through `messages`, which travel in a signed (readable) cookie.
+            request._issued_api_token = raw
+
+    def response_add(self, request, obj, post_url_continue=None):
+        raw = getattr(request, "_issued_api_token", None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"API token {obj.name} created",
+            "token_obj": obj,
+            "raw_token": raw,
+            "opts": self.model._meta,
+        }
+        response = TemplateResponse(request, "admin/api/apitoken/issued.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke(self, request, queryset):

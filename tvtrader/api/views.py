@@ -6,6 +6,7 @@ from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,6 +30,20 @@ class IdCursorPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+    invalid_cursor_message = "Invalid cursor: pass the `next` or `previous` link of a page as it came."
+
+    def decode_cursor(self, request):
+        """A cursor is ours only if it decodes and its position is an id: anything else
+        (hand-made, truncated, tampered with) is a 400, never a query that fails."""
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound as exc:
+            raise ParseError(self.invalid_cursor_message) from exc
+        if cursor is not None and cursor.position is not None:
+            position = cursor.position
+            if not (position.isascii() and position.isdigit() and len(position) <= 19 and int(position) < 2**63):
+                raise ParseError(self.invalid_cursor_message)
+        return cursor
 
 
 def actor_for(request) -> str:
