@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # tvtrader installer: a fresh Debian 12 / Ubuntu 22.04+ VPS to HTTPS-protected trading.
 #
-#   sudo deploy/install.sh --domain bot.example.com --email you@example.com [--operator-ips 203.0.113.7]
+#   sudo deploy/install.sh --domain bot.example.com --email you@example.com --operator-ips 203.0.113.7
+#
+# The admin, API and /metrics must be protected beyond a password: --operator-ips (nginx lets
+# only those addresses reach them), --admin-2fa (the admin login asks for an authenticator
+# code), or both. Without either the installer stops; --insecure-open-admin is the explicit,
+# loudly reported way to run with neither.
 #
 # Idempotent: a second run with the same options changes nothing. Secrets are generated once
 # and kept in /etc/tvtrader/tvtrader.env (mode 600); re-running never regenerates them. The
@@ -24,8 +29,14 @@ usage() {
 Usage: $0 [options]
   --domain NAME           public DNS name; obtains a Let's Encrypt certificate with certbot
   --email ADDRESS         for Let's Encrypt expiry notices (with --domain)
-  --operator-ips LIST     comma-separated addresses allowed to reach the admin and API
-                          (default: everyone; "" clears a remembered list)
+  --operator-ips LIST     comma-separated addresses allowed to reach the admin, API and
+                          /metrics ("" clears a remembered list)
+  --admin-2fa             require an authenticator code (TOTP) at admin login
+                          (ADMIN_REQUIRE_2FA=true); enrols every superuser without one
+  --no-admin-2fa          switch a remembered --admin-2fa off
+  --insecure-open-admin   run without --operator-ips and without --admin-2fa: the admin is
+                          reachable from the whole internet behind a password only
+  --no-insecure-open-admin  withdraw a remembered --insecure-open-admin
   --extra-webhook-ips L   addresses allowed on /tv-webhook besides TradingView's (testing)
   --tv-client-ca FILE     verify TradingView's TLS client certificate against this CA bundle
   --public-ip ADDRESS     the address TradingView will call when there is no --domain
@@ -40,6 +51,7 @@ ROOT=""
 DRY_RUN=0
 VENV_OVERRIDE=""
 DOMAIN=$UNSET EMAIL=$UNSET OPERATOR_IPS=$UNSET EXTRA_WEBHOOK_IPS=$UNSET TV_CLIENT_CA=$UNSET PUBLIC_IP=$UNSET
+ADMIN_2FA=$UNSET OPEN_ADMIN=$UNSET
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --domain) DOMAIN=$2; shift 2 ;;
@@ -48,6 +60,10 @@ while [[ $# -gt 0 ]]; do
         --extra-webhook-ips) EXTRA_WEBHOOK_IPS=$2; shift 2 ;;
         --tv-client-ca) TV_CLIENT_CA=$2; shift 2 ;;
         --public-ip) PUBLIC_IP=$2; shift 2 ;;
+        --admin-2fa) ADMIN_2FA=true; shift ;;
+        --no-admin-2fa) ADMIN_2FA=false; shift ;;
+        --insecure-open-admin) OPEN_ADMIN=true; shift ;;
+        --no-insecure-open-admin) OPEN_ADMIN=false; shift ;;
         --venv) VENV_OVERRIDE=$2; shift 2 ;;
         --root) ROOT=$2; shift 2 ;;
         --dry-run) DRY_RUN=1; shift ;;
@@ -87,13 +103,16 @@ die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 # A path on the target system (under --root when given).
 R() { printf '%s%s' "$ROOT" "$1"; }
 real() { [[ -z $ROOT ]]; }
-# Steps that change the real system: run them, or print them under --root.
+# Steps that change the real system: run them, or print them under --root. Printed shell-quoted
+# (%q), so the line is exactly the command that runs (the tests parse certbot's this way).
 sys() {
+    local line
+    printf -v line '%q ' "$@"
     if real; then
-        printf '+ %s\n' "$*"
+        printf '+ %s\n' "${line% }"
         "$@"
     else
-        printf '[would run] %s\n' "$*"
+        printf '[would run] %s\n' "${line% }"
     fi
 }
 note_changes() { # reads render.py output; counts and remembers what changed
@@ -147,11 +166,13 @@ saved() { # saved KEY: value from install.conf, empty when absent
     file=$(R "$INSTALL_CONF")
     [[ -f $file ]] && sed -n "s/^$1=//p" "$file" | tail -n1 || true
 }
-for key in DOMAIN EMAIL OPERATOR_IPS EXTRA_WEBHOOK_IPS TV_CLIENT_CA PUBLIC_IP; do
+for key in DOMAIN EMAIL OPERATOR_IPS EXTRA_WEBHOOK_IPS TV_CLIENT_CA PUBLIC_IP ADMIN_2FA OPEN_ADMIN; do
     if [[ ${!key} == "$UNSET" ]]; then
         printf -v "$key" '%s' "$(saved "$key")"
     fi
 done
+[[ $ADMIN_2FA == true ]] || ADMIN_2FA=false
+[[ $OPEN_ADMIN == true ]] || OPEN_ADMIN=false
 [[ -z $DOMAIN || $DOMAIN =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]] || die "--domain: not a DNS name: $DOMAIN"
 [[ -z $EMAIL || $EMAIL =~ ^[^[:space:]@]+@[^[:space:]@]+$ ]] || die "--email: not an address: $EMAIL"
 check_ips() { # check_ips OPTION LIST: every entry an address or network, before anything changes
@@ -164,6 +185,23 @@ for v in filter(None, (x.strip() for x in sys.argv[2].split(","))):
 }
 check_ips --operator-ips "$OPERATOR_IPS"
 check_ips --extra-webhook-ips "$EXTRA_WEBHOOK_IPS"
+# Before anything changes: the console must be protected by more than a password.
+OPERATOR_LIST=$(tr -d '[:space:],' <<<"$OPERATOR_IPS")
+if [[ -z $OPERATOR_LIST && $ADMIN_2FA != true && $OPEN_ADMIN != true ]]; then
+    die "the admin, the API and /metrics would be open to the whole internet behind a password only.
+Choose at least one (both is best):
+  --operator-ips YOUR.IP[,...]   nginx lets only these addresses reach /admin, /api and /metrics
+  --admin-2fa                    the admin login also asks for an authenticator app code
+Or, knowingly: --insecure-open-admin. See docs/deploy.md (Install)."
+fi
+open_admin_warning() { # printed at the start and again at the end of a run
+    [[ -z $OPERATOR_LIST && $ADMIN_2FA != true ]] || return 0
+    printf '\n%s\n%s\n%s\n\n' \
+        '!!! WARNING (--insecure-open-admin): no --operator-ips and no --admin-2fa. The admin and' \
+        '!!! the API are open to the whole internet behind a password only. Re-run with' \
+        '!!! --operator-ips YOUR.IP and/or --admin-2fa (docs/deploy.md).' >&2
+}
+open_admin_warning
 if [[ -n $TV_CLIENT_CA ]]; then
     [[ -f $TV_CLIENT_CA ]] || die "--tv-client-ca: no such file: $TV_CLIENT_CA"
     TV_CLIENT_CA=$(cd "$(dirname "$TV_CLIENT_CA")" && pwd)/$(basename "$TV_CLIENT_CA")
@@ -237,11 +275,25 @@ RELEASE_ID=$(source_files | (cd "$SRC" && xargs -0 sha256sum) | sha256sum | cut 
 RELEASE=$PREFIX/releases/$RELEASE_ID
 if [[ ! -d $(R "$RELEASE") ]]; then
     mkdir -p "$(R "$RELEASE").partial"
-    source_files | (cd "$SRC" && tar --null -T - -cf -) | tar -xf - -C "$(R "$RELEASE").partial"
+    # A checkout's .env (settings read it beside manage.py) holds secrets: never copied with
+    # its own mode, written below at 600 for the service user instead.
+    source_files | grep -zvx '\./\.env' | (cd "$SRC" && tar --null -T - -cf -) | tar -xf - -C "$(R "$RELEASE").partial"
+    if [[ -f $SRC/.env ]]; then
+        python3 "$SRC/deploy/render.py" - "$(R "$RELEASE").partial/.env" --mode 0600 <"$SRC/.env" >/dev/null
+    fi
     mv "$(R "$RELEASE").partial" "$(R "$RELEASE")"
     CHANGED=$((CHANGED + 1))
     TOUCHED[app]=1
     printf '    created %s\n' "$RELEASE"
+fi
+if [[ -f $(R "$RELEASE/.env") ]]; then
+    # Also on every re-run: a release made by an older installer kept the checkout's mode.
+    if [[ $(stat -c '%a' "$(R "$RELEASE/.env")") != 600 ]]; then
+        chmod 600 "$(R "$RELEASE/.env")"
+        CHANGED=$((CHANGED + 1))
+        printf '    mode 600 %s\n' "$RELEASE/.env"
+    fi
+    set_owner "$APP_USER:$APP_USER" "$RELEASE/.env"
 fi
 if [[ -n $VENV_OVERRIDE ]]; then
     VENV=$(cd "$VENV_OVERRIDE" && pwd)
@@ -336,6 +388,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS=true
 SECURE_HSTS_PRELOAD=false
 SILENCED_SYSTEM_CHECKS=security.W021
 
+# Second factor at admin login (deploy/install.sh --admin-2fa; enrol: manage.py admin_otp_enrol).
+ADMIN_REQUIRE_2FA=$ADMIN_2FA
+
 # Live trading stays off until you switch it on here and restart (systemctl restart tvtrader.target).
 LIVE_TRADING=false
 # Fernet keys for exchange credentials at rest, newest first (rotation: docs/deploy.md).
@@ -352,6 +407,8 @@ OPERATOR_IPS=$OPERATOR_IPS
 EXTRA_WEBHOOK_IPS=$EXTRA_WEBHOOK_IPS
 TV_CLIENT_CA=$TV_CLIENT_CA
 PUBLIC_IP=$PUBLIC_IP
+ADMIN_2FA=$ADMIN_2FA
+OPEN_ADMIN=$OPEN_ADMIN
 EOF
 
 # manage.py with the production environment. As the app user on the real system; under --root
@@ -409,8 +466,21 @@ if real; then
     manage migrate --noinput
     manage collectstatic --noinput -v 0
     manage bootstrap
+    if [[ $ADMIN_2FA == true ]]; then
+        # Every active superuser without an authenticator gets one now, printed once: with
+        # ADMIN_REQUIRE_2FA on, a login without one could no longer get in.
+        LOGINS=$(manage shell -v 0 -c 'from django.contrib.auth import get_user_model
+from django_otp.plugins.otp_totp.models import TOTPDevice
+for u in get_user_model().objects.filter(is_superuser=True, is_active=True).order_by("pk"):
+    if not TOTPDevice.objects.filter(user=u, confirmed=True).exists():
+        print(u.username)')
+        for login in $LOGINS; do # Django user names hold no spaces
+            manage admin_otp_enrol "$login"
+        done
+    fi
 elif ((HAVE_PY)); then
     printf '[would run] manage.py migrate --noinput; manage.py bootstrap\n'
+    [[ $ADMIN_2FA != true ]] || printf '[would run] manage.py admin_otp_enrol LOGIN (each superuser without an authenticator)\n'
     manage collectstatic --noinput -v 0
 else
     printf '[would run] manage.py migrate, collectstatic, bootstrap\n'
@@ -497,8 +567,13 @@ if [[ -n ${TOUCHED[nginx]:-} ]]; then
     sys systemctl reload-or-restart nginx
 fi
 if [[ -n $DOMAIN && $SSL_CERT == "$SELF_CERT" ]]; then
-    sys certbot certonly --webroot -w "$ACME_ROOT" -d "$DOMAIN" --non-interactive --agree-tos \
-        ${EMAIL:+--email "$EMAIL"} ${EMAIL:---register-unsafely-without-email}
+    CERTBOT=(certbot certonly --webroot -w "$ACME_ROOT" -d "$DOMAIN" --non-interactive --agree-tos)
+    if [[ -n $EMAIL ]]; then
+        CERTBOT+=(--email "$EMAIL")
+    else
+        CERTBOT+=(--register-unsafely-without-email)
+    fi
+    sys "${CERTBOT[@]}"
     if real && [[ -f $LE_LIVE/fullchain.pem ]]; then
         SSL_CERT=$LE_LIVE/fullchain.pem SSL_KEY=$LE_LIVE/privkey.pem
         render_site
@@ -569,3 +644,4 @@ EOF
 if [[ -z $DOMAIN ]]; then
     echo "  WARNING: no --domain, so the certificate is self-signed; TradingView needs a valid one."
 fi
+open_admin_warning

@@ -1,13 +1,10 @@
-"""The console in a real browser: headless Chromium (Debian's chromium + chromium-driver,
-installed here when missing) logs in, reads the dashboard, engages and releases a kill
-switch through its confirmation page, opens a signal's timeline and copies an alert
-template. Screenshots are kept under artifacts/screenshots/ (desktop and phone sizes)."""
+"""The console in a real browser: headless Chromium (Debian's chromium + chromium-driver, which
+.ci/run installs; skipped when missing, see tests/system_tools.py) logs in, reads the
+dashboard, engages and releases a kill switch through its confirmation page, opens a signal's
+timeline and copies an alert template. Screenshots are kept under artifacts/screenshots/ (desktop and phone sizes)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,40 +15,19 @@ from django.utils import timezone
 from strategies.models import Strategy
 from tests.admin.conftest import executed_signal
 from tests.factories import StrategyFactory
+from tests.system_tools import require_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
 PASSWORD = "browser-test-password-1"
 
 
-def ensure_chromium() -> str:
-    """Install Debian's chromium and chromium-driver when missing; fail loudly if we can't."""
-    browser = shutil.which("chromium")
-    if browser and os.path.exists(CHROMEDRIVER):
-        return browser
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    try:
-        subprocess.run(["apt-get", "update", "-q"], check=True, env=env, capture_output=True, timeout=600)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium", "chromium-driver"],
-            check=True,
-            env=env,
-            capture_output=True,
-            timeout=900,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
-        pytest.fail(
-            "The browser test needs Debian's chromium and chromium-driver and could not install them "
-            f"(apt-get as root): {exc} {detail.decode(errors='replace')[-2000:]}",
-            pytrace=False,
-        )
-    browser = shutil.which("chromium")
-    if not browser or not os.path.exists(CHROMEDRIVER):
-        pytest.fail("chromium/chromium-driver installed but not found at /usr/bin", pytrace=False)
-    return browser
+def ensure_chromium() -> tuple[str, str]:
+    """Debian's chromium and its chromedriver (installed by .ci/run); skipped when missing."""
+    browser = require_tool("chromium", package="chromium", needed_for="the browser test of the console")
+    driver = require_tool("chromedriver", package="chromium-driver", needed_for="the browser test of the console")
+    return browser, driver
 
 
 @pytest.fixture
@@ -59,7 +35,7 @@ def browser(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    binary = ensure_chromium()
+    binary, chromedriver = ensure_chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for flag in (
@@ -75,7 +51,7 @@ def browser(tmp_path):
         "--window-size=1366,900",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()

@@ -1,11 +1,11 @@
-"""Fixtures for deploy/: the tools the checks need, free loopback ports, and one installer
-run into a throwaway root that the tests then inspect (nginx files, units, env file)."""
+"""Fixtures for deploy/: the tools the checks need (skipped when missing, see
+tests/system_tools.py), free loopback ports, and one installer run into a throwaway root that
+the tests then inspect (nginx files, units, env file)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,70 +13,26 @@ from pathlib import Path
 
 import pytest
 
+from tests.system_tools import require_tool
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 DEPLOY = BASE_DIR / "deploy"
 VENV = Path(sys.executable).parent.parent
 
 
-def _apt_install(*candidates: str) -> None:
-    """Install the first package apt can, non-interactively, without starting its service."""
-    if os.geteuid() != 0:
-        pytest.fail(f"{candidates[0]} is missing and the tests are not root: apt-get install {candidates[0]}")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    # Keep the package's own service (nginx on :80) from starting: Debian's policy-rc.d hook.
-    policy = Path("/usr/sbin/policy-rc.d")
-    made_policy = not policy.exists()
-    if made_policy:
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-    try:
-        lock = ["-o", "DPkg::Lock::Timeout=300"]
-        subprocess.run(["apt-get", *lock, "update", "-qq"], env=env, check=True, capture_output=True)
-        errors = []
-        for pkg in candidates:
-            done = subprocess.run(
-                ["apt-get", *lock, "install", "-y", "-qq", "--no-install-recommends", pkg],
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            if done.returncode == 0:
-                return
-            errors.append(done.stderr[-2000:])
-        pytest.fail(f"could not install any of {candidates}: {errors}")
-    finally:
-        if made_policy:
-            policy.unlink()
-
-
-def _tool(name: str, *packages: str) -> str:
-    found = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
-    )
-    if found:
-        return found
-    _apt_install(*packages)
-    found = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
-    )
-    if not found:
-        pytest.fail(f"{name} still missing after installing {packages}")
-    return found
-
-
 @pytest.fixture(scope="session")
 def nginx_bin() -> str:
-    return _tool("nginx", "nginx-light", "nginx")
+    return require_tool("nginx", package="nginx", needed_for="the nginx site checks")
 
 
 @pytest.fixture(scope="session")
 def openssl_bin() -> str:
-    return _tool("openssl", "openssl")
+    return require_tool("openssl", package="openssl", needed_for="test certificates")
 
 
 @pytest.fixture(scope="session")
 def systemd_analyze_bin() -> str:
-    return _tool("systemd-analyze", "systemd")
+    return require_tool("systemd-analyze", package="systemd", needed_for="checking the unit files")
 
 
 def free_port() -> int:
@@ -85,9 +41,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_installer(root: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_installer(root: Path, *extra: str, source: Path = BASE_DIR) -> subprocess.CompletedProcess:
+    """deploy/install.sh of `source` (a checkout) into the throwaway root `root`."""
+    require_tool("openssl", package="openssl", needed_for="the installer's self-signed certificate")
     return subprocess.run(
-        ["bash", str(DEPLOY / "install.sh"), "--root", str(root), "--venv", str(VENV), *extra],
+        ["bash", str(source / "deploy" / "install.sh"), "--root", str(root), "--venv", str(VENV), *extra],
         capture_output=True,
         text=True,
         timeout=300,
@@ -120,12 +78,14 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory):
-    """deploy/install.sh run twice into a throwaway root (the allowlist also admits 127.0.0.1
-    so the live nginx test can post through it). The second run passes no options, as the
-    documented upgrade does: the remembered ones apply. Returns (root, first run, second run,
-    state after the first run)."""
+    """deploy/install.sh run twice into a throwaway root (the webhook allowlist also admits
+    127.0.0.1 so the live nginx test can post through it; 127.0.0.1 is the operator, 127.0.0.2
+    a stranger). The second run passes no options, as the documented upgrade does: the
+    remembered ones apply. Returns (root, first run, second run, state after the first run)."""
     root = tmp_path_factory.mktemp("installroot")
-    first = run_installer(root, "--extra-webhook-ips", "127.0.0.1", "--public-ip", "127.0.0.1")
+    first = run_installer(
+        root, "--extra-webhook-ips", "127.0.0.1", "--public-ip", "127.0.0.1", "--operator-ips", "127.0.0.1"
+    )
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     state = tree_state(root)
     second = run_installer(root)

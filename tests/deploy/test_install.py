@@ -1,13 +1,19 @@
-"""deploy/install.sh, end to end in a throwaway root: what it writes, and that a second run
-changes nothing."""
+"""deploy/install.sh, end to end in a throwaway root: what it writes, that a second run
+changes nothing, that the documented command runs to the end, that certbot itself accepts the
+command line it builds, and that it refuses to leave the console protected by a password only."""
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
 import stat
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from .conftest import BASE_DIR, read_env_file, run_installer, tree_state
 
@@ -139,9 +145,9 @@ def test_webhook_allowlist_include_is_generated_from_the_app_settings(installed)
     allowed = re.findall(r"^allow (\S+);$", text, re.M)
     assert allowed == [*settings.TRADINGVIEW_WEBHOOK_IPS, "127.0.0.1"]
     assert text.strip().endswith("deny all;")
-    # No operator list given: the admin is open (its own login and lockouts apply).
     operators = (installed[0] / "etc/nginx/snippets/tvtrader-operator-allow.conf").read_text()
-    assert "allow all;" in operators
+    assert re.findall(r"^allow (\S+);$", operators, re.M) == ["127.0.0.1"]
+    assert operators.strip().endswith("deny all;")
 
 
 def test_operator_ips_render_the_admin_include(capsys):
@@ -168,3 +174,155 @@ def test_release_switch_points_units_at_the_current_release(installed):
     web = (root / "etc/systemd/system/tvtrader-web.service").read_text()
     assert "WorkingDirectory=/opt/tvtrader/current" in web
     assert "EnvironmentFile=/etc/tvtrader/tvtrader.env" in web
+
+
+# --- The documented command and certbot's own parser ------------------------------------------
+
+
+def documented_install_command() -> list[str]:
+    """The `sudo deploy/install.sh ...` command of docs/deploy.md's Install section, as argv."""
+    text = (BASE_DIR / "docs/deploy.md").read_text()
+    section = text.split("## Install", 1)[1]
+    block = section.split("```sh", 1)[1].split("```", 1)[0]
+    joined = block.replace("\\\n", " ")
+    line = next(ln for ln in joined.splitlines() if "deploy/install.sh" in ln)
+    argv = shlex.split(line.split("#", 1)[0])
+    assert argv[:2] == ["sudo", "deploy/install.sh"], line
+    return argv[2:]
+
+
+def would_run(output: str, program: str) -> list[str]:
+    """The argv of the `[would run] program ...` line the installer printed (shell-quoted)."""
+    lines = [ln for ln in output.splitlines() if ln.startswith(f"[would run] {program} ")]
+    assert len(lines) == 1, output[-3000:]
+    return shlex.split(lines[0].removeprefix("[would run] "))
+
+
+def certbot_parse(argv: list[str], root: Path):
+    """certbot's own command-line parser on `argv` (no network, nothing written). The webroot
+    path is looked up under the throwaway root, where the installer created it: certbot's
+    webroot plugin insists that the directory exists while parsing."""
+    from certbot._internal import cli
+    from certbot._internal.plugins import disco, selection
+
+    assert argv[0] == "certbot"
+    args = list(argv[1:])
+    i = args.index("-w")
+    args[i + 1] = str(root) + args[i + 1]
+    try:
+        config = cli.prepare_and_parse_args(disco.PluginsRegistry.find_all(), args)
+    except SystemExit as exc:  # argparse: "unrecognized arguments" and the like
+        raise AssertionError(f"certbot refused {shlex.join(argv)} (exit {exc.code})") from None
+    return config, selection.cli_plugin_requests(config)
+
+
+def test_the_documented_install_command_runs_to_the_end_and_certbot_accepts_its_line(tmp_path, capsys):
+    argv = documented_install_command()
+    assert "--domain" in argv and "--email" in argv
+    done = run_installer(tmp_path, *argv)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "==> done:" in done.stdout and "WARNING (--insecure-open-admin)" not in done.stderr
+
+    config, (authenticator, installer) = certbot_parse(would_run(done.stdout, "certbot"), tmp_path)
+    email = argv[argv.index("--email") + 1]
+    domain = argv[argv.index("--domain") + 1]
+    assert config.verb == "certonly"
+    assert config.email == email and not config.register_unsafely_without_email
+    assert [str(d) for d in config.domains] == [domain]
+    assert authenticator == "webroot" and installer is None
+    assert config.webroot_path == [str(tmp_path / "var/www/letsencrypt")]
+    assert config.noninteractive_mode and config.tos
+    assert "unrecognized" not in capsys.readouterr().err
+
+
+def test_without_an_email_certbot_registers_without_one(tmp_path):
+    done = run_installer(tmp_path, "--domain", "bot.example.com", "--operator-ips", "203.0.113.7")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    config, _ = certbot_parse(would_run(done.stdout, "certbot"), tmp_path)
+    assert config.register_unsafely_without_email and not config.email
+
+
+def test_certbot_parse_refuses_the_line_with_the_repeated_email(tmp_path):
+    """The check above can fail: the line the old `${EMAIL:---register-unsafely-without-email}`
+    produced is refused by certbot."""
+    (tmp_path / "var/www/letsencrypt").mkdir(parents=True)
+    broken = ["certbot", "certonly", "--webroot", "-w", "/var/www/letsencrypt", "-d", "bot.example.com",
+              "--non-interactive", "--agree-tos", "--email", "you@example.com", "you@example.com"]  # fmt: skip
+    with pytest.raises(AssertionError, match="certbot refused"):
+        certbot_parse(broken, tmp_path)
+
+
+# --- The console is never protected by a password alone ---------------------------------------
+
+
+def test_installer_stops_when_neither_operator_ips_nor_2fa_is_chosen(tmp_path):
+    done = run_installer(tmp_path / "root", "--domain", "bot.example.com", "--email", "you@example.com")
+    assert done.returncode != 0
+    for option in ("--operator-ips", "--admin-2fa", "--insecure-open-admin"):
+        assert option in done.stderr
+    assert not any((tmp_path / "root").iterdir())  # stopped before writing anything
+
+
+def test_admin_2fa_alone_is_enough_and_switches_the_second_factor_on(tmp_path):
+    done = run_installer(tmp_path, "--admin-2fa", "--public-ip", "127.0.0.1")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    env = read_env_file(tmp_path / "etc/tvtrader/tvtrader.env")
+    assert env["ADMIN_REQUIRE_2FA"] == "true"
+    assert "admin_otp_enrol" in done.stdout  # every superuser gets an authenticator on the real system
+    assert "WARNING" not in done.stderr
+    # Remembered: the documented upgrade (no options) keeps it on and changes nothing.
+    again = run_installer(tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "==> done: 0 change(s)" in again.stdout
+    assert read_env_file(tmp_path / "etc/tvtrader/tvtrader.env")["ADMIN_REQUIRE_2FA"] == "true"
+
+
+def test_operator_ips_install_keeps_2fa_off_and_restricts_the_console(installed):
+    root = installed[0]
+    assert read_env_file(root / "etc/tvtrader/tvtrader.env")["ADMIN_REQUIRE_2FA"] == "false"
+    site = (root / "etc/nginx/sites-available/tvtrader.conf").read_text()
+    # On HTTPS everything but the webhook and /health goes through the operator include.
+    catch_all = site.rsplit("location / {", 1)[1].split("}", 1)[0]
+    assert "tvtrader-operator-allow.conf" in catch_all
+
+
+def test_the_explicit_opt_out_is_loud_on_every_run(tmp_path):
+    done = run_installer(tmp_path, "--insecure-open-admin", "--public-ip", "127.0.0.1")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert done.stderr.count("WARNING (--insecure-open-admin)") == 2  # at the start and at the end
+    assert "allow all;" in (tmp_path / "etc/nginx/snippets/tvtrader-operator-allow.conf").read_text()
+    again = run_installer(tmp_path)
+    assert again.returncode == 0 and "WARNING (--insecure-open-admin)" in again.stderr
+    # Withdrawn: back to refusing until an operator list or 2FA is given.
+    withdrawn = run_installer(tmp_path, "--no-insecure-open-admin")
+    assert withdrawn.returncode != 0 and "--operator-ips" in withdrawn.stderr
+
+
+# --- A checkout's .env ----------------------------------------------------------------------
+
+
+def copy_checkout(dest: Path) -> Path:
+    ignore = shutil.ignore_patterns(".git", ".venv", "var", "staticfiles", "artifacts", "__pycache__", ".*_cache")
+    shutil.copytree(BASE_DIR, dest, ignore=ignore)
+    return dest
+
+
+def test_a_checkouts_env_file_reaches_the_release_mode_600_for_the_service_user(tmp_path):
+    checkout = copy_checkout(tmp_path / "checkout")
+    (checkout / ".env").write_text("TELEGRAM_BOT_TOKEN=123:checkout-secret\n")
+    (checkout / ".env").chmod(0o644)
+    root = tmp_path / "root"
+    done = run_installer(root, "--operator-ips", "203.0.113.7", "--public-ip", "127.0.0.1", source=checkout)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    release = root / "opt/tvtrader" / os.readlink(root / "opt/tvtrader/current")
+    copied = release / ".env"
+    assert copied.read_text() == "TELEGRAM_BOT_TOKEN=123:checkout-secret\n"
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o600
+    owner = f"[would run] chown tvtrader:tvtrader /opt/tvtrader/{os.readlink(root / 'opt/tvtrader/current')}/.env"
+    assert owner in done.stdout
+
+    # A release an older installer wrote with the checkout's mode is corrected on the next run.
+    copied.chmod(0o644)
+    again = run_installer(root, source=checkout)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o600

@@ -292,3 +292,13 @@ def test_admin_login_through_nginx_is_served_as_https_with_hsts(stack, transacti
     assert status == 200, body[:500]
     assert "max-age=31536000" in headers.get("Strict-Transport-Security", "")
     assert "Secure" in headers.get("Set-Cookie", "Secure")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["/admin/login/", "/admin/", "/api/health/", "/api/schema/", "/metrics"])
+def test_console_api_and_metrics_refuse_a_stranger_at_the_proxy(stack, transactional_db, path):
+    """Installed with --operator-ips 127.0.0.1: 127.0.0.2 gets nginx's 403, the operator the app."""
+    status, _, body = request(stack, "GET", path, source="127.0.0.2")
+    assert status == 403 and b"nginx" in body
+    status, _, body = request(stack, "GET", path)
+    assert status != 403 and b"nginx" not in body, body[:300]
