@@ -10,6 +10,13 @@ waiting in turn) and `DeadlineExceeded` is raised in the request.
 
 SIGALRM interrupts a blocked `select` in the main thread, which is where gunicorn's sync
 workers run the view; elsewhere (a threaded dev server) no deadline is armed.
+
+Under a stream of alerts a deadline per request is not enough: a sync worker that waits out
+its deadline on every request serves one alert per deadline, and the rest queue in front
+of it, past TradingView's 3 s. So after a timeout a web worker holds the database as
+suspect: for `SUSPECT_HOLD_OFF` it answers 503 at once, then it tries again with a short
+deadline, until the database answers (a healthy one answers in milliseconds). And a request
+that already waited upstream (nginx's request start) gets only what is left of its budget.
 """
 
 from __future__ import annotations
@@ -62,6 +69,28 @@ def _sever_connection() -> None:
         pass
     finally:
         sock.close()
+
+
+SUSPECT_HOLD_OFF = 0.5
+SUSPECT_DEADLINE = 0.5
+_suspect_since: float | None = None  # time.monotonic() of the last timeout; None: it answered
+
+
+def webhook_budget(*, deadline: float, waited: float) -> float:
+    """Seconds the database may take for this request; 0: answer 503 now without asking it
+    (it timed out a moment ago, or the request waited upstream past its deadline)."""
+    if _suspect_since is not None:
+        if time.monotonic() < _suspect_since + SUSPECT_HOLD_OFF:
+            return 0.0
+        deadline = min(deadline, SUSPECT_DEADLINE)
+    left = deadline - max(waited, 0.0)
+    return left if left >= 0.05 else 0.0
+
+
+def database_outcome(*, timed_out: bool) -> None:
+    """Record how the database did for this request (see `webhook_budget`)."""
+    global _suspect_since
+    _suspect_since = time.monotonic() if timed_out else None
 
 
 @contextmanager

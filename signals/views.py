@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from . import selectors
-from .deadline import DeadlineExceeded, webhook_deadline
+from .deadline import DeadlineExceeded, database_outcome, webhook_budget, webhook_deadline
 from .outbox import signal_enqueue
 from .services import IngestResult, signal_ingest, webhook_rejection_record, webhook_unavailable_record
 
@@ -53,28 +53,41 @@ def tv_webhook(request: HttpRequest) -> HttpResponse:
     kept = connection.connection is not None
     connection.health_check_done = True
     failure = ""
-    with webhook_deadline(settings.WEBHOOK_DEADLINE_SECONDS) as deadline:
-        try:
-            for attempt in (1, 2):
-                try:
-                    result = signal_ingest(
-                        body=body,
-                        content_type=request.META.get("CONTENT_TYPE", ""),
-                        remote_addr=request.META.get("REMOTE_ADDR"),
-                        received_at=received_at,
-                        user_agent=request.META.get("HTTP_USER_AGENT", ""),
-                        on_accepted=lambda signal_id, strategy_key: accepted.append((signal_id, strategy_key)),
-                    )
-                    break
-                except DatabaseError as exc:  # django.db.Error: OperationalError, InterfaceError, ...
-                    if attempt == 1 and kept and not connection.is_usable():
-                        logger.warning("event=webhook_db_reconnect reason=kept connection found dead")
-                        connection.close()
-                        continue
-                    failure = f"database_error:{type(exc).__name__}"
-                    break
-        except DeadlineExceeded:
-            failure = "database_timeout"
+    arrived = request.META.get("TVTRADER_ARRIVED_AT")
+    waited = (timezone.now() - arrived).total_seconds() if arrived else 0.0
+    budget = webhook_budget(deadline=settings.WEBHOOK_DEADLINE_SECONDS, waited=waited)
+    wrote = False
+    if not budget:
+        # Nothing is tried: the database timed out a moment ago in this process, or the
+        # request waited so long upstream that its answer would come too late (nginx has
+        # answered 503 already: recording it now would execute an alert refused to TradingView).
+        failure = "database_timeout_recently" if waited < settings.WEBHOOK_DEADLINE_SECONDS else "waited_upstream"
+    else:
+        with webhook_deadline(budget) as deadline:
+            try:
+                for attempt in (1, 2):
+                    try:
+                        result = signal_ingest(
+                            body=body,
+                            content_type=request.META.get("CONTENT_TYPE", ""),
+                            remote_addr=request.META.get("REMOTE_ADDR"),
+                            received_at=received_at,
+                            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+                            on_accepted=lambda signal_id, strategy_key: accepted.append((signal_id, strategy_key)),
+                        )
+                        break
+                    except DatabaseError as exc:  # django.db.Error: OperationalError, InterfaceError, ...
+                        if attempt == 1 and kept and not connection.is_usable():
+                            logger.warning("event=webhook_db_reconnect reason=kept connection found dead")
+                            connection.close()
+                            continue
+                        failure = f"database_error:{type(exc).__name__}"
+                        break
+            except DeadlineExceeded:
+                failure = "database_timeout"
+        wrote = deadline.wrote
+        if failure in ("", "database_timeout"):
+            database_outcome(timed_out=bool(failure))
     if failure:
         connection.close()  # whatever state it is in, the next request starts on a fresh one
         if accepted:  # committed after all (the error came later): the answer says so
@@ -87,11 +100,11 @@ def tv_webhook(request: HttpRequest) -> HttpResponse:
             source=request.META.get("REMOTE_ADDR"),
             received_at=received_at,
             failure=failure,
-            maybe_recorded=deadline.wrote,
+            maybe_recorded=wrote,
             elapsed_ms=elapsed_ms,
         )
         reason = "database unavailable, retry"
-        if deadline.wrote:
+        if wrote:
             reason += " (the alert may have been recorded: a resend is answered duplicate)"
         return _json({"status": "error", "reason": reason}, 503)
 
