@@ -593,23 +593,24 @@ fi
 # --- 11. systemd units --------------------------------------------------------------------
 say "systemd units"
 UNIT_VALUES=(USER="$APP_USER" GROUP="$APP_USER" APP_DIR="$PREFIX/current" VENV_BIN="$VENV/bin"
-    ENV_FILE="$ENV_FILE" VAR_DIR="$VAR_DIR" BACKUP_DIR="$BACKUP_DIR")
+    ENV_FILE="$ENV_FILE" VAR_DIR="$VAR_DIR" BACKUP_DIR="$BACKUP_DIR" LISTEN="$GUNICORN_BIND")
 if [[ -z $VENV_OVERRIDE ]]; then
     UNIT_VALUES+=(VENV_BIN="$PREFIX/current/.venv/bin") # follows the release being switched
 fi
-for unit in tvtrader-web.service tvtrader-worker.service tvtrader-beat.service tvtrader.target \
-    tvtrader-backup.service tvtrader-backup.timer; do
+for unit in tvtrader-web.socket tvtrader-web.service tvtrader-worker.service tvtrader-beat.service \
+    tvtrader.target tvtrader-backup.service tvtrader-backup.timer; do
     render units "$unit" "$SYSTEMD/$unit" 0644 "${UNIT_VALUES[@]}"
 done
 if [[ -n ${TOUCHED[units]:-} ]]; then
     sys systemctl daemon-reload
 fi
 if real; then
-    for unit in tvtrader.target tvtrader-web.service tvtrader-worker.service tvtrader-beat.service tvtrader-backup.timer; do
+    for unit in tvtrader.target tvtrader-web.socket tvtrader-web.service tvtrader-worker.service tvtrader-beat.service \
+        tvtrader-backup.timer; do
         systemctl is-enabled --quiet "$unit" 2>/dev/null || sys systemctl enable "$unit"
     done
 else
-    printf '[would run] systemctl enable tvtrader.target tvtrader-{web,worker,beat}.service tvtrader-backup.timer (if not enabled)\n'
+    printf '[would run] systemctl enable tvtrader.target tvtrader-web.socket tvtrader-{web,worker,beat}.service tvtrader-backup.timer (if not enabled)\n'
 fi
 if [[ -n ${TOUCHED[app]:-}${TOUCHED[env]:-}${TOUCHED[units]:-} ]]; then
     # Worker stop is a warm shutdown: running orders finish first (TimeoutStopSec).

@@ -173,6 +173,46 @@ def _rejection_count(*, day, source: str, reason: str, n: int, at: datetime, las
             _rejection_count(day=day, source="*", reason=reason, n=counted, at=at, last=last)
 
 
+_unavailable_log = _LogThrottle(per_minute=120)
+# What a 503'd alert was, for the operator to replay by hand: never the passphrase, never the
+# whole body, one short token per field.
+_UNAVAILABLE_FIELDS = ("strategy_id", "action", "ticker", "price", "volume", "bar_time", "time", "order_id", "id")
+
+
+def webhook_unavailable_record(
+    *,
+    body: bytes,
+    source: str | None,
+    received_at: datetime,
+    failure: str,
+    maybe_recorded: bool,
+    elapsed_ms: float,
+) -> None:
+    """One line for an alert answered 503 because the database did not answer (no traceback;
+    at most 120 a minute per process, the rest counted in one line). Touches no database."""
+    if not _unavailable_log.allow():
+        return
+    try:
+        data = payload_mod.parse_body(body)
+    except Exception:
+        data = None
+    fields = []
+    if isinstance(data, dict):
+        for name in _UNAVAILABLE_FIELDS:
+            value = data.get(name)
+            if value not in (None, "") and not isinstance(value, (dict, list)):
+                fields.append(f"{name}={''.join(c if c.isprintable() and c != ' ' else '_' for c in str(value)[:40])}")
+    logger.warning(
+        "event=webhook_unavailable failure=%s recorded=%s arrived=%s elapsed_ms=%.0f source=%s %s",
+        failure,
+        "unknown" if maybe_recorded else "no",
+        received_at.isoformat(timespec="milliseconds"),
+        elapsed_ms,
+        (source or "unknown")[:64],
+        " ".join(fields) or "body=unparsed",
+    )
+
+
 # --- Intake ------------------------------------------------------------------------------
 
 

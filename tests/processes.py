@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -46,15 +47,24 @@ def http_get(url: str, timeout: float = 10) -> tuple[int, dict]:
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target. `cut()` drops every open connection and
-    hangs up on new ones at once (what a crashed or restarting database looks like to a
-    client); `restore()` forwards again."""
+    """Forwards 127.0.0.1:<port> to a target, and fails the ways a network does:
+
+    - `cut()`: drops every open connection and hangs up on new ones at once (a crashed or
+      restarting database, a refused connect);
+    - `reset()`: the same with a TCP RST on every connection (a firewall, a failover);
+    - `blackhole()`: connections stay open but nothing gets through either way, new ones
+      included, until `restore()` (packets dropped: the peer neither answers nor hangs up;
+      what was sent meanwhile arrives afterwards, as TCP retransmits it).
+
+    `restore()` forwards again."""
 
     def __init__(self, target_host: str, target_port: int):
         self.target = (target_host, target_port)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.cut_off = False
+        self.flowing = threading.Event()
+        self.flowing.set()
         self.sockets: set[socket.socket] = set()
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -65,23 +75,28 @@ class TcpProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            if self.cut_off:
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self.lock:
-                self.sockets.update((client, upstream))
-            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        self.flowing.wait()
+        if self.cut_off:
+            self._hang_up(client)
+            return
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self.lock:
+            self.sockets.update((client, upstream))
+        threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self.flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -91,19 +106,37 @@ class TcpProxy:
             except OSError:
                 pass
 
-    def cut(self) -> None:
-        self.cut_off = True
+    def _hang_up(self, sock: socket.socket, rst: bool = False) -> None:
+        try:
+            if rst:  # linger 0: close() sends RST instead of FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        except OSError:
+            pass
+
+    def _drop_all(self, rst: bool) -> None:
         with self.lock:
             for sock in self.sockets:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                    sock.close()
-                except OSError:
-                    pass
+                self._hang_up(sock, rst)
             self.sockets.clear()
+        self.flowing.set()  # waiting connects now see cut_off and hang up
+
+    def cut(self) -> None:
+        self.cut_off = True
+        self._drop_all(rst=False)
+
+    def reset(self) -> None:
+        self.cut_off = True
+        self._drop_all(rst=True)
+
+    def blackhole(self) -> None:
+        self.flowing.clear()
 
     def restore(self) -> None:
         self.cut_off = False
+        self.flowing.set()
 
     def close(self) -> None:
         self.cut()
@@ -142,11 +175,24 @@ class PrivateRedis:
             self.proc.wait(timeout=10)
 
 
-class GunicornProcess:
-    """The web server as deployed (deploy/gunicorn.conf.py, sync workers) on a free port."""
+# Exec gunicorn with a listening socket at fd 3 and LISTEN_FDS/LISTEN_PID set for its own
+# pid: what systemd's socket activation does (deploy/templates/tvtrader-web.socket).
+_SOCKET_ACTIVATED = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); os.environ['LISTEN_FDS'] = '1';"
+    " os.environ['LISTEN_PID'] = str(os.getpid()); os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+)
 
-    def __init__(self, env: dict[str, str], log_path: Path, workers: int | None = 1):
-        self.port = free_port()
+
+class GunicornProcess:
+    """The web server as deployed (deploy/gunicorn.conf.py, sync workers) on a free port.
+
+    With `held_socket=True` the listening socket belongs to this object, as it belongs to
+    systemd with the socket unit: gunicorn takes it over at every start, and `kill()` leaves
+    it listening, so connections made while no gunicorn runs wait for the next `start()`."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, workers: int | None = 1, held_socket: bool = False):
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=2048) if held_socket else None
+        self.port = self.listener.getsockname()[1] if self.listener else free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.env = {
@@ -160,24 +206,49 @@ class GunicornProcess:
 
     def start(self) -> None:
         log = open(self.log_path, "ab")
+        args = ["-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "tvtrader.wsgi"]
+        if self.listener is not None:
+            fd = self.listener.fileno()
+            args = ["-c", _SOCKET_ACTIVATED, str(fd), *args]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "tvtrader.wsgi"],
+            [sys.executable, *args],
             cwd=BASE_DIR,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=(self.listener.fileno(),) if self.listener is not None else (),
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {self.log()[-3000:]}")
+            if self._answers():
+                return
+            time.sleep(0.1)
+        raise RuntimeError("gunicorn did not start answering in 30 s")
+
+    def _answers(self) -> bool:
+        if self.listener is None:  # its own socket: listening means serving
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
+                    return True
             except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("gunicorn did not start listening in 30 s")
+                return False
+        # A held socket always accepts; serving is a gunicorn worker answering.
+        try:
+            with urllib.request.urlopen(self.url + "/tv-webhook", timeout=0.5):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL the master and its workers (a crash, an OOM kill)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(timeout=10)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -187,6 +258,30 @@ class GunicornProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait(timeout=10)
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def app_env(**overrides: str) -> dict[str, str]:
+    """The environment of a web or worker process on the test database and broker."""
+    from django.conf import settings
+
+    from tests.conftest import test_database_url
+
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=test_database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+        REDIS_NAMESPACE=settings.REDIS_NAMESPACE,
+        TVTRADER_VAR_DIR=str(settings.VAR_DIR),
+        WEBHOOK_PASSPHRASE=settings.WEBHOOK_PASSPHRASE,
+        CREDENTIALS_ENCRYPTION_KEYS=",".join(settings.CREDENTIALS_ENCRYPTION_KEYS),
+        LOG_LEVEL="INFO",
+    )
+    env.update(overrides)
+    return env

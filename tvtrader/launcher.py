@@ -3,6 +3,10 @@ foreground. Checks the database and Redis (starting Redis if none answers), migr
 the admin login and the paper `demo` strategy, then starts gunicorn, a trial-sized Celery
 worker and Celery beat, and prints the banner once everything answers: the banner is the last
 thing on the screen until something happens. Ctrl-C stops them all.
+
+Like systemd does for the deployed units, it restarts a process that dies once everything
+is up (a worker killed by its broker's connection dying, an OOM kill), and it holds the web
+listening socket itself, so alerts sent while gunicorn restarts wait instead of being refused.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -129,6 +134,7 @@ def main() -> int:
     port = os.environ.get("PORT", "8000")
     var = settings.VAR_DIR
     children: list[tuple[str, subprocess.Popen]] = []
+    started_at: dict[str, float] = {}
 
     def stop_all(*_: object) -> None:
         for _name, proc in reversed(children):
@@ -151,6 +157,7 @@ def main() -> int:
         redis_proc = ensure_redis(settings.REDIS_URL, var / "redis", daemonize=False)
         if redis_proc is not None:
             children.append(("redis", redis_proc))
+            started_at["redis"] = time.monotonic()
             print(
                 f"==> started a Redis of its own at {shown_url(settings.REDIS_URL)} (data in {var / 'redis'})",
                 flush=True,
@@ -160,9 +167,18 @@ def main() -> int:
         manage("collectstatic", "--noinput", "-v", "0")
         manage("bootstrap", "-v", "0")
 
+        # The web socket is ours: gunicorn serves on it (fd://) and a restarted gunicorn
+        # takes it over; meanwhile the kernel queues connections instead of refusing them.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.create_server((host, int(port)), family=family, backlog=2048)
+        commands: dict[str, list[str]] = {}
+
         def spawn(name: str, args: list[str]) -> None:
-            proc = subprocess.Popen(args, cwd=BASE_DIR, start_new_session=True)
-            children.append((name, proc))
+            commands[name] = args
+            pass_fds = (listener.fileno(),) if name == "gunicorn" else ()
+            proc = subprocess.Popen(args, cwd=BASE_DIR, start_new_session=True, pass_fds=pass_fds)
+            children[:] = [(n, p) for n, p in children if n != name] + [(name, proc)]
+            started_at[name] = time.monotonic()
 
         print("==> starting the web server, the worker and the scheduler", flush=True)
         bin_dir = Path(PY).parent
@@ -177,7 +193,7 @@ def main() -> int:
                 "-c",
                 str(BASE_DIR / "deploy" / "gunicorn.conf.py"),
                 "--bind",
-                f"{host}:{port}",
+                f"fd://{listener.fileno()}",
             ],
         )
         spawn(
@@ -250,12 +266,31 @@ def main() -> int:
             flush=True,
         )
         (var / "admin_password").unlink(missing_ok=True)
+        restart_at: dict[str, float] = {}
+        failures: dict[str, int] = {}
         while True:
-            for name, proc in children:
-                if proc.poll() is not None:
-                    print(f"==> {name} exited with {proc.returncode}; stopping everything", flush=True)
-                    return 1
-            time.sleep(0.5)
+            now = time.monotonic()
+            for name, proc in list(children):
+                if proc.poll() is None or name not in commands and name != "redis":
+                    continue
+                if name not in restart_at:
+                    # Quick deaths in a row back off (1, 2, 4 … 30 s); a long run resets that.
+                    quick = now - started_at.get(name, 0.0) < 30
+                    failures[name] = failures.get(name, 0) + 1 if quick else 1
+                    delay = min(2 ** (failures[name] - 1), 30)
+                    restart_at[name] = now + delay
+                    print(f"==> {name} exited with {proc.returncode}; restarting it in {delay} s", flush=True)
+                elif now >= restart_at[name]:
+                    del restart_at[name]
+                    if name == "redis":
+                        redis_proc = ensure_redis(settings.REDIS_URL, var / "redis", daemonize=False)
+                        children[:] = [(n, p) for n, p in children if n != "redis"]
+                        if redis_proc is not None:
+                            children.append(("redis", redis_proc))
+                            started_at["redis"] = time.monotonic()
+                    else:
+                        spawn(name, commands[name])
+            time.sleep(0.2)
     except KeyboardInterrupt:
         print("\n==> stopping", flush=True)
         return 0

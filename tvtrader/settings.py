@@ -124,7 +124,19 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 elif "postgresql" in _db["ENGINE"]:
     # Fail fast when PostgreSQL is down so the webhook answers 503 (TradingView resends on
     # 5xx) well inside its 3-second budget instead of hanging.
+    # (libpq's floor is 2 s; the webhook's own deadline, WEBHOOK_DEADLINE_SECONDS, is shorter.)
     _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=2))
+    # A query that hangs is cut: by the server after DB_STATEMENT_TIMEOUT_SECONDS (a lock, a
+    # stalled disk), by the kernel when sent data stays unacknowledged for
+    # DB_TCP_USER_TIMEOUT_MS (packets dropped), so a worker thread gets an error it recovers
+    # from instead of waiting for TCP for minutes. 0 turns either off (a long migration).
+    _statement_timeout_ms = int(env.float("DB_STATEMENT_TIMEOUT_SECONDS", default=30) * 1000)
+    if _statement_timeout_ms > 0:
+        _db["OPTIONS"].setdefault("options", f"-c statement_timeout={_statement_timeout_ms}")
+    _tcp_user_timeout_ms = env.int("DB_TCP_USER_TIMEOUT_MS", default=10000)
+    if _tcp_user_timeout_ms > 0:
+        _db["OPTIONS"].setdefault("tcp_user_timeout", _tcp_user_timeout_ms)
+        _db["OPTIONS"].setdefault("keepalives_idle", 30)
     if env.bool("DB_SERVER_SIDE_BINDING", default=True):
         # Parameters bound by the server and statements prepared after a few uses: the
         # webhook's lookup and insert are parsed and planned once per connection instead of
@@ -220,8 +232,12 @@ WEBHOOK_PASSPHRASE = env("WEBHOOK_PASSPHRASE", default="") or _persisted_secret(
 WEBHOOK_IP_ALLOWLIST_ENABLED = env.bool("WEBHOOK_IP_ALLOWLIST_ENABLED", default=False)
 TRADINGVIEW_WEBHOOK_IPS = ["52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7"]
 WEBHOOK_EXTRA_ALLOWED_IPS = env.list("WEBHOOK_EXTRA_ALLOWED_IPS", default=[])
-# X-Forwarded-For is honoured only when the direct peer is one of these (e.g. local nginx).
+# X-Forwarded-For (and nginx's X-Request-Start, the alert's arrival time) is honoured only
+# when the direct peer is one of these (e.g. local nginx).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+# The webhook answers within this many seconds whatever the database does: a database that
+# does not answer in time makes it a 503 (TradingView gives up at 3 s). signals/deadline.py
+WEBHOOK_DEADLINE_SECONDS = env.float("WEBHOOK_DEADLINE_SECONDS", default=1.5)
 # How many rejected (unauthenticated) sources are tracked individually per day before the
 # rest are folded into one row, so a flood cannot fill the disk.
 WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY = env.int("WEBHOOK_REJECTION_MAX_SOURCES_PER_DAY", default=500)

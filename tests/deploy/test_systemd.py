@@ -9,6 +9,7 @@ from pathlib import Path
 from .conftest import BASE_DIR, DEPLOY
 
 UNITS = [
+    "tvtrader-web.socket",
     "tvtrader-web.service",
     "tvtrader-worker.service",
     "tvtrader-beat.service",
@@ -29,6 +30,7 @@ def render_units(directory: Path) -> dict[str, str]:
         f"ENV_FILE={directory / 'tvtrader.env'}",
         f"VAR_DIR={directory / 'var'}",
         f"BACKUP_DIR={directory / 'backups'}",
+        "LISTEN=127.0.0.1:8000",
     ]
     for unit in UNITS:
         subprocess.run(
@@ -78,3 +80,14 @@ def test_services_restart_and_are_confined(tmp_path):
         ):
             assert line in unit.splitlines(), (name, line)
         assert "MemoryMax=" in unit and "TasksMax=" in unit, name
+
+
+def test_the_web_socket_outlives_the_web_process(tmp_path):
+    """systemd holds the listening socket; gunicorn is started on it and restarted into it."""
+    units = render_units(tmp_path)
+    socket_unit = units["tvtrader-web.socket"].splitlines()
+    assert "ListenStream=127.0.0.1:8000" in socket_unit
+    assert "WantedBy=sockets.target tvtrader.target" in socket_unit
+    web = units["tvtrader-web.service"].splitlines()
+    assert "Requires=tvtrader-web.socket" in web and "Restart=always" in web
+    assert "tvtrader-web.socket" in units["tvtrader.target"]

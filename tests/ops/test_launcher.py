@@ -42,6 +42,22 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
+def _process(marker: str, role: str) -> int:
+    """The pid of the launcher's child `role` ("worker": the Celery worker; "gunicorn": the
+    master, the leader of its own process group)."""
+    for pid in _processes_with(marker):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode() for a in argv]
+        if role == "worker" and "worker" in words and any(w.endswith("celery") for w in words):
+            return pid
+        if role == "gunicorn" and any(w.endswith("gunicorn") for w in words) and os.getpgid(pid) == pid:
+            return pid
+    raise AssertionError(f"no {role} process")
+
+
 def _wait_output(path: Path, pattern: str, proc: subprocess.Popen, timeout: float) -> re.Match:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -118,6 +134,21 @@ def test_make_run_prints_a_curl_that_works_at_once_and_sigterm_stops_everything(
         assert '"status": "accepted"' in answer, answer  # not refused: the webhook was already up
         _wait_output(out, r"event=signal_executed strategy=demo", launcher, timeout=60)
         assert _processes_with(marker), "gunicorn, the worker and beat run"
+
+        # A worker that dies (its broker connection lost, an OOM kill) is restarted, as
+        # systemd would, instead of everything being stopped.
+        os.kill(_process(marker, "worker"), signal.SIGKILL)
+        _wait_output(out, r"==> worker exited with -9; restarting it", launcher, timeout=30)
+        # gunicorn killed outright: the launcher holds the listening socket, so an alert sent
+        # before the new gunicorn is up waits for it instead of being refused.
+        os.killpg(_process(marker, "gunicorn"), signal.SIGKILL)
+        second = curl.replace('"action": "buy"', '"action": "sell"')
+        answer = subprocess.run(second, shell=True, capture_output=True, text=True, timeout=60).stdout
+        assert '"status": "accepted"' in answer, answer
+        _wait_output(out, r"==> gunicorn exited with -9; restarting it", launcher, timeout=30)
+        _wait_output(out, r"event=signal_executed strategy=demo.*\n(.*\n)*.*event=signal_executed strategy=demo",
+                     launcher, timeout=90)  # fmt: skip
+        assert "stopping everything" not in out.read_text()
     finally:
         code = _stop(launcher)
     assert code == 0

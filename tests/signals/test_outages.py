@@ -94,7 +94,57 @@ def test_database_down_answers_503_fast_records_nothing_and_the_resend_is_kept(t
     assert Signal.objects.count() == 2
 
     assert settings.WEBHOOK_PASSPHRASE not in server.log()
-    assert "webhook_db_unavailable" in server.log()
+    assert "event=webhook_unavailable failure=database_error:OperationalError recorded=no" in server.log()
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.skipif(
+    not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"), reason="the proxy stands in front of PostgreSQL"
+)
+def test_database_that_stops_answering_gets_a_503_within_2_s_and_a_one_line_record(transactional_db, tmp_path, started):
+    """Packets dropped: the database neither answers nor hangs up. TradingView gives up at
+    3 s, so the webhook answers 503 within 2 s, on a kept connection and on a new one, and
+    leaves one line saying what the alert was (never the passphrase, never a traceback)."""
+    StrategyFactory(strategy_id="demo")
+    db = connection.settings_dict
+    proxy = TcpProxy(db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432))
+    started.append(proxy)
+    proxied_url = database_url().replace(f":{db['PORT'] or 5432}/", f":{proxy.port}/")
+    server = GunicornProcess(server_env(DATABASE_URL=proxied_url), tmp_path / "gunicorn.log")
+    started.append(server)
+    server.start()
+    webhook = server.url + "/tv-webhook"
+    status, body, _ = http_post(webhook, alert(bar_time="2026-11-24T01:00:00Z"))
+    assert (status, body["status"]) == (202, "accepted")
+
+    proxy.blackhole()
+    answers = [http_post(webhook, alert(bar_time=f"2026-11-24T0{hour}:00:00Z", ticker="ETHUSDT.P")) for hour in (2, 3)]
+    proxy.restore()
+    for status, body, took in answers:
+        assert status == 503, body
+        assert took < 2.0, f"answered after {took:.2f} s"
+        assert "retry" in body["reason"]
+    lines = [line for line in server.log().splitlines() if "event=webhook_unavailable" in line]
+    assert len(lines) == 2, server.log()[-3000:]
+    assert "failure=database_timeout recorded=no" in lines[0]
+    assert "strategy_id=demo action=buy ticker=ETHUSDT.P" in lines[0]
+    assert "bar_time=2026-11-24T02:00:00Z" in lines[0] and "bar_time=2026-11-24T03:00:00Z" in lines[1]
+    assert "Traceback" not in server.log()
+    assert settings.WEBHOOK_PASSPHRASE not in server.log()
+
+    # The second one was not even tried: the database had just timed out in this worker.
+    assert "failure=database_timeout_recently recorded=no" in lines[1]
+
+    # The database is back: within a moment the worker tries it again (a fresh connection),
+    # and the 503'd alerts left nothing behind (their queries were never sent).
+    back = wait_for(
+        lambda: (answer := http_post(webhook, alert(bar_time="2026-11-24T04:00:00Z")))[0] == 202 and answer,
+        timeout=5,
+        interval=0.1,
+        message="the webhook to accept again",
+    )
+    assert back[1]["status"] == "accepted"
+    assert Signal.objects.filter(ticker="ETHUSDT.P").count() == 0
 
 
 @pytest.mark.skipif(

@@ -1,0 +1,385 @@
+"""The fault harness: the whole install as real processes, a stream of alerts, one fault (or
+all of them) in the middle, and the invariants checked once everything settles.
+
+A `World` is: PostgreSQL behind a TCP proxy that refuses, resets or blackholes; a private
+redis-server that is killed and restarted empty; gunicorn on a held listening socket (as
+systemd's socket unit holds it) that is SIGKILLed and restarted; a Celery worker that is
+SIGKILLed and restarted; Celery beat (the sweeper); the exchange emulator with its fault
+injection. `run_scenario` streams alerts on two strategies and three markets (with
+duplicates), applies the scenario's fault, waits until every accepted alert is final, and
+checks what a trader relies on (see `Report.violations`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from django.db import connection
+
+from emulator import ExchangeEmulator
+from execution.models import ExchangeAccount, Order, Position
+from signals.models import Signal
+from tests.conftest import WorkerProcess, alert_body, test_database_url
+from tests.factories import StrategyFactory
+from tests.processes import GunicornProcess, PrivateRedis, TcpProxy, app_env, http_post
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+ANSWER_LIMIT_SECONDS = 3.0  # TradingView's patience
+VOLUMES = {"BTCUSDT.P": "0.001", "ETHUSDT.P": "0.01", "SOLUSDT.P": "0.1"}
+STRATEGIES = {"fa": ("fa-key", "fa-secret"), "fb": ("fb-key", "fb-secret")}
+# Short exchange timeouts and lease so a scenario settles in seconds (production defaults:
+# 10 s, 5 s, 60 s).
+WORKER_ENV = {
+    "EXCHANGE_TIMEOUT_SECONDS": "1.5",
+    "ORDER_NOT_FOUND_GRACE_SECONDS": "1",
+    "ORDER_NOT_FOUND_GRACE_REUSABLE_ID_SECONDS": "2",
+    "SIGNAL_LEASE_SECONDS": "6",
+    "SIGNAL_REQUEUE_AFTER_SECONDS": "2",
+    "WORKER_HEARTBEAT_MAX_AGE_SECONDS": "20",
+}
+
+
+class BeatProcess:
+    """Celery beat (the sweeper's clock)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, schedule: Path):
+        self.env, self.log_path, self.schedule = env, log_path, schedule
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tvtrader", "beat", "-l", "warning", "-s", str(self.schedule)],
+            cwd=BASE_DIR,
+            env=self.env,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(timeout=10)
+
+
+class World:
+    """One install under test, every part a real process (or, for the exchange, a real HTTP
+    server in this process)."""
+
+    def __init__(self, tmp: Path, *, web_workers: int = 2, worker_concurrency: int = 16):
+        self.tmp = tmp
+        self.runs = 0
+        self.emu = ExchangeEmulator(accounts=dict(STRATEGIES.values()))
+        self.emu.__enter__()
+        self.accounts: dict[str, ExchangeAccount] = {}
+        for strategy_id, (key, secret) in STRATEGIES.items():
+            account = ExchangeAccount(
+                label=f"emu-{strategy_id}",
+                exchange="bybit",
+                mode=ExchangeAccount.Mode.TESTNET,
+                market_type="linear",
+                base_url=self.emu.url,
+            )
+            account.set_credentials(api_key=key, api_secret=secret)
+            account.save()
+            self.accounts[strategy_id] = account
+            StrategyFactory(strategy_id=strategy_id, account=account)
+        db = connection.settings_dict
+        self.db_proxy = TcpProxy(db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432))
+        self.redis = PrivateRedis(tmp / "redis")
+        self.redis.start()
+        proxied = test_database_url().replace(f":{db['PORT'] or 5432}/", f":{self.db_proxy.port}/")
+        self.env = app_env(
+            DATABASE_URL=proxied,
+            REDIS_URL=self.redis.url,
+            CELERY_BROKER_URL=self.redis.url,
+            **WORKER_ENV,
+        )
+        self.web = GunicornProcess(self.env, tmp / "gunicorn.log", workers=web_workers, held_socket=True)
+        self.worker = WorkerProcess(self.env, tmp / "worker.log", concurrency=worker_concurrency)
+        self.beat = BeatProcess(self.env, tmp / "beat.log", tmp / "beat-schedule")
+        self.web.start()
+        self.worker.start()
+        self.beat.start()
+
+    def close(self) -> None:
+        for part in (self.beat, self.worker, self.web):
+            try:
+                part.stop()
+            except Exception:  # noqa: BLE001 (tear everything down whatever failed)
+                pass
+        self.redis.stop()
+        self.db_proxy.close()
+        self.emu.__exit__(None, None, None)
+        connection.close()
+
+    # -- faults --------------------------------------------------------------------------
+    def worker_restart(self, down: float = 1.0) -> None:
+        self.worker.kill()
+        time.sleep(down)
+        self.worker.log_path.write_bytes(b"")  # `ready.` of the new process, not the old one
+        self.worker.start()
+
+    def web_restart(self, down: float = 1.0) -> None:
+        self.web.kill()
+        time.sleep(down)
+        self.web.start()
+
+    def redis_restart_empty(self, down: float = 2.0) -> None:
+        self.redis.proc.kill()  # SIGKILL: an OOM kill; started again with nothing in it
+        self.redis.proc.wait(timeout=10)
+        time.sleep(down)
+        self.redis.start()
+
+
+@dataclass
+class Answer:
+    key: tuple[str, str]  # (strategy, market)
+    seq: int  # position in the stream of this (strategy, market)
+    sent_at: float
+    status: int | str
+    body: dict
+    took: float
+
+
+@dataclass
+class Report:
+    scenario: str
+    alerts: int = 0
+    answers: list[Answer] = field(default_factory=list)
+    fault_started: float = 0.0
+    fault_ended: float = 0.0
+    settled_at: float | None = None
+    violations: list[str] = field(default_factory=list)
+    creates: int = 0
+    flagged: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def recovery_seconds(self) -> float | None:
+        if self.settled_at is None:
+            return None
+        return max(0.0, self.settled_at - self.fault_ended)
+
+    def row(self) -> dict[str, str]:
+        took = sorted(a.took for a in self.answers)
+        during = sorted(a.took for a in self.answers if self.fault_started <= a.sent_at <= self.fault_ended + 0.5)
+        statuses: dict[str, int] = defaultdict(int)
+        for a in self.answers:
+            statuses[str(a.status)] += 1
+
+        def p99(values: list[float]) -> str:
+            return f"{values[min(len(values) - 1, int(len(values) * 0.99))]:.2f}" if values else "-"
+
+        return {
+            "scenario": self.scenario,
+            "alerts": str(self.alerts),
+            "answers": " ".join(f"{k}:{v}" for k, v in sorted(statuses.items())),
+            "answer p99 s (during fault)": f"{p99(took)} ({p99(during)})",
+            "answer max s": f"{max(took):.2f}" if took else "-",
+            "creates": str(self.creates),
+            "flagged": str(self.flagged),
+            "recovered in s": "never" if self.recovery_seconds is None else f"{self.recovery_seconds:.1f}",
+            "invariants": "ok" if not self.violations else f"{len(self.violations)} broken",
+        }
+
+
+def _stream(
+    world: World, report: Report, *, alerts: int, rate: float, duplicates: float, seed: int, offset: int
+) -> None:
+    """Send `alerts` alerts at `rate` a second, round-robin over 2 strategies × 3 markets
+    (so one market of one strategy gets one every 6/rate s), some sent twice."""
+    rng = random.Random(seed)
+    keys = [(s, t) for s in STRATEGIES for t in VOLUMES]
+    counters: dict[tuple[str, str], int] = defaultdict(int)
+    threads = []
+    lock = threading.Lock()
+    start = time.monotonic()
+    for n in range(alerts):
+        key = keys[n % len(keys)]
+        seq = counters[key]
+        counters[key] += 1
+        action = "buy" if seq % 2 == 0 else "sell"
+        bar_n = offset + seq  # one bar per alert: no two alerts of a run, or of two runs, are one
+        bar = f"2026-{1 + bar_n // 40000:02d}-{1 + (bar_n // 1440) % 27:02d}T{(bar_n // 60) % 24:02d}:{bar_n % 60:02d}:00Z"
+        body = json.dumps(
+            alert_body(strategy_id=key[0], ticker=key[1], action=action, volume=VOLUMES[key[1]], bar_time=bar)
+        ).encode()
+        copies = 2 if rng.random() < duplicates else 1
+        for _ in range(copies):
+
+            def post(key=key, seq=seq, body=body):
+                sent = time.monotonic()
+                try:
+                    status, answer, took = http_post(world.web.url + "/tv-webhook", body, timeout=10)
+                except OSError as exc:
+                    status, answer, took = type(exc).__name__, {}, time.monotonic() - sent
+                with lock:
+                    report.answers.append(Answer(key, seq, sent, status, answer, took))
+
+            thread = threading.Thread(target=post, daemon=True)
+            thread.start()
+            threads.append(thread)
+        time.sleep(max(0.0, start + (n + 1) / rate - time.monotonic()))
+    for thread in threads:
+        thread.join(timeout=30)
+
+
+def run_scenario(
+    world: World,
+    name: str,
+    fault: Callable[[World], None] | None,
+    *,
+    alerts: int = 60,
+    rate: float = 15.0,
+    fault_at: float = 0.3,
+    duplicates: float = 0.1,
+    settle_timeout: float = 90.0,
+    seed: int = 1,
+    answer_limit: float | None = ANSWER_LIMIT_SECONDS,
+) -> Report:
+    report = Report(scenario=name, alerts=alerts)
+    booked_before = len(world.emu.orders(venue="bybit"))
+    world.runs += 1
+    kwargs = {"alerts": alerts, "rate": rate, "duplicates": duplicates, "seed": seed, "offset": world.runs * 2000}
+    streaming = threading.Thread(target=_stream, args=(world, report), kwargs=kwargs)
+    started = time.monotonic()
+    streaming.start()
+    time.sleep(alerts / rate * fault_at)
+    report.fault_started = time.monotonic()
+    if fault is not None:
+        fault(world)
+    report.fault_ended = time.monotonic()
+    streaming.join()
+    report.settled_at = _settle(report, settle_timeout)
+    _check(world, report, answer_limit)
+    report.creates = len(world.emu.orders(venue="bybit")) - booked_before
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+def _accepted_ids(report: Report) -> set[int]:
+    return {
+        a.body["signal_id"]
+        for a in report.answers
+        if a.status in (200, 202) and a.body.get("status") in ("accepted", "duplicate")
+    }
+
+
+def _settle(report: Report, timeout: float) -> float | None:
+    """When every accepted (or duplicate) alert had reached a final state, or None."""
+    ids = _accepted_ids(report)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = Signal.objects.filter(pk__in=ids).exclude(status__in=Signal.TERMINAL_STATUSES).count()
+        if not pending:
+            return time.monotonic()
+        time.sleep(0.2)
+    return None
+
+
+def _check(world: World, report: Report, answer_limit: float | None) -> None:
+    v = report.violations
+    ids = _accepted_ids(report)
+    # 1. Every accepted/duplicate alert is final.
+    open_ = list(
+        Signal.objects.filter(pk__in=ids).exclude(status__in=Signal.TERMINAL_STATUSES).values_list("pk", "status")
+    )
+    if open_:
+        v.append(f"{len(open_)} accepted alerts not final: {open_[:5]}")
+    # 2. Every answer within TradingView's 3 s, and an answer it is (a 503 counts; refused
+    # does not). While no web process runs at all (it is restarting), alerts wait for the
+    # next one: answered, not refused, is the bar there (`answer_limit=None`).
+    slow = [a for a in report.answers if answer_limit is not None and a.took > answer_limit]
+    if slow:
+        v.append(f"{len(slow)} answers slower than {answer_limit} s (max {max(a.took for a in slow):.2f} s)")
+    unanswered = [a for a in report.answers if not isinstance(a.status, int)]
+    if unanswered:
+        v.append(f"{len(unanswered)} requests got no HTTP answer: {sorted({a.status for a in unanswered})}")
+    errors = [a for a in report.answers if isinstance(a.status, int) and a.status not in (200, 202, 503)]
+    if errors:
+        v.append(f"{len(errors)} answers neither accepted, duplicate nor 503: {sorted({a.status for a in errors})}")
+    # 3. No client order id created twice; 4. no order at the exchange without a signal.
+    booked = world.emu.orders(venue="bybit")
+    counts: dict[str, int] = defaultdict(int)
+    for order in booked:
+        counts[order.client_order_id] += 1
+    doubled = [c for c, n in counts.items() if n > 1]
+    if doubled:
+        v.append(f"{len(doubled)} client order ids created twice: {doubled[:5]}")
+    ours = {
+        o["client_order_id"]: o
+        for o in Order.objects.filter(client_order_id__in=list(counts)).values(
+            "client_order_id", "signal_id", "signal__received_at", "strategy__strategy_id", "symbol"
+        )
+    }
+    orphans = [c for c in counts if c not in ours]
+    if orphans:
+        v.append(f"{len(orphans)} exchange orders without a signal: {orphans[:5]}")
+    # 5. Creates per (strategy, market) in the order the alerts arrived.
+    by_market: dict[tuple[str, str], list[tuple]] = defaultdict(list)
+    for order in booked:  # booking order
+        mine = ours.get(order.client_order_id)
+        if mine:
+            by_market[(mine["strategy__strategy_id"], mine["symbol"])].append(
+                (mine["signal__received_at"], mine["signal_id"])
+            )
+    for key, seq in by_market.items():
+        arrivals = [s for s, _ in _dedupe(seq)]
+        if arrivals != sorted(arrivals):
+            v.append(f"{key}: creates out of arrival order")
+    # 6. Positions equal the exchange's, or the difference is flagged.
+    report.flagged = (
+        Signal.objects.filter(pk__in=ids, status=Signal.Status.FAILED).count()
+        + Order.objects.filter(status=Order.Status.UNKNOWN).count()
+    )
+    for strategy_id, account in world.accounts.items():
+        key = STRATEGIES[strategy_id][0]
+        for ticker in VOLUMES:
+            symbol = ticker[: -len("USDT.P")] + "/USDT:USDT"
+            theirs = world.emu.position(ticker[:-2], account=key, venue="bybit").size
+            row = Position.objects.filter(account=account, strategy__isnull=True, symbol=symbol).first()
+            mine = row.qty if row else Decimal(0)
+            if Decimal(theirs) != mine and not report.flagged:
+                v.append(f"{strategy_id} {symbol}: position {mine} here, {theirs} at the exchange, unflagged")
+
+
+def _dedupe(seq: list[tuple]) -> list[tuple]:
+    """One entry per signal (a signal's legs are several creates), in first-create order."""
+    seen, out = set(), []
+    for item in seq:
+        if item[1] not in seen:
+            seen.add(item[1])
+            out.append(item)
+    return out
+
+
+def format_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return ""
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    line = "| " + " | ".join(c.ljust(widths[c]) for c in columns) + " |"
+    rule = "|" + "|".join("-" * (widths[c] + 2) for c in columns) + "|"
+    body = ["| " + " | ".join(r[c].ljust(widths[c]) for c in columns) + " |" for r in rows]
+    return "\n".join([line, rule, *body])
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
