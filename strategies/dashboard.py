@@ -1,5 +1,5 @@
 """Reads behind the admin dashboard: per-strategy state and activity, latency percentiles,
-slippage, and the "needs attention" list. A fixed, small number of queries whatever the
+and slippage (the "needs attention" list is strategies/attention.py). A fixed, small number of queries whatever the
 history size (every query is bounded by a time window or an index)."""
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from .halts import trading_state
 from .models import Strategy, TradingControl
 
 WINDOW = timedelta(hours=24)
-STUCK_AFTER = timedelta(seconds=60)
-ATTENTION_LIST_LIMIT = 20
 
 
 @dataclass
@@ -180,91 +178,10 @@ def strategy_rows(*, now: datetime | None = None) -> tuple[list[StrategyRow], bo
     return rows, global_halted
 
 
-def reconciliation_drift() -> list[Any]:
-    """Hook for the engine's reconciliation: positions whose exchange view differs from
-    ours. Shown on the dashboard as soon as `execution.selectors.reconciliation_drift`
-    exists (the lead's engine provides it); empty until then."""
-    try:
-        from execution import selectors as execution_selectors  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    fn = getattr(execution_selectors, "reconciliation_drift", None)
-    return list(fn()) if fn else []
-
-
-def attention_items(*, rows: list[StrategyRow], health: dict[str, Any], now: datetime | None = None) -> list[dict]:
-    """What needs a human now, most severe first. Each item: level, title, detail, url
-    (a changelist filter or None)."""
-    now = now or timezone.now()
-    items: list[dict] = []
-    for name in ("database", "broker", "worker"):
-        check = health.get("checks", {}).get(name)
-        if check and not check.get("ok"):
-            detail = check.get("error") or f"last heartbeat {check.get('heartbeat_age_s')} s ago"
-            what = {
-                "database": "Signals cannot be recorded.",
-                "broker": "Signals are recorded but not handed to the worker; the sweeper re-queues them when it is back.",
-                "worker": "Signals are recorded but nothing executes them.",
-            }[name]
-            items.append({"level": "error", "title": f"{name.capitalize()} is down", "detail": f"{what} ({detail})"})
-    unknown = list(
-        Order.objects.filter(status=Order.Status.UNKNOWN)
-        .select_related("strategy")
-        .only("id", "client_order_id", "symbol", "strategy__strategy_id", "submitted_at")[: ATTENTION_LIST_LIMIT + 1]
-    )
-    if unknown:
-        more = "+" if len(unknown) > ATTENTION_LIST_LIMIT else ""
-        items.append(
-            {
-                "level": "error",
-                "title": f"{min(len(unknown), ATTENTION_LIST_LIMIT)}{more} order(s) in an unknown state",
-                "detail": "The exchange's answer was lost; the engine is looking them up by client order id. "
-                + ", ".join(f"{o.client_order_id} ({o.strategy.strategy_id} {o.symbol})" for o in unknown[:5]),
-                "url": "execution/order/?status__exact=unknown",
-            }
-        )
-    stuck = Signal.objects.filter(
-        status__in=Signal.PENDING_STATUSES, received_at__lt=now - STUCK_AFTER, received_at__gte=now - timedelta(days=7)
-    )[:101].count()
-    if stuck:
-        items.append(
-            {
-                "level": "error",
-                "title": f"{stuck if stuck <= 100 else '100+'} signal(s) waiting more than 60 s",
-                "detail": "Accepted or executing for over a minute: check the worker and the broker.",
-                "url": "signals/signal/?stuck=yes",
-            }
-        )
-    for drift in reconciliation_drift():
-        items.append({"level": "error", "title": "Position drift", "detail": str(drift)})
-    for row in rows:
-        if row.silent:
-            age = "never" if row.last_signal_age_s is None else f"{_human_age(row.last_signal_age_s)} ago"
-            items.append(
-                {
-                    "level": "warning",
-                    "title": f"{row.strategy.strategy_id} is silent",
-                    "detail": f"Last alert {age}; expected one every {row.strategy.expected_interval_minutes} min. "
-                    "Check the TradingView alert is still active.",
-                    "url": f"strategies/strategy/{row.strategy.pk}/change/",
-                }
-            )
-    return items
-
-
-def _human_age(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 172800:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
-
-
 def human_age(seconds: float | None) -> str:
-    return "never" if seconds is None else _human_age(seconds)
+    from .attention import human_age as _age
+
+    return _age(seconds)
 
 
 def latency_series(*, since: datetime, bucket: str = "hour") -> list[tuple[datetime, float | None, float | None]]:
@@ -308,3 +225,22 @@ def slippage_series(*, since: datetime) -> list[tuple[datetime, float | None, fl
     ):
         buckets.setdefault(created.replace(minute=0, second=0, microsecond=0), []).append(float(slip))
     return [(b, sum(v) / len(v), max(v)) for b, v in sorted(buckets.items())]
+
+
+def latency_chart(series: list[tuple[datetime, float | None, float | None]], *, start: datetime, end: datetime):
+    """The alert → order sent chart: p50 and p95 per hour, in ms, or in s once a value
+    passes 10 s (an axis reading 100,000 ms says less than one reading 100 s)."""
+    from . import charts
+
+    worst = max((v for _, a, b in series for v in (a, b) if v is not None), default=0)
+    scale, unit = (1000.0, "s") if worst > 10_000 else (1.0, "ms")
+    return charts.line_chart(
+        title=f"Alert to order sent ({unit})",
+        unit=unit,
+        start=start,
+        end=end,
+        series=[
+            ("p50", "#417690", [(b, None if v is None else v / scale) for b, v, _ in series]),
+            ("p95", "#c4462a", [(b, None if v is None else v / scale) for b, _, v in series]),
+        ],
+    )
