@@ -16,9 +16,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from execution.models import Fill, Order
-from strategies.admin_tools import FastListMixin, choices_filter, ms_between, status_badge
+from strategies.admin_tools import FastListMixin, choices_filter, ms_between, plain_number, status_badge
 from strategies.models import ACTIONS
 
 from .models import Signal, WebhookRejection
@@ -39,9 +40,22 @@ TIMELINE = (
 )
 
 
-def plain(value) -> str:
-    """A Decimal without trailing zeros or exponent: 65000, 0.01."""
-    return "–" if value is None else f"{value.normalize():f}"
+plain = plain_number  # a Decimal as people write it: 65000, 0.01
+
+
+def fired_to_received(fired_at, received_at) -> str:
+    """TradingView's {{timenow}} is cut to the whole second, so the alert really fired up to
+    a second after the time it carries: the delivery took between (received − fired − 1 s)
+    and (received − fired). Shown as that range, never as a latency the rounding made up."""
+    if fired_at.microsecond:
+        return f"+{ms_between(fired_at, received_at)}"
+    upper = (received_at - fired_at).total_seconds() * 1000
+    lower = max(upper - 1000, 0)
+    if upper < 0:
+        return "clock skew"
+    if upper < 1000:
+        return f"≤ {upper:.0f} ms"
+    return f"+{lower / 1000:.1f}–{upper / 1000:.1f} s"
 
 
 CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9_\-]{8,32}$")
@@ -278,6 +292,8 @@ class SignalAdmin(FastListMixin, admin.ModelAdmin):
                 rows.append((label, "not yet", "", "tv-missing"))
                 continue
             delta = f"+{ms_between(previous, at)}" if previous else ""
+            if field == "received_at" and obj.fired_at is not None:
+                delta = fired_to_received(obj.fired_at, at)
             rows.append((label, timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], delta, ""))
             previous = at
         total = ms_between(obj.received_at, obj.filled_at or obj.sent_at or obj.finished_at)
@@ -287,8 +303,14 @@ class SignalAdmin(FastListMixin, admin.ModelAdmin):
             ((cls, label, delta, when) for label, when, delta, cls in rows),
         )
         return format_html(
-            '<ol class="tv-timeline" id="tv-timeline">{}</ol><p>Received → {}: <strong>{}</strong></p>',
+            '<ol class="tv-timeline" id="tv-timeline">{}</ol>{}<p>Received → {}: <strong>{}</strong></p>',
             items,
+            mark_safe(
+                '<p class="help" id="tv-fired-note">TradingView\'s fired time ({{timenow}}) is cut to the '
+                "whole second, so fired → received is shown as the range the delivery can have taken.</p>"
+            )
+            if obj.fired_at is not None and not obj.fired_at.microsecond
+            else "",
             "filled" if obj.filled_at else "sent",
             total,
         )

@@ -3,6 +3,8 @@ million rows, fixed-choice list filters (no SELECT DISTINCT over history), statu
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
@@ -79,3 +81,41 @@ def ms_between(start, end) -> str:
     if abs(delta) < 120_000:
         return f"{delta / 1000:.2f} s"
     return f"{delta / 60000:.1f} min"
+
+
+def plain_number(value: Decimal | None) -> str:
+    """A Decimal as people write it: 96412.3, 100000, 0.01 (no trailing zeros, no exponent)."""
+    if value is None:
+        return "–"
+    text = f"{value.normalize():f}"
+    return "0" if text in ("-0", "0E-12") else text
+
+
+def install_plain_decimals() -> None:
+    """Django's admin prints a DecimalField with all its decimal places (96412.300000000000);
+    the console prints the number (96412.3). List cells and read-only fields both go through
+    `display_for_field`/`display_for_value`, which the admin's modules import by name, so the
+    wrapper is installed where they look it up. Idempotent."""
+    from django.contrib.admin import helpers, utils
+    from django.contrib.admin.templatetags import admin_list
+
+    if getattr(utils.display_for_field, "plain_decimals", False):
+        return
+    by_field, by_value = utils.display_for_field, utils.display_for_value
+
+    def display_for_field(value, field, empty_value_display, *args, **kwargs):
+        if isinstance(value, Decimal) and not getattr(field, "flatchoices", None):
+            return plain_number(value)
+        return by_field(value, field, empty_value_display, *args, **kwargs)
+
+    def display_for_value(value, empty_value_display, *args, **kwargs):
+        if isinstance(value, Decimal):
+            return plain_number(value)
+        return by_value(value, empty_value_display, *args, **kwargs)
+
+    display_for_field.plain_decimals = True  # type: ignore[attr-defined]
+    for module in (utils, helpers, admin_list):
+        if hasattr(module, "display_for_field"):
+            module.display_for_field = display_for_field
+        if hasattr(module, "display_for_value"):
+            module.display_for_value = display_for_value
