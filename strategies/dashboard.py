@@ -7,7 +7,6 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.db import connection
@@ -110,7 +109,6 @@ def strategy_rows(*, now: datetime | None = None) -> tuple[list[StrategyRow], bo
     strategies = list(
         Strategy.objects.select_related("account").annotate(
             last_signal_at=Subquery(last.values("received_at")[:1]),
-            last_price=Subquery(last.exclude(price__isnull=True).values("price")[:1]),
         )
     )
     signal_counts = {
@@ -140,7 +138,9 @@ def strategy_rows(*, now: datetime | None = None) -> tuple[list[StrategyRow], bo
     }
     latencies = latency_percentiles(since=since)
     positions: dict[int, list[dict[str, Any]]] = {}
-    for pos in Position.objects.filter(strategy__isnull=False).exclude(qty=0).order_by("symbol"):
+    from execution import pnl
+
+    for pos in pnl.with_marks(Position.objects.filter(strategy__isnull=False).exclude(qty=0).order_by("symbol")):
         positions.setdefault(pos.strategy_id, []).append(pos)
 
     rows = []
@@ -169,11 +169,8 @@ def strategy_rows(*, now: datetime | None = None) -> tuple[list[StrategyRow], bo
             fill_p95_ms=lat.get("fill_p95"),
         )
         for pos in positions.get(strategy.pk, []):
-            mark = strategy.last_price
-            upnl = None
-            if mark is not None and pos.avg_price is not None:
-                upnl = (Decimal(mark) - pos.avg_price) * pos.qty
-            row.positions.append({"position": pos, "mark": mark, "unrealised": upnl})
+            mark, _ = pnl.position_mark(pos)
+            row.positions.append({"position": pos, "mark": mark, "unrealised": pnl.unrealized_pnl(pos)})
         rows.append(row)
     return rows, global_halted
 
@@ -244,3 +241,34 @@ def latency_chart(series: list[tuple[datetime, float | None, float | None]], *, 
             ("p95", "#c4462a", [(b, None if v is None else v / scale) for b, _, v in series]),
         ],
     )
+
+
+PALETTE = ("#417690", "#c4462a", "#2e7d32", "#6a5acd", "#e0a800", "#00838f", "#8d6e63", "#d81b60")
+
+
+def pnl_charts() -> tuple[Any, Any]:
+    """Running net realised P&L (after fees) per strategy and per account, over all history
+    (the curves start at the first fill)."""
+    from execution import pnl
+    from execution.models import ExchangeAccount
+
+    from . import charts
+
+    def chart(curves, names, what):
+        series = [
+            (names.get(owner, f"#{owner}"), PALETTE[i % len(PALETTE)], [(t, float(v)) for t, v in points])
+            for i, (owner, points) in enumerate(sorted(curves.items(), key=lambda kv: names.get(kv[0], "")))
+        ]
+        return charts.line_chart(
+            title=f"Net realised P&L per {what}",
+            unit="quote",
+            series=series,
+            step_lines=True,
+            empty_text="No fill yet.",
+        )
+
+    by_strategy = pnl.pnl_curves(by="strategy")
+    by_account = pnl.pnl_curves(by="account")
+    strategy_names = dict(Strategy.objects.filter(pk__in=by_strategy).values_list("pk", "strategy_id"))
+    account_names = dict(ExchangeAccount.objects.filter(pk__in=by_account).values_list("pk", "label"))
+    return chart(by_strategy, strategy_names, "strategy"), chart(by_account, account_names, "account")
