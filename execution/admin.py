@@ -11,11 +11,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from strategies.admin_site import killswitch_url
-from strategies.admin_tools import FastListMixin, choices_filter, status_badge
+from strategies.admin_tools import CsvExportMixin, FastListMixin, choices_filter, plain_number, status_badge
 
+from . import pnl
 from . import services as execution_services
 from .models import ExchangeAccount, Fill, Order, PaperBalance, Position
 
@@ -211,23 +213,44 @@ class ReadOnlyMixin:
 
 
 @admin.register(Order)
-class OrderAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
+class OrderAdmin(CsvExportMixin, FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
+    csv_columns = (
+        ("id", "id"),
+        ("created_at", "created_at"),
+        ("strategy", "strategy.strategy_id"),
+        ("signal_id", "signal_id"),
+        ("account", "account.label"),
+        ("symbol", "symbol"),
+        ("side", "side"),
+        ("purpose", "purpose"),
+        ("order_type", "order_type"),
+        ("requested_qty", "requested_qty"),
+        ("filled_qty", "filled_qty"),
+        ("avg_price", "avg_price"),
+        ("signal_price", "signal_price"),
+        ("slippage_bps", "slippage_bps"),
+        ("fee", "fee"),
+        ("fee_currency", "fee_currency"),
+        ("status", "status"),
+        ("client_order_id", "client_order_id"),
+        ("exchange_order_id", "exchange_order_id"),
+        ("closed_at", "closed_at"),
+    )
+    # Status and money first: visible at 1366 px with the filters beside.
     list_display = (
         "id",
         "created_at",
+        "status_col",
         "strategy_col",
-        "signal_col",
-        "account",
         "symbol",
         "side",
         "purpose",
-        "requested_qty",
-        "filled_qty",
+        "qty_col",
         "avg_price",
-        "signal_price",
         "slippage_bps",
         "fee_col",
-        "status_col",
+        "signal_col",
+        "account",
     )
     list_display_links = ("id", "created_at")
     list_filter = (
@@ -267,6 +290,10 @@ class OrderAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
     def signal_col(self, obj):
         return _signal_link(obj.signal_id)
 
+    @admin.display(description="Filled / requested")
+    def qty_col(self, obj):
+        return f"{plain_number(obj.filled_qty)} / {plain_number(obj.requested_qty)}"
+
     @admin.display(description="Fee")
     def fee_col(self, obj):
         return f"{obj.fee.normalize():f} {obj.fee_currency}".strip() if obj.fee else "0"
@@ -281,7 +308,34 @@ class OrderAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Fill)
-class FillAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
+class FillAdmin(CsvExportMixin, FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
+    csv_columns = (
+        ("id", "id"),
+        ("filled_at", "filled_at"),
+        ("strategy", "order.strategy.strategy_id"),
+        ("signal_id", "order.signal_id"),
+        ("account", "order.account.label"),
+        ("symbol", "order.symbol"),
+        ("side", "order.side"),
+        ("qty", "qty"),
+        ("price", "price"),
+        ("fee", "fee"),
+        ("fee_currency", "fee_currency"),
+        ("realised_pnl", "realised_pnl"),
+        ("fee_in_quote", "fee_in_quote"),
+        ("client_order_id", "order.client_order_id"),
+        ("trade_id", "trade_id"),
+    )
+
+    def csv_objects(self, request, queryset):
+        # Each fill's realised P&L needs every earlier fill of its book, whatever the filter.
+        trades = {t.fill_id: t for t in pnl.replay(pnl.all_fills_for_replay())}
+        for fill in queryset.select_related("order__account", "order__strategy").iterator(chunk_size=2000):
+            trade = trades.get(fill.pk)
+            fill.realised_pnl = trade.realized if trade else None
+            fill.fee_in_quote = trade.fee if trade else None
+            yield fill
+
     list_display = (
         "id",
         "filled_at",
@@ -325,29 +379,65 @@ class FillAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Position)
-class PositionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class PositionAdmin(CsvExportMixin, ReadOnlyMixin, admin.ModelAdmin):
+    # P&L first after the market: visible at 1366 px with the filters beside.
     list_display = (
-        "account",
-        "owner",
         "symbol",
+        "owner",
         "qty",
         "avg_price",
+        "mark_col",
+        "unrealised_col",
+        "net_pnl",
         "realized_pnl",
         "fees_paid",
-        "net_pnl",
+        "account",
         "updated_at",
     )
     list_filter = ("account", "strategy")
     list_select_related = ("account", "strategy")
     search_fields = ("=symbol",)
+    csv_columns = (
+        ("account", "account.label"),
+        ("strategy", lambda p: p.strategy.strategy_id if p.strategy_id else "account total"),
+        ("symbol", "symbol"),
+        ("qty", "qty"),
+        ("avg_price", "avg_price"),
+        ("last_price", lambda p: pnl.position_mark(p)[0]),
+        ("last_price_at", lambda p: pnl.position_mark(p)[1]),
+        ("unrealised_pnl", pnl.unrealized_pnl),
+        ("realised_pnl", "realized_pnl"),
+        ("fees_paid", "fees_paid"),
+        ("net_realised_pnl", "net_realized_pnl"),
+        ("updated_at", "updated_at"),
+    )
+
+    def get_queryset(self, request):
+        return pnl.with_marks(super().get_queryset(request))
 
     @admin.display(description="Strategy")
     def owner(self, obj):
         return _strategy_link(obj.strategy) if obj.strategy_id else "account total"
 
-    @admin.display(description="Net realized P&L")
+    @admin.display(description="Last price")
+    def mark_col(self, obj):
+        price, at = pnl.position_mark(obj)
+        if price is None:
+            return "–"
+        return format_html(
+            '<span title="{}">{}</span>', f"as of {timezone.localtime(at):%Y-%m-%d %H:%M:%S %Z}", plain_number(price)
+        )
+
+    @admin.display(description="Unrealised P&L")
+    def unrealised_col(self, obj):
+        value = pnl.unrealized_pnl(obj)
+        if value is None:
+            return "–"
+        return format_html('<span class="{}">{}</span>', "tv-bad-text" if value < 0 else "tv-ok-text", f"{value:+,.2f}")
+
+    @admin.display(description="Net realised P&L", ordering="realized_pnl")
     def net_pnl(self, obj):
-        return obj.net_realized_pnl
+        return plain_number(obj.net_realized_pnl)
 
 
 @admin.register(PaperBalance)

@@ -196,6 +196,20 @@ def reconcile_all(*, fix: bool = False, actor: Any = "reconcile", include_paper:
     return [account_reconcile(account=a, fix=fix, actor=actor) for a in accounts]
 
 
+def reports_record(reports: list[AccountReport]) -> None:
+    """Keep each account's unresolved differences for the dashboard until its next
+    reconciliation (the periodic task and `manage.py reconcile` both record)."""
+    from .selectors import reconciliation_drift_store
+
+    at = timezone.now().isoformat()
+    for report in reports:
+        reconciliation_drift_store(
+            account=report.account,
+            lines=[f"{d.kind} {d.subject}: ours {d.ours}, exchange {d.theirs}" for d in report.unresolved],
+            at=at,
+        )
+
+
 def format_reports(reports: list[AccountReport]) -> str:
     lines = []
     header = f"{'account':<16} {'kind':<15} {'subject':<24} {'ours':<18} {'exchange':<18} action"

@@ -8,7 +8,7 @@ from typing import Any
 from .exchanges.base import MarketInfo
 from .exchanges.errors import Misconfigured
 
-RECONCILE_DRIFT_KEY = "reconcile:drift"
+RECONCILE_DRIFT_KEY = "reconcile:drift-by-account"
 
 
 def cached_market(account, symbol: str) -> MarketInfo | None:
@@ -31,22 +31,34 @@ def cached_market(account, symbol: str) -> MarketInfo | None:
     return market_info(symbol, markets[symbol])
 
 
-def reconciliation_drift() -> list[str]:
-    """Unresolved differences found by the last periodic reconciliation, for the dashboard."""
+def reconciliation_drift() -> list[dict[str, Any]]:
+    """Unresolved differences found by the last reconciliation of each account (the periodic
+    task or `manage.py reconcile`), for the dashboard: [{account, lines, at}], an account's
+    entry replaced by its next reconciliation and kept until then (no expiry: drift that
+    nobody re-checked is still drift)."""
     from tvtrader.redisconn import key, redis_client
 
     try:
-        raw = redis_client().get(key(RECONCILE_DRIFT_KEY))
+        raw = redis_client().hgetall(key(RECONCILE_DRIFT_KEY))
     except Exception:
         return []
-    return json.loads(raw) if raw else []
+    found = []
+    for account, value in sorted(raw.items()):
+        entry = json.loads(value)
+        if entry.get("lines"):
+            found.append({"account": account.decode() if isinstance(account, bytes) else account, **entry})
+    return found
 
 
-def reconciliation_drift_store(lines: list[str]) -> None:
+def reconciliation_drift_store(*, account: str, lines: list[str], at: str) -> None:
+    """Record one account's unresolved differences (empty: in sync, its entry is removed)."""
     from tvtrader.redisconn import key, redis_client
 
     try:
-        redis_client().set(key(RECONCILE_DRIFT_KEY), json.dumps(lines[:50]), ex=3600)
+        if lines:
+            redis_client().hset(key(RECONCILE_DRIFT_KEY), account, json.dumps({"lines": lines[:50], "at": at}))
+        else:
+            redis_client().hdel(key(RECONCILE_DRIFT_KEY), account)
     except Exception:
         pass
 

@@ -25,13 +25,10 @@ def reconcile() -> int:
     """Periodic reconciliation (Celery beat): resolves unknown orders, reports drift."""
     from tvtrader.ops.notifications import notify_reconcile_drift
 
-    from .reconcile import reconcile_all
-    from .selectors import reconciliation_drift_store
+    from .reconcile import reconcile_all, reports_record
 
     reports = reconcile_all(include_paper=False)
-    reconciliation_drift_store(
-        [f"{r.account}: {d.kind} {d.subject} ours {d.ours}, exchange {d.theirs}" for r in reports for d in r.unresolved]
-    )
+    reports_record(reports)
     for report in reports:
         if report.unresolved:
             notify_reconcile_drift(

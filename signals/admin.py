@@ -16,9 +16,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from execution.models import Fill, Order
-from strategies.admin_tools import FastListMixin, choices_filter, ms_between, status_badge
+from strategies.admin_tools import CsvExportMixin, FastListMixin, choices_filter, ms_between, plain_number, status_badge
 from strategies.models import ACTIONS
 
 from .models import Signal, WebhookRejection
@@ -39,9 +40,22 @@ TIMELINE = (
 )
 
 
-def plain(value) -> str:
-    """A Decimal without trailing zeros or exponent: 65000, 0.01."""
-    return "–" if value is None else f"{value.normalize():f}"
+plain = plain_number  # a Decimal as people write it: 65000, 0.01
+
+
+def fired_to_received(fired_at, received_at) -> str:
+    """TradingView's {{timenow}} is cut to the whole second, so the alert really fired up to
+    a second after the time it carries: the delivery took between (received − fired − 1 s)
+    and (received − fired). Shown as that range, never as a latency the rounding made up."""
+    if fired_at.microsecond:
+        return f"+{ms_between(fired_at, received_at)}"
+    upper = (received_at - fired_at).total_seconds() * 1000
+    lower = max(upper - 1000, 0)
+    if upper < 0:
+        return "clock skew"
+    if upper < 1000:
+        return f"≤ {upper:.0f} ms"
+    return f"+{lower / 1000:.1f}–{upper / 1000:.1f} s"
 
 
 CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9_\-]{8,32}$")
@@ -134,18 +148,38 @@ class OrderInline(admin.TabularInline):
 
 
 @admin.register(Signal)
-class SignalAdmin(FastListMixin, admin.ModelAdmin):
+class SignalAdmin(CsvExportMixin, FastListMixin, admin.ModelAdmin):
+    csv_columns = (
+        ("id", "id"),
+        ("received_at", "received_at"),
+        ("strategy", "strategy_key"),
+        ("status", "status"),
+        ("action", "action"),
+        ("ticker", "ticker"),
+        ("exchange", "exchange"),
+        ("price", "price"),
+        ("volume", "volume"),
+        ("timeframe", "timeframe"),
+        ("bar_time", "bar_time"),
+        ("fired_at", "fired_at"),
+        ("sent_at", "sent_at"),
+        ("filled_at", "filled_at"),
+        ("tv_order_id", "tv_order_id"),
+        ("test", "is_test"),
+        ("reason", "reason"),
+    )
+    # Status first after the time: it must be on screen at 1366 px with the filters beside.
     list_display = (
         "id",
         "received_at",
+        "status_badge",
         "strategy_link",
         "action",
         "ticker",
-        "exchange",
         "price",
-        "status_badge",
-        "reason_short",
         "sent_latency",
+        "reason_short",
+        "exchange",
     )
     list_display_links = ("id", "received_at")
     list_filter = (
@@ -188,7 +222,7 @@ class SignalAdmin(FastListMixin, admin.ModelAdmin):
                 )
             },
         ),
-        ("Fills", {"fields": ("fills_table",)}),
+        ("Fills and P&L", {"fields": ("fills_table",)}),
     )
 
     def get_list_filter(self, request):
@@ -283,6 +317,8 @@ class SignalAdmin(FastListMixin, admin.ModelAdmin):
                 rows.append((label, "not yet", "", "tv-missing"))
                 continue
             delta = f"+{ms_between(previous, at)}" if previous else ""
+            if field == "received_at" and obj.fired_at is not None:
+                delta = fired_to_received(obj.fired_at, at)
             rows.append((label, timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], delta, ""))
             previous = at
         total = ms_between(obj.received_at, obj.filled_at or obj.sent_at or obj.finished_at)
@@ -292,8 +328,14 @@ class SignalAdmin(FastListMixin, admin.ModelAdmin):
             ((cls, label, delta, when) for label, when, delta, cls in rows),
         )
         return format_html(
-            '<ol class="tv-timeline" id="tv-timeline">{}</ol><p>Received → {}: <strong>{}</strong></p>',
+            '<ol class="tv-timeline" id="tv-timeline">{}</ol>{}<p>Received → {}: <strong>{}</strong></p>',
             items,
+            mark_safe(
+                '<p class="help" id="tv-fired-note">TradingView\'s fired time ({{timenow}}) is cut to the '
+                "whole second, so fired → received is shown as the range the delivery can have taken.</p>"
+            )
+            if obj.fired_at is not None and not obj.fired_at.microsecond
+            else "",
             "filled" if obj.filled_at else "sent",
             total,
         )
@@ -308,14 +350,23 @@ class SignalAdmin(FastListMixin, admin.ModelAdmin):
             return "–"
         return format_html('<pre class="tv-code">{}</pre>', json.dumps(obj.payload, indent=2, sort_keys=True))
 
-    @admin.display(description="Fills")
+    @admin.display(description="Fills and P&L")
     def fills_table(self, obj):
-        fills = list(Fill.objects.filter(order__signal=obj).select_related("order").order_by("filled_at", "id")[:200])
+        from execution import pnl
+
+        fills = list(Fill.objects.filter(order__signal=obj).select_related("order").order_by("id")[:200])
         if not fills:
             return "No fills."
+        trades = pnl.signal_trades(signal=obj)
+        by_fill = {t.fill_id: t for t in trades or []}
+
+        def money(value):
+            return "–" if value is None else f"{value:+,.2f}" if value else "0.00"
+
         rows = format_html_join(
             "",
-            "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            '<td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>',
             (
                 (
                     f.order_id,
@@ -323,17 +374,34 @@ class SignalAdmin(FastListMixin, admin.ModelAdmin):
                     f.order.side,
                     plain(f.qty),
                     plain(f.price),
-                    "",
-                    f"{plain(f.fee)} {f.fee_currency}",
-                    timezone.localtime(f.filled_at).strftime("%H:%M:%S.%f")[:-3],
+                    f"{plain(f.fee)} {f.fee_currency}".strip(),
+                    money(by_fill[f.pk].realized if f.pk in by_fill else None),
+                    money(by_fill[f.pk].net if f.pk in by_fill else None),
+                    timezone.localtime(f.filled_at).strftime("%H:%M:%S.%f")[:-3]
+                    + timezone.localtime(f.filled_at).strftime(" %Z"),
                 )
                 for f in fills
             ),
         )
+        if trades is None:
+            total = "P&L not computed: this strategy has too many fills to replay here (see Positions)."
+        else:
+            realised = sum((t.realized for t in trades), pnl.ZERO)
+            fees = sum((t.fee for t in trades), pnl.ZERO)
+            total = format_html(
+                'This signal: realised P&amp;L <strong id="tv-signal-realised">{}</strong>, fees '
+                '<strong id="tv-signal-fees">{}</strong>, net <strong id="tv-signal-net">{}</strong> '
+                "(quote currency; realised counts only what a fill closed).",
+                money(realised),
+                plain(fees),
+                money(realised - fees),
+            )
         return format_html(
-            '<table class="tv-mini"><thead><tr><th>Order</th><th>Trade</th><th>Side</th><th>Qty</th>'
-            "<th>Price</th><th>Fee</th><th>At</th></tr></thead><tbody>{}</tbody></table>",
+            '<table class="tv-mini" id="tv-fills"><thead><tr><th>Order</th><th>Trade</th><th>Side</th><th>Qty</th>'
+            "<th>Price</th><th>Fee</th><th>Realised P&amp;L</th><th>Net of fee</th><th>At</th></tr></thead>"
+            "<tbody>{}</tbody></table><p>{}</p>",
             rows,
+            total,
         )
 
     # --- replay on paper ---

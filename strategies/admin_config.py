@@ -7,3 +7,9 @@ class ConsoleAdminConfig(AdminConfig):
     """Django's admin with tvtrader's site: the dashboard as its index, kill switches."""
 
     default_site = "strategies.admin_site.ConsoleAdminSite"
+
+    def ready(self) -> None:
+        super().ready()
+        from .admin_tools import install_plain_decimals
+
+        install_plain_decimals()

@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -18,9 +18,18 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from signals.selectors import health_report
 
-from . import charts, dashboard
+from . import attention, charts, dashboard
 
 logger = logging.getLogger("tvtrader.admin")
+
+SEEN_KEYS = ("refusals",)
+APP_ORDER = ("strategies", "signals", "execution", "ops", "api")
+MODEL_ORDER = {
+    "strategies": ("Strategy", "TradingControl", "AuditEntry"),
+    "signals": ("Signal", "WebhookRejection"),
+    "execution": ("Position", "Order", "Fill", "ExchangeAccount", "PaperBalance"),
+}
+SECURITY_APPS = ("auth", "axes", "otp_totp", "otp_static", "django_otp")
 
 
 class ConsoleAdminSite(admin.AdminSite):
@@ -28,6 +37,8 @@ class ConsoleAdminSite(admin.AdminSite):
     site_title = "tvtrader console"
     index_title = "Dashboard"
     index_template = "admin/console_index.html"
+    # No public site beside the console: "View site" would lead nowhere ("/" redirects here).
+    site_url = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -43,6 +54,30 @@ class ConsoleAdminSite(admin.AdminSite):
             return bool(getattr(request.user, "is_verified", lambda: False)())
         return allowed
 
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[dict]:
+        """Trader pages first, in the order a trader needs them; the security internals
+        (users, groups, login lockouts, second-factor devices) grouped into one section last."""
+        apps = super().get_app_list(request, app_label)
+        if app_label:
+            return apps
+        trader = [a for a in apps if a["app_label"] not in SECURITY_APPS]
+        trader.sort(key=lambda a: APP_ORDER.index(a["app_label"]) if a["app_label"] in APP_ORDER else 99)
+        for app in trader:
+            order = MODEL_ORDER.get(app["app_label"], ())
+            app["models"].sort(key=lambda m: order.index(m["object_name"]) if m["object_name"] in order else 99)
+        security = [m for a in apps if a["app_label"] in SECURITY_APPS for m in a["models"]]
+        if security:
+            trader.append(
+                {
+                    "name": "Security and access (logins, lockouts, second factor)",
+                    "app_label": "security",
+                    "app_url": next(a["app_url"] for a in apps if a["app_label"] in SECURITY_APPS),
+                    "has_module_perms": True,
+                    "models": security,
+                }
+            )
+        return trader
+
     def get_urls(self):
         urls = [
             path(
@@ -50,6 +85,7 @@ class ConsoleAdminSite(admin.AdminSite):
                 self.admin_view(self.killswitch_view),
                 name="killswitch",
             ),
+            path("attention/seen/<str:key>/", self.admin_view(self.attention_seen_view), name="attention_seen"),
         ]
         return urls + super().get_urls()
 
@@ -64,28 +100,28 @@ class ConsoleAdminSite(admin.AdminSite):
         slippage = dashboard.slippage_series(since=since)
         from .models import TradingControl
 
+        pnl_strategy_chart, pnl_account_chart = dashboard.pnl_charts()
         context = {
             "rows": rows,
             "global_halted": global_halted,
             "control": TradingControl.current(),
-            "attention": dashboard.attention_items(rows=rows, health=health, now=now),
+            "attention": attention.attention_items(rows=rows, health=health, user=request.user, now=now),
             "health": health,
-            "latency_chart": charts.line_chart(
-                title="Alert to order sent, last 24 h",
-                unit="ms",
-                series=[
-                    ("p50", "#417690", [(b, p50) for b, p50, _ in latency]),
-                    ("p95", "#c4462a", [(b, p95) for b, _, p95 in latency]),
-                ],
-            ),
+            "latency_title": f"Alert → order sent, {charts.span_label(dashboard.WINDOW)}",
+            "latency_chart": dashboard.latency_chart(latency, start=since, end=now),
+            "slippage_title": f"Slippage vs signal price (bps), {charts.span_label(dashboard.WINDOW)}",
             "slippage_chart": charts.line_chart(
-                title="Slippage against the signal price, last 24 h",
+                title="Slippage against the signal price",
                 unit="bps",
+                start=since,
+                end=now,
                 series=[
                     ("mean", "#417690", [(b, a) for b, a, _ in slippage]),
                     ("worst", "#c4462a", [(b, m) for b, _, m in slippage]),
                 ],
             ),
+            "pnl_strategy_chart": pnl_strategy_chart,
+            "pnl_account_chart": pnl_account_chart,
             "can_halt": request.user.has_perm("strategies.change_strategy"),
             "can_halt_global": request.user.has_perm("strategies.change_tradingcontrol"),
             **(extra_context or {}),
@@ -93,6 +129,19 @@ class ConsoleAdminSite(admin.AdminSite):
         for row in rows:
             row.age_text = dashboard.human_age(row.last_signal_age_s)
         return super().index(request, extra_context=context)
+
+    def attention_seen_view(self, request: HttpRequest, key: str) -> HttpResponse:
+        """POST: the operator has looked at the refused alerts; "since you last looked"
+        counts from now."""
+        from .services import operator_mark_seen
+
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if key not in SEEN_KEYS:
+            raise Http404
+        operator_mark_seen(user=request.user, key=key)
+        messages.info(request, "Marked as seen: the dashboard counts new refusals from now.")
+        return HttpResponseRedirect(reverse("admin:index"))
 
     # --- Kill switches ----------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """Reads behind the admin dashboard: per-strategy state and activity, latency percentiles,
-slippage, and the "needs attention" list. A fixed, small number of queries whatever the
+and slippage (the "needs attention" list is strategies/attention.py). A fixed, small number of queries whatever the
 history size (every query is bounded by a time window or an index)."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.db import connection
@@ -21,8 +20,6 @@ from .halts import trading_state
 from .models import Strategy, TradingControl
 
 WINDOW = timedelta(hours=24)
-STUCK_AFTER = timedelta(seconds=60)
-ATTENTION_LIST_LIMIT = 20
 
 
 @dataclass
@@ -112,7 +109,6 @@ def strategy_rows(*, now: datetime | None = None) -> tuple[list[StrategyRow], bo
     strategies = list(
         Strategy.objects.select_related("account").annotate(
             last_signal_at=Subquery(last.values("received_at")[:1]),
-            last_price=Subquery(last.exclude(price__isnull=True).values("price")[:1]),
         )
     )
     signal_counts = {
@@ -142,7 +138,9 @@ def strategy_rows(*, now: datetime | None = None) -> tuple[list[StrategyRow], bo
     }
     latencies = latency_percentiles(since=since)
     positions: dict[int, list[dict[str, Any]]] = {}
-    for pos in Position.objects.filter(strategy__isnull=False).exclude(qty=0).order_by("symbol"):
+    from execution import pnl
+
+    for pos in pnl.with_marks(Position.objects.filter(strategy__isnull=False).exclude(qty=0).order_by("symbol")):
         positions.setdefault(pos.strategy_id, []).append(pos)
 
     rows = []
@@ -171,149 +169,16 @@ def strategy_rows(*, now: datetime | None = None) -> tuple[list[StrategyRow], bo
             fill_p95_ms=lat.get("fill_p95"),
         )
         for pos in positions.get(strategy.pk, []):
-            mark = strategy.last_price
-            upnl = None
-            if mark is not None and pos.avg_price is not None:
-                upnl = (Decimal(mark) - pos.avg_price) * pos.qty
-            row.positions.append({"position": pos, "mark": mark, "unrealised": upnl})
+            mark, _ = pnl.position_mark(pos)
+            row.positions.append({"position": pos, "mark": mark, "unrealised": pnl.unrealized_pnl(pos)})
         rows.append(row)
     return rows, global_halted
 
 
-def reconciliation_drift() -> list[Any]:
-    """Hook for the engine's reconciliation: positions whose exchange view differs from
-    ours. Shown on the dashboard as soon as `execution.selectors.reconciliation_drift`
-    exists (the lead's engine provides it); empty until then."""
-    try:
-        from execution import selectors as execution_selectors  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    fn = getattr(execution_selectors, "reconciliation_drift", None)
-    return list(fn()) if fn else []
-
-
-def attention_items(*, rows: list[StrategyRow], health: dict[str, Any], now: datetime | None = None) -> list[dict]:
-    """What needs a human now, most severe first. Each item: level, title, detail, url
-    (a changelist filter or None)."""
-    now = now or timezone.now()
-    items: list[dict] = []
-    for name in ("database", "broker", "worker"):
-        check = health.get("checks", {}).get(name)
-        if check and not check.get("ok"):
-            detail = check.get("error") or f"last heartbeat {check.get('heartbeat_age_s')} s ago"
-            what = {
-                "database": "Signals cannot be recorded.",
-                "broker": "Signals are recorded but not handed to the worker; the sweeper re-queues them when it is back.",
-                "worker": "Signals are recorded but nothing executes them.",
-            }[name]
-            items.append({"level": "error", "title": f"{name.capitalize()} is down", "detail": f"{what} ({detail})"})
-    unknown = list(
-        Order.objects.filter(status=Order.Status.UNKNOWN)
-        .select_related("strategy")
-        .only("id", "client_order_id", "symbol", "strategy__strategy_id", "submitted_at")[: ATTENTION_LIST_LIMIT + 1]
-    )
-    if unknown:
-        more = "+" if len(unknown) > ATTENTION_LIST_LIMIT else ""
-        items.append(
-            {
-                "level": "error",
-                "title": f"{min(len(unknown), ATTENTION_LIST_LIMIT)}{more} order(s) in an unknown state",
-                "detail": "The exchange's answer was lost; the engine is looking them up by client order id. "
-                + ", ".join(f"{o.client_order_id} ({o.strategy.strategy_id} {o.symbol})" for o in unknown[:5]),
-                "url": "execution/order/?status__exact=unknown",
-            }
-        )
-    stuck = Signal.objects.filter(
-        status__in=Signal.PENDING_STATUSES, received_at__lt=now - STUCK_AFTER, received_at__gte=now - timedelta(days=7)
-    )[:101].count()
-    if stuck:
-        items.append(
-            {
-                "level": "error",
-                "title": f"{stuck if stuck <= 100 else '100+'} signal(s) waiting more than 60 s",
-                "detail": "Accepted or executing for over a minute: check the worker and the broker.",
-                "url": "signals/signal/?stuck=yes",
-            }
-        )
-    for drift in reconciliation_drift():
-        items.append({"level": "error", "title": "Position drift", "detail": str(drift)})
-    items.extend(_refusals_today(rows=rows, now=now))
-    for row in rows:
-        if row.silent:
-            age = "never" if row.last_signal_age_s is None else f"{_human_age(row.last_signal_age_s)} ago"
-            items.append(
-                {
-                    "level": "warning",
-                    "title": f"{row.strategy.strategy_id} is silent",
-                    "detail": f"Last alert {age}; expected one every {row.strategy.expected_interval_minutes} min. "
-                    "Check the TradingView alert is still active.",
-                    "url": f"strategies/strategy/{row.strategy.pk}/change/",
-                }
-            )
-    return items
-
-
-# What a refusal that names one of our strategies most likely means for the trader.
-_REFUSAL_HINTS = {
-    "not_json": (
-        "not JSON",
-        "TradingView sent a message that is not valid JSON (a trailing comma, a missing quote, an empty "
-        "placeholder). Such bodies are only counted, never stored: copy the alert template from the strategy "
-        "page again.",
-    ),
-    "bad_passphrase": (
-        "wrong passphrase",
-        "Check the passphrase in the alert message (the strategy's own, when it has one).",
-    ),
-}
-
-
-def _refusals_today(*, rows: list[StrategyRow], now: datetime) -> list[dict]:
-    """Requests refused today (counted, never stored) that name a configured strategy: a
-    broken alert template looks like this. Counter rows are bounded per day."""
-    keys = [row.strategy.strategy_id for row in rows]
-    if not keys:
-        return []
-    since = (now - WINDOW).date()  # counter rows are per UTC day
-    refused = (
-        WebhookRejection.objects.filter(day__gte=since, reason__in=list(_REFUSAL_HINTS))
-        .filter(last_seen__gte=now - WINDOW, last_strategy_key__in=keys)
-        .values("reason")
-        .annotate(n=Sum("count"), last=Max("last_seen"))
-    )
-    items = []
-    for group in refused:
-        label, hint = _REFUSAL_HINTS[group["reason"]]
-        last = (
-            WebhookRejection.objects.filter(reason=group["reason"], last_seen=group["last"])
-            .values_list("last_strategy_key", "last_detail")
-            .first()
-        )
-        detail = f"Last for {last[0]}{': ' + last[1] if last and last[1] else ''}. " if last else ""
-        items.append(
-            {
-                "level": "warning",
-                "title": f"{group['n']} request(s) refused since {since:%Y-%m-%d}: {label}",
-                "detail": detail + hint,
-                "url": f"signals/webhookrejection/?reason={group['reason']}",
-            }
-        )
-    return items
-
-
-def _human_age(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 172800:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
-
-
 def human_age(seconds: float | None) -> str:
-    return "never" if seconds is None else _human_age(seconds)
+    from .attention import human_age as _age
+
+    return _age(seconds)
 
 
 def latency_series(*, since: datetime, bucket: str = "hour") -> list[tuple[datetime, float | None, float | None]]:
@@ -357,3 +222,53 @@ def slippage_series(*, since: datetime) -> list[tuple[datetime, float | None, fl
     ):
         buckets.setdefault(created.replace(minute=0, second=0, microsecond=0), []).append(float(slip))
     return [(b, sum(v) / len(v), max(v)) for b, v in sorted(buckets.items())]
+
+
+def latency_chart(series: list[tuple[datetime, float | None, float | None]], *, start: datetime, end: datetime):
+    """The alert → order sent chart: p50 and p95 per hour, in ms, or in s once a value
+    passes 10 s (an axis reading 100,000 ms says less than one reading 100 s)."""
+    from . import charts
+
+    worst = max((v for _, a, b in series for v in (a, b) if v is not None), default=0)
+    scale, unit = (1000.0, "s") if worst > 10_000 else (1.0, "ms")
+    return charts.line_chart(
+        title=f"Alert to order sent ({unit})",
+        unit=unit,
+        start=start,
+        end=end,
+        series=[
+            ("p50", "#417690", [(b, None if v is None else v / scale) for b, v, _ in series]),
+            ("p95", "#c4462a", [(b, None if v is None else v / scale) for b, _, v in series]),
+        ],
+    )
+
+
+PALETTE = ("#417690", "#c4462a", "#2e7d32", "#6a5acd", "#e0a800", "#00838f", "#8d6e63", "#d81b60")
+
+
+def pnl_charts() -> tuple[Any, Any]:
+    """Running net realised P&L (after fees) per strategy and per account, over all history
+    (the curves start at the first fill)."""
+    from execution import pnl
+    from execution.models import ExchangeAccount
+
+    from . import charts
+
+    def chart(curves, names, what):
+        series = [
+            (names.get(owner, f"#{owner}"), PALETTE[i % len(PALETTE)], [(t, float(v)) for t, v in points])
+            for i, (owner, points) in enumerate(sorted(curves.items(), key=lambda kv: names.get(kv[0], "")))
+        ]
+        return charts.line_chart(
+            title=f"Net realised P&L per {what}",
+            unit="quote",
+            series=series,
+            step_lines=True,
+            empty_text="No fill yet.",
+        )
+
+    by_strategy = pnl.pnl_curves(by="strategy")
+    by_account = pnl.pnl_curves(by="account")
+    strategy_names = dict(Strategy.objects.filter(pk__in=by_strategy).values_list("pk", "strategy_id"))
+    account_names = dict(ExchangeAccount.objects.filter(pk__in=by_account).values_list("pk", "label"))
+    return chart(by_strategy, strategy_names, "strategy"), chart(by_account, account_names, "account")

@@ -22,6 +22,9 @@ def market_errors(strategy: Strategy) -> dict[str, str]:
 class StrategyAdminForm(forms.ModelForm):
     allowed_actions = forms.MultipleChoiceField(
         choices=[(a, a) for a in ACTIONS],
+        # A declared field gets no initial value from the model's default: without this a new
+        # strategy starts with nothing ticked and its first save is refused.
+        initial=list(ACTIONS),
         required=False,  # none ticked: the validator says why that cannot trade
         widget=forms.CheckboxSelectMultiple,
         help_text="Alerts with any other action are recorded as rejected.",

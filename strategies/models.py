@@ -200,3 +200,19 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.target_type}:{self.target_id} {self.field}"
+
+
+class OperatorMark(models.Model):
+    """When an operator last looked at something the dashboard counts "since you last
+    looked" (refused alerts), with what it counted then (`data`), so the count is exact."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=32)
+    at = models.DateTimeField()
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="operator_mark_one_per_user_and_key")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} saw {self.key} at {self.at:%Y-%m-%d %H:%M:%S}"

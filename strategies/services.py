@@ -12,7 +12,7 @@ from django.utils import timezone
 from execution.models import ExchangeAccount
 from tvtrader.ops.notifications import notify_kill_switch
 
-from .models import AuditEntry, Strategy, TradingControl
+from .models import AuditEntry, OperatorMark, Strategy, TradingControl
 
 logger = logging.getLogger("tvtrader.strategies")
 
@@ -217,3 +217,14 @@ def strategy_audit_changes(*, before: dict[str, Any], strategy: Strategy, actor:
 
 def strategy_snapshot(strategy: Strategy) -> dict[str, Any]:
     return {field: getattr(strategy, field) for field in AUDITED_FIELDS}
+
+
+def operator_mark_seen(*, user: Any, key: str, now: Any = None) -> OperatorMark:
+    """Record that `user` has looked at `key` (the refused alerts) now, with today's counts,
+    so the dashboard's "since you last looked" starts from here."""
+    from .attention import refusals_snapshot
+
+    now = now or timezone.now()
+    data = {"rows": refusals_snapshot(now=now)} if key == "refusals" else {}
+    mark, _ = OperatorMark.objects.update_or_create(user=user, key=key, defaults={"at": now, "data": data})
+    return mark

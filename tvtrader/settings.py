@@ -173,6 +173,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", default="UTC")
 USE_I18N = False
+# Times with seconds and the time zone everywhere in the console (tvtrader/formats/en).
+FORMAT_MODULE_PATH = ["tvtrader.formats"]
 USE_TZ = True
 
 STATIC_URL = "static/"

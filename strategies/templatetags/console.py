@@ -31,3 +31,27 @@ def ms(value) -> str:
     if value < 120_000:
         return f"{value / 1000:.1f} s"
     return f"{value / 60000:.0f} min"
+
+
+@register.filter
+def plain(value) -> str:
+    """96412.3, not 96412.300000000000 (nor 1E+5)."""
+    from decimal import Decimal, InvalidOperation
+
+    from strategies.admin_tools import plain_number
+
+    if value is None or value == "":
+        return "–"
+    try:
+        return plain_number(value if isinstance(value, Decimal) else Decimal(str(value)))
+    except InvalidOperation:
+        return str(value)
+
+
+@register.filter
+def money(value) -> str:
+    """P&L for people: two decimals, a sign when it is a gain or a loss."""
+    if value is None:
+        return "–"
+    value = float(value)
+    return f"{value:+,.2f}" if value else "0.00"

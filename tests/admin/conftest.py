@@ -57,3 +57,16 @@ def executed_signal(strategy, *, sent_ms: int = 120, fill_ms: int = 300, client_
 @pytest.fixture
 def strategy(db):
     return StrategyFactory(strategy_id="trend-btc", name="Trend BTC")
+
+
+@pytest.fixture(autouse=True)
+def _no_drift_or_failing_channels_from_other_tests():
+    """The dashboard reads reconcile drift and failing notification channels from Redis,
+    which tests share: each console test starts with neither."""
+    from execution.selectors import RECONCILE_DRIFT_KEY
+    from tvtrader.ops.notifications import DELIVERY_STATUS_KEY
+    from tvtrader.redisconn import key, redis_client
+
+    redis_client().delete(key(RECONCILE_DRIFT_KEY), key(DELIVERY_STATUS_KEY))
+    yield
+    redis_client().delete(key(RECONCILE_DRIFT_KEY), key(DELIVERY_STATUS_KEY))

@@ -81,7 +81,7 @@ def test_dashboard_attention_block_lists_unknown_orders_stuck_signals_and_silent
 
     response = admin_client.get(reverse("admin:index"))
 
-    titles = [item["title"] for item in response.context["attention"]]
+    titles = [item.title for item in response.context["attention"]]
     assert any("unknown state" in t for t in titles), titles
     assert any("waiting more than 60 s" in t for t in titles), titles
     assert "silent-one is silent" in titles

@@ -10,6 +10,7 @@ broker and never reach a log line.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from decimal import Decimal
@@ -68,6 +69,38 @@ def _resolve(dest: dict[str, Any]) -> tuple[str, dict[str, str]]:
     if channel == "telegram":
         return channel, {"token": settings.TELEGRAM_BOT_TOKEN, "chat_id": target.telegram_chat_id}
     return channel, {"url": target.discord_webhook_url()}
+
+
+# --- Delivery health (for the dashboard) ----------------------------------------------------
+
+DELIVERY_STATUS_KEY = "notify:failing"
+
+
+def delivery_status_record(*, dest: dict[str, Any], ok: bool, error: str = "") -> None:
+    """Remember a destination whose last delivery failed (cleared by its next success), so
+    the dashboard can say so. Best effort: never raises."""
+    from django.utils import timezone
+
+    from tvtrader.redisconn import key, redis_client
+
+    field = f"{dest.get('channel')}:{dest.get('key')}"
+    try:
+        if ok:
+            redis_client().hdel(key(DELIVERY_STATUS_KEY), field)
+        else:
+            value = {"channel": dest.get("channel"), "key": dest.get("key"), "error": error[:300]}
+            value["at"] = timezone.now().isoformat()
+            redis_client().hset(key(DELIVERY_STATUS_KEY), field, json.dumps(value))
+    except Exception as exc:
+        logger.warning("event=notification_status_unavailable error=%s", type(exc).__name__)
+
+
+def delivery_failures() -> list[dict[str, Any]]:
+    """Destinations whose last delivery failed: [{channel, key, error, at}], oldest first."""
+    from tvtrader.redisconn import key, redis_client
+
+    raw = redis_client().hgetall(key(DELIVERY_STATUS_KEY))
+    return sorted((json.loads(v) for v in raw.values()), key=lambda e: e["at"])
 
 
 # --- Entry point ---------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def _rate_limit_acquire(key: str) -> float:
 @shared_task(bind=True, name="notifications.deliver", ignore_result=True, acks_late=False, time_limit=60)
 def deliver(self, dest: dict, text: str, meta: dict) -> None:
     from . import metrics
-    from .notifications import DeliveryError, deliver_now
+    from .notifications import DeliveryError, deliver_now, delivery_status_record
 
     key = f"{dest.get('channel')}:{dest.get('key')}"
     log_ids = (
@@ -58,6 +58,7 @@ def deliver(self, dest: dict, text: str, meta: dict) -> None:
         channel = deliver_now(dest, text)
     except DeliveryError as exc:
         failures = int(meta.get("failures", 0)) + 1
+        delivery_status_record(dest=dest, ok=False, error=str(exc))
         if exc.retry_after is None or failures > settings.NOTIFY_MAX_RETRIES:
             metrics.counter_inc("notifications", f"{dest.get('channel')}|failed")
             logger.warning(
@@ -77,6 +78,7 @@ def deliver(self, dest: dict, text: str, meta: dict) -> None:
         raise self.retry(
             args=[dest, text, {**meta, "failures": failures}], countdown=countdown, max_retries=None
         ) from None
+    delivery_status_record(dest=dest, ok=True)
     metrics.counter_inc("notifications", f"{channel}|sent")
     logger.info("event=notification_sent channel=%s %s", key, log_ids)
 

@@ -7,7 +7,7 @@ systemd timer can alert on it.
 from django.core.management.base import BaseCommand, CommandError
 
 from execution.models import ExchangeAccount
-from execution.reconcile import account_reconcile, format_reports
+from execution.reconcile import account_reconcile, format_reports, reports_record
 
 
 class Command(BaseCommand):
@@ -24,6 +24,7 @@ class Command(BaseCommand):
             if not accounts.exists():
                 raise CommandError(f"no account labelled {account!r}")
         reports = [account_reconcile(account=a, fix=fix, actor="manage.py reconcile") for a in accounts]
+        reports_record(reports)  # the dashboard shows what is left until the next reconciliation
         self.stdout.write(format_reports(reports) or "no accounts")
         unresolved = sum(len(r.unresolved) for r in reports)
         if unresolved:
