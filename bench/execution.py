@@ -29,6 +29,9 @@ Plus the whole stack's CPU per alert (gunicorn, worker, beat and the stack's Pos
 backends; the shared Redis server cannot be told apart and is left out), its memory after
 the bursts, and its PostgreSQL connections.
 
+`--profile` runs py-spy on the worker and the web workers during each shape and prints where
+the on-CPU samples went (raw stacks in var/bench/profile-*.txt).
+
 The last line is a JSON object with every figure (also written to --json PATH).
 """
 
@@ -219,6 +222,77 @@ class CpuMeter:
             name: round(sum(v - self.before.get(name, {}).get(p, 0.0) for p, v in after[name].items()), 3)
             for name in after
         }
+
+
+class Profiler:
+    """py-spy (requirements-dev.txt) sampling the worker and the web workers while a shape
+    runs, on-CPU stacks only; `summary` says where the samples went."""
+
+    OURS = ("/execution/", "/signals/", "/strategies/", "/tvtrader/", "/emulator/")
+
+    def __init__(self, stack: Stack, label: str):
+        self.stack, self.label = stack, label
+        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def start(self, shape: str) -> None:
+        spy = Path(sys.executable).parent / "py-spy"
+        groups = self.stack.groups()
+        for role, pids in (("worker", groups["worker"][:1]), ("gunicorn", groups["gunicorn"][:1])):
+            if not pids:
+                continue
+            out = LOG_DIR / f"profile-{self.label}-{shape}-{role}.txt"
+            args = [str(spy), "record", "--format", "raw", "--nonblocking", "--rate", "250", "-o", str(out)]
+            args += ["--pid", str(pids[0])] + (["--subprocesses"] if role == "gunicorn" else [])
+            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.procs.append((role, proc, out))
+        time.sleep(0.5)  # py-spy attaches
+
+    def stop(self) -> dict[str, dict]:
+        found = {}
+        for role, proc, out in self.procs:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            if out.exists():
+                found[role] = self.summary(out)
+        self.procs = []
+        return found
+
+    @classmethod
+    def summary(cls, path: Path, top: int = 12) -> dict:
+        """Inclusive share of the samples per function of our code (where the time goes,
+        top down) and self share per function of any code (what burns it)."""
+        total, inclusive, own = 0, {}, {}
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            n = int(count)
+            total += n
+            frames = stack.split(";")[1:]  # the first is the thread
+            if frames:
+                leaf = cls._short(frames[-1])
+                own[leaf] = own.get(leaf, 0) + n
+            for name in {cls._short(f) for f in frames if any(k in f for k in cls.OURS)}:
+                inclusive[name] = inclusive.get(name, 0) + n
+        pct = lambda d: {k: round(100 * v / total, 1) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]}  # noqa: E731
+        return {"samples": total, "inclusive_ours_pct": pct(inclusive), "self_pct": pct(own)}
+
+    @staticmethod
+    def _short(frame: str) -> str:
+        """`fn (path/to/module.py:123)` → `module.py:fn`, the path kept from the package."""
+        fn, _, where = frame.partition(" (")
+        path = where.rsplit(":", 1)[0]
+        parts = path.split("/")
+        for anchor in ("site-packages", "python3.11"):
+            if anchor in parts:
+                parts = parts[parts.index(anchor) + 1 :]
+                break
+        else:
+            parts = parts[-2:]
+        return "/".join(parts[:3]) + ":" + fn
 
 
 # --- the exchange -----------------------------------------------------------------------------
@@ -481,9 +555,21 @@ class Bench:
         }
 
 
-def one_run(bench: Bench, stack: Stack, pg: Postgres, shapes: list[str]) -> dict:
+def one_run(bench: Bench, stack: Stack, pg: Postgres, shapes: list[str], profile: bool = False) -> dict:
     res: dict[str, object] = {}
     meter = CpuMeter(stack, pg)
+    profiles: dict[str, dict] = {}
+    profiler = Profiler(stack, stack.label) if profile else None
+
+    def spy(shape: str, fn):
+        if profiler is None:
+            return fn()
+        profiler.start(shape)
+        try:
+            return fn()
+        finally:
+            profiles[shape] = profiler.stop()
+
     if "cold-start" in shapes:
         res["cold-start"] = bench.cold_start(stack)
     else:
@@ -499,25 +585,27 @@ def one_run(bench: Bench, stack: Stack, pg: Postgres, shapes: list[str]) -> dict
     for shape, fn in (("one-market", bench.one_market), ("many-markets", bench.many_markets)):
         if shape in shapes:
             meter.start()
-            res[shape] = fn()
+            res[shape] = spy(shape, fn)
             cpu = meter.stop()
             res[shape]["cpu_ms_per_alert"] = round(sum(cpu.values()) * 1000 / res[shape]["alerts"], 1)
             sequential_cpu += sum(cpu.values())
             sequential_alerts += res[shape]["alerts"]
     if "burst21" in shapes:
-        res["burst21"] = bench.burst21()
+        res["burst21"] = spy("burst21", bench.burst21)
     if "burst200" in shapes:
         meter.start()
-        res["burst200"] = bench.burst200()
+        res["burst200"] = spy("burst200", bench.burst200)
         cpu = meter.stop()
         res["burst200"]["cpu_ms_per_alert"] = round(sum(cpu.values()) * 1000 / 200, 1)
         res["burst200"]["cpu_s_by_process"] = cpu
     if "fan-out" in shapes:
         res["fan-out"] = bench.fan_out()
     if "rate-limit" in shapes:
-        res["rate-limit"] = bench.rate_limit()
+        res["rate-limit"] = spy("rate-limit", bench.rate_limit)
     rss, pss = memory_mb(stack.pids())
     res["after"] = {"pg_connections": len(pg.backends()), "rss_mb": round(rss), "pss_mb": round(pss)}
+    if profiles:
+        res["profiles"] = profiles
     if sequential_alerts:
         res["cpu_ms_per_alert_sequential"] = round(sequential_cpu * 1000 / sequential_alerts, 1)
     return res
@@ -583,6 +671,9 @@ def main() -> int:
     parser.add_argument("--label", default="", help="a name for this stack in the output and logs")
     parser.add_argument("--one-market", type=int, default=60, help="alerts in the one-market shape")
     parser.add_argument("--many-markets", type=int, default=105, help="alerts in the many-markets shape")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the worker and web workers during each shape (slower)"
+    )
     parser.add_argument("--exchange", choices=("bybit", "bitget", "okx"), default="bybit", help="venue to emulate")
     args = parser.parse_args()
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
@@ -626,12 +717,17 @@ def main() -> int:
                 f"PostgreSQL can open {pg.headroom()} more connections)",
                 flush=True,
             )
-            runs.append(one_run(bench, stack, pg, shapes))
+            runs.append(one_run(bench, stack, pg, shapes, profile=args.profile))
             stack.stop()
             print(json.dumps(runs[-1]), flush=True)
         print(f"\n{label} — {args.exchange}, {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f}")
         for line in table(runs):
             print(line)
+        for shape, roles in runs[-1].get("profiles", {}).items():
+            for role, prof in roles.items():
+                print(f"\nprofile, {shape}, {role} ({prof['samples']} on-CPU samples):")
+                print("  inclusive, our code: " + ", ".join(f"{k} {v}%" for k, v in prof["inclusive_ours_pct"].items()))
+                print("  self:                " + ", ".join(f"{k} {v}%" for k, v in prof["self_pct"].items()))
         summary = {"label": label, "code": str(code_dir), "runs": runs}
         if args.json:
             Path(args.json).write_text(json.dumps(summary, indent=1))
