@@ -226,9 +226,9 @@ class CpuMeter:
 
 class Profiler:
     """py-spy (requirements-dev.txt) sampling the worker and the web workers while a shape
-    runs, on-CPU stacks only; `summary` says where the samples went."""
+    runs, only stacks holding the interpreter lock; `summary` says where the samples went."""
 
-    OURS = ("/execution/", "/signals/", "/strategies/", "/tvtrader/", "/emulator/")
+    OURS = ("execution/", "signals/", "strategies/", "tvtrader/")
 
     def __init__(self, stack: Stack, label: str):
         self.stack, self.label = stack, label
@@ -241,7 +241,9 @@ class Profiler:
             if not pids:
                 continue
             out = LOG_DIR / f"profile-{self.label}-{shape}-{role}.txt"
-            args = [str(spy), "record", "--format", "raw", "--nonblocking", "--rate", "250", "-o", str(out)]
+            # --gil: only stacks holding the interpreter lock, i.e. running Python (a thread
+            # waiting on a socket or the database is not counted).
+            args = [str(spy), "record", "--format", "raw", "--gil", "--nonblocking", "--rate", "250", "-o", str(out)]
             args += ["--pid", str(pids[0])] + (["--subprocesses"] if role == "gunicorn" else [])
             proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.procs.append((role, proc, out))
@@ -271,11 +273,11 @@ class Profiler:
                 continue
             n = int(count)
             total += n
-            frames = stack.split(";")[1:]  # the first is the thread
+            frames = stack.split(";")
             if frames:
                 leaf = cls._short(frames[-1])
                 own[leaf] = own.get(leaf, 0) + n
-            for name in {cls._short(f) for f in frames if any(k in f for k in cls.OURS)}:
+            for name in {cls._short(f) for f in frames if f.partition(" (")[2].startswith(cls.OURS)}:
                 inclusive[name] = inclusive.get(name, 0) + n
         pct = lambda d: {k: round(100 * v / total, 1) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]}  # noqa: E731
         return {"samples": total, "inclusive_ours_pct": pct(inclusive), "self_pct": pct(own)}
