@@ -1,10 +1,12 @@
 """Admin speed with years of history: seeds 1,000,000 signals with their orders and fills
-into a PostgreSQL database of its own (set-based SQL, seconds not hours), then measures the
+into a PostgreSQL database of its own (`bench_admin…`, see bench.common.bench_database_url;
+created when missing, reused when already seeded, nothing else touched; set-based SQL whose
+columns follow the models, seconds not hours), then measures the
 server time and query count of the console's heaviest pages.
 
     make bench-admin                        # or: .venv/bin/python bench/admin.py
     BENCH_ADMIN_SIGNALS=200000 make bench-admin
-    BENCH_ADMIN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/tvtrader_bench_admin make bench-admin
+    BENCH_ADMIN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_admin make bench-admin
 
 The target (issue 4): signals list, a filtered list and a signal detail page each under
 300 ms server time, with a bounded number of queries. The machine is shared, so read the
@@ -33,9 +35,9 @@ def bench_database_url() -> str:
     explicit = os.environ.get("BENCH_ADMIN_DATABASE_URL")
     if explicit:
         return explicit
-    base = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-    parts = urlsplit(base)
-    return urlunsplit(parts._replace(path="/tvtrader_bench_admin"))
+    from bench.common import bench_database_url as named
+
+    return named("admin")
 
 
 def ensure_database(url: str) -> None:
@@ -62,68 +64,126 @@ def setup_django(url: str) -> None:
     setup_test_environment()  # allows the test client's host, keeps emails local
 
 
-SIGNAL_SQL = """
-INSERT INTO signals_signal (
-    strategy_id, strategy_key, status, reason, action, ticker, exchange, price, volume, timeframe,
-    tv_order_id, comment, market_position, prev_market_position, raw_body, content_type, payload,
-    is_test, duplicate_count, enqueue_count, attempts,
-    received_at, committed_at, started_at, sent_at, acked_at, first_fill_at, filled_at, finished_at
-)
-SELECT
-    (%(ids)s::bigint[])[1 + g %% %(strategies)s], (%(keys)s::text[])[1 + g %% %(strategies)s],
-    CASE WHEN g %% 100 < 85 THEN 'executed' WHEN g %% 100 < 90 THEN 'rejected' WHEN g %% 100 < 93 THEN 'blocked'
-         WHEN g %% 100 < 96 THEN 'failed' ELSE 'skipped' END,
-    CASE WHEN g %% 100 BETWEEN 85 AND 89 THEN 'invalid alert: price must be a number above zero'
-         WHEN g %% 100 BETWEEN 90 AND 92 THEN 'blocked: this strategy''s kill switch is engaged'
-         WHEN g %% 100 BETWEEN 93 AND 95 THEN 'failed: insufficient balance' ELSE '' END,
-    (ARRAY['buy','sell','close_long','close_short','close_all'])[1 + g %% 5],
-    (ARRAY['BTCUSDT.P','ETHUSDT.P','SOLUSDT.P','XRPUSDT.P','DOGEUSDT.P','BNBUSDT.P','ADAUSDT.P',
-           'AVAXUSDT.P','LINKUSDT.P','DOTUSDT.P','BTCUSDT','ETHUSDT'])[1 + g %% 12],
-    (ARRAY['BYBIT','BINANCE','BITGET','OKX'])[1 + (g / 7) %% 4],
-    60000 + (g %% 5000), 0.01, '15', '', '', '', '',
-    '{"action": "buy", "ticker": "BTCUSDT.P", "price": 65000, "passphrase": "***"}', 'application/json',
-    '{"action": "buy", "ticker": "BTCUSDT.P", "price": 65000}'::jsonb,
-    false, 0, 0, 1,
-    ts, ts + interval '2 ms', ts + interval '8 ms',
-    CASE WHEN g %% 100 < 85 THEN ts + (40 + g %% 60) * interval '1 ms' END,
-    CASE WHEN g %% 100 < 85 THEN ts + (90 + g %% 80) * interval '1 ms' END,
-    CASE WHEN g %% 100 < 85 THEN ts + (150 + g %% 200) * interval '1 ms' END,
-    CASE WHEN g %% 100 < 85 THEN ts + (150 + g %% 200) * interval '1 ms' END,
-    ts + interval '400 ms'
-FROM generate_series(%(start)s, %(stop)s) AS g
-CROSS JOIN LATERAL (SELECT now() - (%(total)s - g) * interval '60 seconds' AS ts) AS t
-"""
+# Only the columns the console's pages show or filter on get set-based values here; every
+# other column of the model takes its field's default, read from the model when the seed
+# runs (see insert_select), so a column added to the schema later is filled in by itself.
+SIGNAL_COLUMNS = {
+    "strategy_id": "(%(ids)s::bigint[])[1 + g %% %(strategies)s::int]",
+    "strategy_key": "(%(keys)s::text[])[1 + g %% %(strategies)s::int]",
+    "status": """CASE WHEN g %% 100 < 85 THEN 'executed' WHEN g %% 100 < 90 THEN 'rejected'
+        WHEN g %% 100 < 93 THEN 'blocked' WHEN g %% 100 < 96 THEN 'failed' ELSE 'skipped' END""",
+    "reason": """CASE WHEN g %% 100 BETWEEN 85 AND 89 THEN 'invalid alert: price must be a number above zero'
+        WHEN g %% 100 BETWEEN 90 AND 92 THEN 'blocked: this strategy''s kill switch is engaged'
+        WHEN g %% 100 BETWEEN 93 AND 95 THEN 'failed: insufficient balance' ELSE '' END""",
+    "action": "(ARRAY['buy','sell','close_long','close_short','close_all'])[1 + g %% 5]",
+    "ticker": """(ARRAY['BTCUSDT.P','ETHUSDT.P','SOLUSDT.P','XRPUSDT.P','DOGEUSDT.P','BNBUSDT.P','ADAUSDT.P',
+        'AVAXUSDT.P','LINKUSDT.P','DOTUSDT.P','BTCUSDT','ETHUSDT'])[1 + g %% 12]""",
+    "exchange": "(ARRAY['BYBIT','BINANCE','BITGET','OKX'])[1 + (g / 7) %% 4]",
+    "price": "60000 + (g %% 5000)",
+    "volume": "0.01",
+    "timeframe": "'15'",
+    "raw_body": """'{"action": "buy", "ticker": "BTCUSDT.P", "price": 65000, "passphrase": "***"}'""",
+    "content_type": "'application/json'",
+    "payload": """'{"action": "buy", "ticker": "BTCUSDT.P", "price": 65000}'::jsonb""",
+    "attempts": "1",
+    "received_at": "ts",
+    "committed_at": "ts + interval '2 ms'",
+    "started_at": "ts + interval '8 ms'",
+    "sent_at": "CASE WHEN g %% 100 < 85 THEN ts + (40 + g %% 60) * interval '1 ms' END",
+    "acked_at": "CASE WHEN g %% 100 < 85 THEN ts + (90 + g %% 80) * interval '1 ms' END",
+    "first_fill_at": "CASE WHEN g %% 100 < 85 THEN ts + (150 + g %% 200) * interval '1 ms' END",
+    "filled_at": "CASE WHEN g %% 100 < 85 THEN ts + (150 + g %% 200) * interval '1 ms' END",
+    "finished_at": "ts + interval '400 ms'",
+}
+SIGNAL_FROM = """FROM generate_series(%(start)s::bigint, %(stop)s::bigint) AS g
+CROSS JOIN LATERAL (SELECT now() - (%(total)s::bigint - g) * interval '60 seconds' AS ts) AS t"""
 
-ORDER_SQL = """
-INSERT INTO execution_order (
-    signal_id, strategy_id, account_id, leg, purpose, client_order_id, symbol, side, order_type, reduce_only,
-    requested_qty, signal_price, status, exchange_order_id, filled_qty, avg_price, fee, fee_currency,
-    slippage_bps, reason, replies, submit_count, lookup_count,
-    created_at, submitted_at, acked_at, first_fill_at, last_fill_at, closed_at, updated_at
+ORDER_COLUMNS = {
+    "signal_id": "sig.id",
+    "strategy_id": "sig.strategy_id",
+    "account_id": "%(account)s::bigint",
+    "leg": "0",
+    "purpose": "'open'",
+    "client_order_id": "'tv' || sig.id || 'x0'",
+    "symbol": "'BTC/USDT:USDT'",
+    "side": "CASE WHEN sig.action = 'buy' THEN 'buy' ELSE 'sell' END",
+    "order_type": "'market'",
+    "requested_qty": "0.01",
+    "signal_price": "sig.price",
+    "status": "'filled'",
+    "exchange_order_id": "'ex' || sig.id",
+    "filled_qty": "0.01",
+    "avg_price": "sig.price * 1.0002",
+    "fee": "0.0035",
+    "fee_currency": "'USDT'",
+    "slippage_bps": "2.0",
+    "replies": """'[{"retCode": 0}]'::jsonb""",
+    "submit_count": "1",
+    "created_at": "sig.started_at",
+    "submitted_at": "sig.sent_at",
+    "acked_at": "sig.acked_at",
+    "first_fill_at": "sig.filled_at",
+    "last_fill_at": "sig.filled_at",
+    "closed_at": "sig.filled_at",
+    "updated_at": "sig.filled_at",
+}
+ORDER_FROM = (
+    "FROM signals_signal sig WHERE sig.status = 'executed' AND sig.id BETWEEN %(start)s::bigint AND %(stop)s::bigint"
 )
-SELECT sig.id, sig.strategy_id, %(account)s, 0, 'open', 'tv' || sig.id || 'x0', 'BTC/USDT:USDT',
-    CASE WHEN sig.action = 'buy' THEN 'buy' ELSE 'sell' END, 'market', false,
-    0.01, sig.price, 'filled', 'ex' || sig.id, 0.01, sig.price * 1.0002, 0.0035, 'USDT',
-    2.0, '', '[{"retCode": 0}]'::jsonb, 1, 0,
-    sig.started_at, sig.sent_at, sig.acked_at, sig.filled_at, sig.filled_at, sig.filled_at, sig.filled_at
-FROM signals_signal sig
-WHERE sig.status = 'executed' AND sig.id BETWEEN %(start)s AND %(stop)s
-"""
 
-FILL_SQL = """
-INSERT INTO execution_fill (order_id, trade_id, qty, price, fee, fee_currency, filled_at)
-SELECT o.id, 't' || o.id, o.filled_qty, o.avg_price, o.fee, o.fee_currency, o.last_fill_at
-FROM execution_order o WHERE o.id BETWEEN %(start)s AND %(stop)s
-"""
+FILL_COLUMNS = {
+    "order_id": "o.id",
+    "trade_id": "'t' || o.id",
+    "qty": "o.filled_qty",
+    "price": "o.avg_price",
+    "fee": "o.fee",
+    "fee_currency": "o.fee_currency",
+    "filled_at": "o.last_fill_at",
+}
+FILL_FROM = "FROM execution_order o WHERE o.id BETWEEN %(start)s::bigint AND %(stop)s::bigint"
+
+
+def insert_select(model, columns: dict[str, str], from_sql: str) -> tuple[str, dict]:
+    """`INSERT INTO <model's table> (every concrete column) SELECT … <from_sql>`: the
+    columns in `columns` take those SQL expressions; every other column takes its model
+    field's default, converted by the field itself (auto_now fields: now()). A NOT NULL
+    column with no default and no expression stops the seed with its name."""
+    from django.db import connection
+
+    names, values, params = [], [], {}
+    for field in model._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        names.append(connection.ops.quote_name(field.column))
+        if field.column in columns:
+            values.append(columns.pop(field.column))
+        elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            values.append("now()")
+        else:
+            default = field.get_default()
+            if default is None and not field.null:
+                raise SystemExit(
+                    f"bench/admin.py: {model._meta.label}.{field.name} is NOT NULL without a default: "
+                    "give it a value in the seed"
+                )
+            params[f"d_{field.column}"] = field.get_db_prep_save(default, connection)
+            values.append(f"%(d_{field.column})s")
+    if columns:
+        raise SystemExit(f"bench/admin.py: {model._meta.label} has no column(s) {', '.join(columns)}")
+    sql = f"INSERT INTO {model._meta.db_table} ({', '.join(names)})\nSELECT {', '.join(values)}\n{from_sql}"
+    return sql, params
 
 
 def seed(total: int) -> None:
     from django.db import connection
 
-    from execution.models import ExchangeAccount
+    from execution.models import ExchangeAccount, Fill, Order
     from signals.models import Signal
     from strategies.models import Strategy
 
+    signal_sql, signal_params = insert_select(Signal, dict(SIGNAL_COLUMNS), SIGNAL_FROM)
+    order_sql, order_params = insert_select(Order, dict(ORDER_COLUMNS), ORDER_FROM)
+    fill_sql, fill_params = insert_select(Fill, dict(FILL_COLUMNS), FILL_FROM)
     have = Signal.objects.count()
     if have >= total:
         print(f"database already holds {have:,} signals; reusing it")
@@ -143,20 +203,28 @@ def seed(total: int) -> None:
         while start <= total:
             stop = min(start + batch - 1, total)
             cursor.execute(
-                SIGNAL_SQL,
-                {"start": start, "stop": stop, "total": total, "strategies": len(ids), "ids": ids, "keys": keys},
+                signal_sql,
+                {
+                    **signal_params,
+                    "start": start,
+                    "stop": stop,
+                    "total": total,
+                    "strategies": len(ids),
+                    "ids": ids,
+                    "keys": keys,
+                },
             )
             print(f"  signals {stop:,}/{total:,} ({time.perf_counter() - started:.0f} s)", flush=True)
             start = stop + 1
         cursor.execute("SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM signals_signal")
         lo, hi = cursor.fetchone()
         for s in range(lo, hi + 1, batch):
-            cursor.execute(ORDER_SQL, {"account": account.pk, "start": s, "stop": s + batch - 1})
+            cursor.execute(order_sql, {**order_params, "account": account.pk, "start": s, "stop": s + batch - 1})
         print(f"  orders done ({time.perf_counter() - started:.0f} s)", flush=True)
         cursor.execute("SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM execution_order")
         lo, hi = cursor.fetchone()
         for s in range(lo, hi + 1, batch):
-            cursor.execute(FILL_SQL, {"start": s, "stop": s + batch - 1})
+            cursor.execute(fill_sql, {**fill_params, "start": s, "stop": s + batch - 1})
         print(f"  fills done ({time.perf_counter() - started:.0f} s)", flush=True)
         cursor.execute("ANALYZE signals_signal; ANALYZE execution_order; ANALYZE execution_fill;")
     print(f"seeded {total - have:,} signals with orders and fills in {time.perf_counter() - started:.1f} s")

@@ -21,29 +21,67 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 LOG_DIR = BASE_DIR / "var" / "bench"
 
 
-def prepare_environment(database: str, *, redis_db: int) -> dict[str, str]:
-    """Fresh PostgreSQL database and Redis database for a run; returns the environment
-    the child processes use (also applied to this process before django.setup())."""
+def bench_database_url(benchmark: str) -> str:
+    """The PostgreSQL database a benchmark owns: `bench_<benchmark>`, on TEST_DATABASE_URL's
+    server, suffixed with that URL's database name when one is set (so two people sharing a
+    server never share a benchmark database). BENCH_DATABASE_URL overrides it, but must
+    still name a `bench_` database: a benchmark drops and recreates it."""
+    explicit = os.environ.get("BENCH_DATABASE_URL")
+    if explicit:
+        url = explicit
+    else:
+        base = os.environ.get("TEST_DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
+        parts = urlsplit(base)
+        own = parts.path.lstrip("/")
+        name = f"bench_{benchmark}" + (f"_{own}" if own and own != "postgres" else "")
+        url = parts._replace(path=f"/{name}").geturl()
+    if not urlsplit(url).path.lstrip("/").startswith("bench_"):
+        raise SystemExit(f"refusing to use {url} for a benchmark: its database name must start with bench_")
+    return url
+
+
+def recreate_bench_database(url: str) -> None:
+    """Drop and recreate a benchmark's own database (and only that: the name starts with
+    `bench_`, see bench_database_url). Its connections are ended first; they can only be a
+    previous run of the same benchmark. Nothing else on the server is touched."""
     import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not name.startswith("bench_"):
+        raise SystemExit(f"refusing to drop {name}: not a benchmark database")
+    admin = parts._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def bench_redis_url(default_db: int) -> str:
+    """BENCH_REDIS_URL, else REDIS_URL (the caller's own Redis database), else `default_db`."""
+    return os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL") or f"redis://127.0.0.1:6379/{default_db}"
+
+
+def prepare_environment(benchmark: str, *, redis_db: int) -> dict[str, str]:
+    """Fresh PostgreSQL database (`bench_<benchmark>…`, see bench_database_url) and Redis
+    database for a run; returns the environment the child processes use (also applied to
+    this process before django.setup())."""
     import redis
 
     from tvtrader.devservices import ensure_postgres, ensure_redis
 
-    pg_base = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    url = bench_database_url(benchmark)
+    pg_base = urlsplit(url)._replace(path="/postgres").geturl()
     if not ensure_postgres(pg_base):
         raise SystemExit("the benchmarks need PostgreSQL (production-like); none is installed here")
-    redis_url = os.environ.get("BENCH_REDIS_URL", f"redis://127.0.0.1:6379/{redis_db}")
+    redis_url = bench_redis_url(redis_db)
     ensure_redis(redis_url, BASE_DIR / "var" / "bench-redis", daemonize=True)
     redis.Redis.from_url(redis_url).flushdb()
-    with psycopg.connect(pg_base, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{database}"')
+    recreate_bench_database(url)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    base = pg_base.rsplit("/", 1)[0]
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="tvtrader.settings",
-        DATABASE_URL=f"{base}/{database}",
+        DATABASE_URL=url,
         REDIS_URL=redis_url,
         TVTRADER_VAR_DIR=str(LOG_DIR),
         WEBHOOK_PASSPHRASE="bench-passphrase-0123456789",

@@ -7,8 +7,9 @@ every accepted alert was persisted and queued.
     make bench-intake ARGS="--runs 5"      # more runs (best and spread are printed)
     .venv/bin/python -m bench.intake --profile 2000   # where the time goes, in-process
 
-Settings: BENCH_DATABASE_URL (default: TEST_DATABASE_URL's server, database `<name>_bench`;
-it is dropped and recreated). The load generator is asyncio on the standard library (uvloop
+Settings: BENCH_DATABASE_URL (default: TEST_DATABASE_URL's server, database
+`bench_intake_<name>`, see bench.common.bench_database_url; it is dropped and recreated, and
+no other database is touched). The load generator is asyncio on the standard library (uvloop
 when installed) and shares the cores with the server, so figures are pessimistic.
 """
 
@@ -25,33 +26,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
+from bench.common import bench_database_url, recreate_bench_database  # noqa: E402
 from tests.processes import GunicornProcess, PrivateRedis  # noqa: E402
 
 TARGETS = {"seq_p50_ms": 3.0, "seq_p99_ms": 10.0, "burst200_last_ms": 500.0, "sustained_rps": 400.0}
-
-
-def bench_database_url() -> str:
-    if os.environ.get("BENCH_DATABASE_URL"):
-        return os.environ["BENCH_DATABASE_URL"]
-    base = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-    parsed = urlparse(base)
-    return parsed._replace(path=parsed.path.rstrip("/") + "_bench").geturl()
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 # --- the client ------------------------------------------------------------------------------
@@ -161,7 +143,7 @@ async def sustained(port: int, alerts: Alerts, seconds: float, concurrency: int)
 
 
 def run(args) -> int:
-    db_url = bench_database_url()
+    db_url = bench_database_url("intake")
     work = Path(tempfile.mkdtemp(prefix="tvtrader-bench-"))
     passphrase = secrets.token_urlsafe(18)
     redis = PrivateRedis(work / "redis")
@@ -181,7 +163,7 @@ def run(args) -> int:
     server = None
     try:
         print(f"==> database {db_url.split('@')[-1]} (recreated), redis {redis.url}", flush=True)
-        recreate_database(db_url)
+        recreate_bench_database(db_url)
         py = sys.executable
         subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True)
         subprocess.run(
@@ -365,7 +347,7 @@ def profile(n: int, sort: str, args_filter: str = "") -> int:
     import io
     import pstats
 
-    db_url = bench_database_url()
+    db_url = bench_database_url("intake")
     work = Path(tempfile.mkdtemp(prefix="tvtrader-prof-"))
     redis = PrivateRedis(work / "redis")
     redis.start()
@@ -378,7 +360,7 @@ def profile(n: int, sort: str, args_filter: str = "") -> int:
         DJANGO_SETTINGS_MODULE="tvtrader.settings",
     )
     try:
-        recreate_database(db_url)
+        recreate_bench_database(db_url)
         import django
         from django.core.management import call_command
 

@@ -228,7 +228,9 @@ class Worker:
             run.log("signal_follow_later", order=f"{order.client_order_id}:{order.status}", stream=streamed or "-")
         )
         if reply is not None:
-            self._submit(self._record_reply, watch, parked, reply)
+            # What the stream said before the handoff (often the fill, which can beat the
+            # create's own reply) is applied with the reply, not dropped for a fallback poll.
+            self._submit(self._record_reply, watch, parked, reply, early[1] if early else None)
         elif early is not None:
             self._submit(self._apply, watch, early[1])
         else:
@@ -289,16 +291,20 @@ class Worker:
         for watch in watches:
             self._submit(self._poll, watch, scheduled=False)
 
-    def _record_reply(self, watch: _Watch, parked: _Parked, reply) -> None:
-        # Nothing a follower does is urgent next to an order still on its way out: during a
-        # burst it records the acknowledgement only once the sends pause.
-        pacing.sends_first()
-        close_old_connections()
+    def _record_reply(self, watch: _Watch, parked: _Parked, reply, streamed: OrderState | None = None) -> None:
         order, state, sent_at, acked_at = reply
+        if not _is_final(state) and not _is_final(streamed):
+            # An acknowledgement alone is not urgent next to an order still on its way out:
+            # during a burst it is recorded once the sends pause. A final state is (whatever
+            # waits behind this signal waits for it), so it is recorded at once.
+            pacing.sends_first()
+        close_old_connections()
         send.record_sent_for(signal_id=watch.signal_id, strategy_key=parked.strategy_key, order=order, sent_at=sent_at)
         status = ledger.order_apply_state(
             order=order, state=state, book_positions=watch.book_positions, reply=True, acked_at=acked_at
         )
+        if streamed is not None and status not in Order.TERMINAL_STATUSES:
+            status = ledger.order_apply_state(order=order, state=streamed, book_positions=watch.book_positions)
         self._after_state(watch, status)
 
     def _apply(self, watch: _Watch, state: OrderState) -> None:
@@ -453,6 +459,10 @@ class Worker:
             logger.warning("event=worker_release_failed count=%d", len(parked))
         finally:
             connection.close()
+
+
+def _is_final(state: OrderState | None) -> bool:
+    return state is not None and ledger.STATUS_MAP.get(state.status) in Order.TERMINAL_STATUSES
 
 
 _worker: Worker | None = None
