@@ -339,6 +339,8 @@ class PaperOrder(models.Model):
     average = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
     fee = models.DecimalField(max_digits=30, decimal_places=12, default=0)
     reason = models.CharField(max_length=255, blank=True)
+    #: A test signal's order: filled like any other, never part of the book's positions or balance.
+    scratch = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -32,7 +32,7 @@ def strategy_cancel_open_orders(*, strategy: Strategy, actor: Any) -> int:
         strategy=strategy, status__in=[Order.Status.OPEN, Order.Status.PARTIALLY_FILLED]
     ).select_related("account", "signal")
     for order in open_orders:
-        gateway = gateway_for(order.account, paper=order.signal.is_test)
+        gateway = gateway_for(order.account, scratch=order.signal.is_test)
         try:
             state = gateway.cancel_order(
                 symbol=order.symbol, client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id
@@ -59,9 +59,7 @@ def strategy_cancel_open_orders(*, strategy: Strategy, actor: Any) -> int:
             )
             continue
         if state is not None:
-            order_apply_state(
-                order=order, state=state, book_positions=order.account.is_paper or not order.signal.is_test
-            )
+            order_apply_state(order=order, state=state, book_positions=not order.signal.is_test)
         cancelled += 1
     logger.warning("event=orders_cancelled strategy=%s count=%d actor=%s", strategy.strategy_id, cancelled, actor)
     return cancelled

@@ -140,7 +140,7 @@ def _stages(run: Run, host: Host) -> None:
         finish(run, Signal.Status.FAILED, "this strategy has no exchange account configured")
         return
     try:
-        gateway = gateway_for(account, paper=signal.is_test)
+        gateway = gateway_for(account, scratch=signal.is_test)
     except Misconfigured as exc:
         finish(run, Signal.Status.FAILED, f"account {account.label}: {exc}")
         return

@@ -335,7 +335,7 @@ def order_resolve(run: Run, gateway: Gateway, order: Order) -> bool:
         )
         events.emit(
             events.order_needs_operator,
-            signal=run.signal,
+            alert=run.signal,
             order=order,
             text=f"⚠️ {run.signal.strategy_key}: order {order.client_order_id} ({order.side} {order.symbol}) is "
             f"still unknown at the exchange after {run.token} runs; later alerts for this market wait "

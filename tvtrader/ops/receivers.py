@@ -8,10 +8,10 @@ from execution import events
 
 
 @receiver(events.signal_finished, dispatch_uid="ops.notify_signal_outcome")
-def _signal_finished(sender, *, signal, **_kwargs) -> None:
+def _signal_finished(sender, *, alert, **_kwargs) -> None:
     from .notifications import notify_signal_outcome
 
-    notify_signal_outcome(signal=signal)
+    notify_signal_outcome(signal=alert)
 
 
 @receiver(events.exchange_error, dispatch_uid="ops.count_exchange_error")
@@ -22,7 +22,7 @@ def _exchange_error(sender, *, exchange: str, kind: str, **_kwargs) -> None:
 
 
 @receiver(events.order_needs_operator, dispatch_uid="ops.notify_order_needs_operator")
-def _order_needs_operator(sender, *, signal, order, text: str, **_kwargs) -> None:
+def _order_needs_operator(sender, *, alert, order, text: str, **_kwargs) -> None:
     from .notifications import notification_send
 
-    notification_send(event="signal_failed", strategy=signal.strategy, text=text)
+    notification_send(event="signal_failed", strategy=alert.strategy, text=text)
