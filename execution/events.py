@@ -21,6 +21,9 @@ signal_finished = Signal()
 exchange_error = Signal()
 #: An order is still unknown after several runs and needs an operator: `alert`, `order`, `text`.
 order_needs_operator = Signal()
+#: A breaker engaged a kill switch by itself: `scope` (strategy / account), `target` (its id or
+#: label), `breaker` (strategies.breakers name), `reason`, `strategy` (or None).
+breaker_tripped = Signal()
 
 
 def emit(event: Signal, **kwargs) -> None:

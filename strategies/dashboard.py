@@ -42,6 +42,8 @@ class StrategyRow:
     fill_p50_ms: float | None = None
     fill_p95_ms: float | None = None
     positions: list[dict[str, Any]] = field(default_factory=list)
+    #: Who engaged the switch that stops it and why (an operator, or a breaker), or "".
+    halt_note: str = ""
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -169,6 +171,7 @@ def strategy_rows(*, now: datetime | None = None) -> tuple[list[StrategyRow], bo
             sent_p95_ms=lat.get("sent_p95"),
             fill_p50_ms=lat.get("fill_p50"),
             fill_p95_ms=lat.get("fill_p95"),
+            halt_note=halt_note(strategy),
         )
         for pos in positions.get(strategy.pk, []):
             mark = strategy.last_price
@@ -178,6 +181,17 @@ def strategy_rows(*, now: datetime | None = None) -> tuple[list[StrategyRow], bo
             row.positions.append({"position": pos, "mark": mark, "unrealised": upnl})
         rows.append(row)
     return rows, global_halted
+
+
+def halt_note(strategy: Strategy) -> str:
+    """The engaged switch of the strategy, else of its account: by whom (an operator, or
+    "breaker:<name>") and why."""
+    account = strategy.account if strategy.account_id else None
+    for what, owner in (("strategy", strategy), (f"account {account.label if account else ''}", account)):
+        if owner is not None and owner.halted:
+            reason = f": {owner.halt_reason}" if owner.halt_reason else ""
+            return f"{what} kill switch by {owner.halted_by or '?'}{reason}"
+    return ""
 
 
 def reconciliation_drift() -> list[Any]:

@@ -270,7 +270,9 @@ def finish_from_orders(run: Run, orders: list[Order]) -> None:
     else:
         reasons = "; ".join(o.reason for o in orders if o.reason) or "no order filled"
         never_sent = all(o.submit_count == 0 for o in orders)
-        if never_sent and any(o.status == Order.Status.CANCELLED and "blocked" in o.reason for o in orders):
+        if never_sent and any(
+            o.status == Order.Status.CANCELLED and ("blocked" in o.reason or "breaker:" in o.reason) for o in orders
+        ):
             # A kill switch engaged after the claim stopped every leg before it left.
             finish(run, Signal.Status.BLOCKED, reasons)
         else:

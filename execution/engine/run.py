@@ -50,6 +50,8 @@ class Run:
     handed_off: bool = False
     gateway: Gateway | None = None
     send_phase: Any = None
+    #: Read the kill switches again before every later send (a breaker engaged one).
+    recheck: bool = False
 
     @property
     def strategy(self) -> Strategy:

@@ -21,6 +21,15 @@ def _exchange_error(sender, *, exchange: str, kind: str, **_kwargs) -> None:
     exchange_error_inc(exchange, kind)
 
 
+@receiver(events.breaker_tripped, dispatch_uid="ops.notify_breaker_tripped")
+def _breaker_tripped(sender, *, scope: str, target: str, breaker: str, reason: str, strategy, **_kwargs) -> None:
+    from .notifications import notify_kill_switch
+
+    notify_kill_switch(
+        scope=scope, engaged=True, target=target, actor=f"breaker:{breaker}", reason=reason, strategy=strategy
+    )
+
+
 @receiver(events.order_needs_operator, dispatch_uid="ops.notify_order_needs_operator")
 def _order_needs_operator(sender, *, alert, order, text: str, **_kwargs) -> None:
     from .notifications import notification_send
