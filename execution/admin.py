@@ -16,6 +16,7 @@ from django.utils.html import format_html
 
 from strategies.admin_site import killswitch_url
 from strategies.admin_tools import CsvExportMixin, FastListMixin, choices_filter, plain_number, status_badge
+from strategies.breakers import BREAKER_FIELDS
 
 from . import pnl
 from . import services as execution_services
@@ -92,6 +93,14 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
         ),
         ("Limits", {"fields": ("max_orders_per_second",)}),
         (
+            "Breakers",
+            {
+                "fields": BREAKER_FIELDS,
+                "description": "Each engages this account's kill switch (every strategy on it) by itself when"
+                " crossed, until you resume it. Empty: off.",
+            },
+        ),
+        (
             "Paper trading",
             {"fields": ("paper_fee_bps", "paper_slippage_bps", "paper_quote_currency", "paper_starting_balance")},
         ),
@@ -119,7 +128,9 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
             return "–"
         if obj.halted:
             return format_html(
-                '<strong class="tv-bad-text">ENGAGED</strong> <a class="button tv-btn-resume" href="{}">Resume…</a>',
+                '<strong class="tv-bad-text">ENGAGED</strong> by {}{} <a class="button tv-btn-resume" href="{}">Resume…</a>',
+                obj.halted_by or "?",
+                f" — “{obj.halt_reason}”" if obj.halt_reason else "",
                 killswitch_url("account", "release", str(obj.pk)),
             )
         return format_html(

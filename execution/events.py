@@ -13,12 +13,17 @@ from django.dispatch import Signal
 
 logger = logging.getLogger("tvtrader.execution")
 
-#: A signal reached its final state: `signal` (a loaded Signal).
+# A signal row travels as `alert`: django's dispatcher passes its own `signal` argument.
+
+#: A signal reached its final state: `alert` (a loaded Signal).
 signal_finished = Signal()
 #: The exchange answered an order with an error: `exchange` (venue name), `kind` (error class).
 exchange_error = Signal()
-#: An order is still unknown after several runs and needs an operator: `signal`, `order`, `text`.
+#: An order is still unknown after several runs and needs an operator: `alert`, `order`, `text`.
 order_needs_operator = Signal()
+#: A breaker engaged a kill switch by itself: `scope` (strategy / account), `target` (its id or
+#: label), `breaker` (strategies.breakers name), `reason`, `strategy` (or None).
+breaker_tripped = Signal()
 
 
 def emit(event: Signal, **kwargs) -> None:

@@ -9,6 +9,8 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from strategies.breakers import BreakerLimits
+
 
 @functools.lru_cache(maxsize=256)
 def _rate_limit_key(exchange: str, api_key_enc: str) -> str:
@@ -20,7 +22,7 @@ def _rate_limit_key(exchange: str, api_key_enc: str) -> str:
     return "key-" + hashlib.sha256(f"{exchange}:{decrypt(api_key_enc)}".encode()).hexdigest()[:20]
 
 
-class ExchangeAccount(models.Model):
+class ExchangeAccount(BreakerLimits):
     class Exchange(models.TextChoices):
         BYBIT = "bybit", "Bybit"
         BINANCE = "binanceusdm", "Binance USD-M"
@@ -202,6 +204,14 @@ class Order(models.Model):
     fee = models.DecimalField(max_digits=30, decimal_places=12, default=0)
     fee_currency = models.CharField(max_length=16, blank=True)
     slippage_bps = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    realized_pnl = models.DecimalField(
+        max_digits=30,
+        decimal_places=12,
+        null=True,
+        blank=True,
+        help_text="What this order's closing fills realised for its strategy, net of their fees (quote"
+        " currency); empty for an order that closed nothing.",
+    )
     reason = models.TextField(blank=True, help_text="The exchange's reason for a rejection, in words")
     replies = models.JSONField(default=list, blank=True, help_text="Exchange replies, redacted")
     submit_count = models.PositiveSmallIntegerField(default=0)
@@ -344,6 +354,8 @@ class PaperOrder(models.Model):
     average = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
     fee = models.DecimalField(max_digits=30, decimal_places=12, default=0)
     reason = models.CharField(max_length=255, blank=True)
+    #: A test signal's order: filled like any other, never part of the book's positions or balance.
+    scratch = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

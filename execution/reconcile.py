@@ -78,8 +78,8 @@ def account_reconcile(*, account: ExchangeAccount, fix: bool = False, actor: Any
         .select_related("signal")
     )
     for order in pending:
-        if order.signal.is_test and not account.is_paper:
-            continue
+        if order.signal.is_test:
+            continue  # on the scratch paper book (exchanges.gateway_for), never the account's
         try:
             state = gateway.find_order(
                 symbol=order.symbol, client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id

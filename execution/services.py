@@ -32,7 +32,7 @@ def strategy_cancel_open_orders(*, strategy: Strategy, actor: Any) -> int:
         strategy=strategy, status__in=[Order.Status.OPEN, Order.Status.PARTIALLY_FILLED]
     ).select_related("account", "signal")
     for order in open_orders:
-        gateway = gateway_for(order.account, paper=order.signal.is_test)
+        gateway = gateway_for(order.account, scratch=order.signal.is_test)
         try:
             state = gateway.cancel_order(
                 symbol=order.symbol, client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id
@@ -59,9 +59,7 @@ def strategy_cancel_open_orders(*, strategy: Strategy, actor: Any) -> int:
             )
             continue
         if state is not None:
-            order_apply_state(
-                order=order, state=state, book_positions=order.account.is_paper or not order.signal.is_test
-            )
+            order_apply_state(order=order, state=state, book_positions=not order.signal.is_test)
         cancelled += 1
     logger.warning("event=orders_cancelled strategy=%s count=%d actor=%s", strategy.strategy_id, cancelled, actor)
     return cancelled
@@ -232,3 +230,78 @@ def strategy_validate_market(*, strategy: Strategy, ticker: str = "BTCUSDT.P") -
             return cached_market(strategy.account, symbol)
 
     return planning.market_errors(strategy, lookup, ticker=ticker, price=_recent_price(strategy))
+
+
+def strategy_sizing_preview(
+    *,
+    strategy: Strategy,
+    action: str = "buy",
+    price: Decimal | None = None,
+    volume: Decimal | None = None,
+    ticker: str = "BTCUSDT.P",
+) -> dict:
+    """What an alert (`action`, `ticker`, `price`, `volume`) would send now: planned by the
+    engine's own planner (engine.plan.signal_plan, the path a real run takes) with the
+    strategy's positions and each account's gateway — nothing is placed. The exchange may be
+    asked for its markets and equity: not for use inside a transaction.
+
+    Returns {"ok", "price", "subscriptions": [{"account", "ok", "legs" | "reason", "equity",
+    "text"}]}: per leg its quantity, notional and share of equity, and a sentence for people."""
+    price = Decimal(str(price)) if price is not None else _recent_price(strategy)
+    if price is None or price <= 0:
+        return {"ok": False, "reason": "give a price (no alert with a price was received yet)", "subscriptions": []}
+    volume = Decimal(str(volume)) if volume is not None else Decimal("0.01")
+    signal = Signal(strategy=strategy, strategy_key=strategy.strategy_id, action=action, ticker=ticker,
+                    price=price, volume=volume)  # fmt: skip
+    results = [_preview_one(strategy=strategy, account=strategy.account, signal=signal)] if strategy.account_id else []
+    if not results:
+        return {"ok": False, "reason": "the strategy has no exchange account", "subscriptions": []}
+    return {"ok": all(r["ok"] for r in results), "price": str(price.normalize()), "subscriptions": results}
+
+
+def _preview_one(*, strategy: Strategy, account: ExchangeAccount, signal: Signal) -> dict:
+    out: dict[str, Any] = {"account": account.label, "mode": account.mode}
+    try:
+        gateway = gateway_for(account)
+        positions = planning.statements.strategy_positions(account_id=account.pk, strategy_id=strategy.pk)
+        legs = planning.signal_plan(
+            signal=signal, strategy=strategy, account=account, gateway=gateway, positions=positions
+        )
+    except planning.NothingToDo as exc:
+        return {**out, "ok": True, "legs": [], "text": f"{account.label}: nothing to send ({exc})"}
+    except (planning.PlanError, GatewayError, ValueError) as exc:
+        return {**out, "ok": False, "reason": str(exc), "text": f"{account.label}: would fail — {exc}"}
+    try:
+        quote = gateway.market(legs[0].symbol).quote
+        equity = gateway.fetch_equity(account.paper_quote_currency if account.is_paper else quote)
+    except GatewayError:
+        equity = None
+    shown = []
+    for leg in legs:
+        notional = leg.qty * (leg.limit_price or leg.price)
+        base, _, rest = leg.symbol.partition("/")
+        quote = rest.split(":")[0]
+        share = (notional / equity * 100) if equity else None
+        shown.append(
+            {
+                "symbol": leg.symbol,
+                "side": leg.side,
+                "purpose": leg.purpose,
+                "qty": str(leg.qty.normalize()),
+                "type": leg.order_type,
+                "limit_price": str(leg.limit_price.normalize()) if leg.limit_price is not None else None,
+                "notional": str(notional.quantize(Decimal("0.01"))),
+                "quote": quote,
+                "percent_of_equity": str(share.quantize(Decimal("0.1"))) if share is not None else None,
+                "text": f"{leg.side} {format(leg.qty.normalize(), 'f')} {base} ≈ {notional:,.2f} {quote}"
+                + (f", {share:.1f} % of equity" if share is not None else "")
+                + (" (close)" if leg.purpose == "close" else ""),
+            }
+        )
+    return {
+        **out,
+        "ok": True,
+        "equity": str(equity.quantize(Decimal("0.01"))) if equity is not None else None,
+        "legs": shown,
+        "text": f"{account.label}: would send " + "; then ".join(leg["text"] for leg in shown),
+    }

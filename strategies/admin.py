@@ -17,7 +17,8 @@ from signals.services import signal_send_test
 
 from .admin_site import killswitch_url
 from .admin_tools import FastListMixin
-from .forms import StrategyAdminForm
+from .breakers import BREAKER_FIELDS
+from .forms import SizingPreviewForm, StrategyAdminForm
 from .models import AuditEntry, Strategy, TradingControl
 from .services import audit_record, strategy_audit_changes, strategy_snapshot
 
@@ -107,6 +108,14 @@ class StrategyAdmin(admin.ModelAdmin):
             "Safety and monitoring",
             {"fields": ("max_signal_age_seconds", "dedup_window_seconds", "expected_interval_minutes")},
         ),
+        (
+            "Breakers",
+            {
+                "fields": BREAKER_FIELDS,
+                "description": "Each engages this strategy's kill switch by itself when crossed, until you resume"
+                " it. Empty: off.",
+            },
+        ),
         ("Record", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
@@ -179,7 +188,26 @@ class StrategyAdmin(admin.ModelAdmin):
             extra["audit_all_url"] = (
                 reverse("admin:strategies_auditentry_changelist") + f"?strategy__id__exact={obj.pk}"
             )
+            extra["preview"] = self._sizing_preview(request, obj)
+        # Before the change form's transaction: the preview may ask the exchange.
         return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def _sizing_preview(self, request: HttpRequest, strategy: Strategy) -> dict:
+        """The sizing preview form's values, and its result when it was submitted (GET)."""
+        from execution.services import strategy_sizing_preview
+
+        form = SizingPreviewForm(request.GET if "preview_price" in request.GET else None)
+        result = None
+        if form.is_bound and form.is_valid():
+            data = form.cleaned_data
+            result = strategy_sizing_preview(
+                strategy=strategy,
+                action=data["preview_action"],
+                price=data["preview_price"],
+                volume=data["preview_volume"],
+                ticker=data["preview_ticker"] or "BTCUSDT.P",
+            )
+        return {"form": form, "result": result}
 
     def get_urls(self):
         return [

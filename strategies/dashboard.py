@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from execution.models import Fill, Order, Position
-from signals.models import Signal, WebhookRejection
+from signals.models import Signal
 
 from .halts import trading_state
 from .models import Strategy, TradingControl
@@ -39,6 +39,8 @@ class StrategyRow:
     fill_p50_ms: float | None = None
     fill_p95_ms: float | None = None
     positions: list[dict[str, Any]] = field(default_factory=list)
+    #: Who engaged the switch that stops it and why (an operator, or a breaker), or "".
+    halt_note: str = ""
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -167,12 +169,24 @@ def strategy_rows(*, now: datetime | None = None) -> tuple[list[StrategyRow], bo
             sent_p95_ms=lat.get("sent_p95"),
             fill_p50_ms=lat.get("fill_p50"),
             fill_p95_ms=lat.get("fill_p95"),
+            halt_note=halt_note(strategy),
         )
         for pos in positions.get(strategy.pk, []):
             mark, _ = pnl.position_mark(pos)
             row.positions.append({"position": pos, "mark": mark, "unrealised": pnl.unrealized_pnl(pos)})
         rows.append(row)
     return rows, global_halted
+
+
+def halt_note(strategy: Strategy) -> str:
+    """The engaged switch of the strategy, else of its account: by whom (an operator, or
+    "breaker:<name>") and why."""
+    account = strategy.account if strategy.account_id else None
+    for what, owner in (("strategy", strategy), (f"account {account.label if account else ''}", account)):
+        if owner is not None and owner.halted:
+            reason = f": {owner.halt_reason}" if owner.halt_reason else ""
+            return f"{what} kill switch by {owner.halted_by or '?'}{reason}"
+    return ""
 
 
 def human_age(seconds: float | None) -> str:

@@ -3,6 +3,8 @@ validator the API and the engine use too."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 
 from .models import ACTIONS, Strategy
@@ -17,6 +19,32 @@ def market_errors(strategy: Strategy) -> dict[str, str]:
     if strategy.account_id is None:
         return {}
     return strategy_validate_market(strategy=strategy)
+
+
+class SizingPreviewForm(forms.Form):
+    """The strategy page's "what would this alert send" form (execution.services.strategy_sizing_preview).
+    Its inputs sit inside the change form's page but belong to their own GET form ("tv-preview")."""
+
+    preview_action = forms.ChoiceField(choices=[(a, a) for a in ACTIONS], initial="buy", label="Action")
+    preview_ticker = forms.RegexField(
+        r"^[A-Za-z0-9_.!:/\-]{1,64}$", required=False, initial="BTCUSDT.P", label="Ticker"
+    )
+    preview_price = forms.DecimalField(
+        min_value=Decimal("0.000000000001"), max_digits=30, decimal_places=12, label="Price"
+    )
+    preview_volume = forms.DecimalField(
+        min_value=Decimal("0.000000000001"),
+        max_digits=30,
+        decimal_places=12,
+        required=False,
+        initial=Decimal("0.01"),
+        label="Alert volume",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.widget.attrs["form"] = "tv-preview"
 
 
 class StrategyAdminForm(forms.ModelForm):

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from .breakers import BreakerLimits
+
 ACTIONS = ("buy", "sell", "close_long", "close_short", "close_all")
 EXIT_ACTIONS = frozenset({"close_long", "close_short", "close_all"})
 
@@ -19,7 +21,7 @@ def _default_allowed_actions() -> list[str]:
     return list(ACTIONS)
 
 
-class Strategy(models.Model):
+class Strategy(BreakerLimits):
     class SizingMode(models.TextChoices):
         SIGNAL = "signal", "Signal volume (base quantity from the alert)"
         FIXED_BASE = "fixed_base", "Fixed base quantity"

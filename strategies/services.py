@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from execution.models import ExchangeAccount
 from tvtrader.ops.notifications import notify_kill_switch
 
-from .models import AuditEntry, OperatorMark, Strategy, TradingControl
+from .breakers import BREAKER_FIELDS
+from .models import OperatorMark, Strategy, TradingControl
+from .switches import actor_name, audit_record, switch_set
 
 logger = logging.getLogger("tvtrader.strategies")
 
@@ -37,90 +38,20 @@ AUDITED_FIELDS = (
     "dedup_window_seconds",
     "expected_interval_minutes",
     "passphrase_hash",
+    *BREAKER_FIELDS,
 )
 
 
-def _actor_name(actor: Any) -> str:
-    if actor is None:
-        return "system"
-    if isinstance(actor, str):
-        return actor[:150]
-    return (getattr(actor, "get_username", lambda: str(actor))() or str(actor))[:150]
-
-
-def audit_record(
-    *,
-    actor: Any,
-    target_type: str,
-    target_id: str,
-    field: str,
-    old: Any,
-    new: Any,
-    strategy: Strategy | None = None,
-    note: str = "",
-) -> AuditEntry:
-    if field == "passphrase_hash":
-        old, new = ("set" if old else "unset"), ("changed" if new else "unset")
-    return AuditEntry.objects.create(
-        actor=_actor_name(actor),
-        target_type=target_type,
-        target_id=str(target_id)[:64],
-        strategy=strategy,
-        field=field,
-        old_value="" if old is None else str(old),
-        new_value="" if new is None else str(new),
-        note=note[:255],
+def _switch_set(*, engage: bool, actor: Any, reason: str, scope: str, target: str, strategy=None, **where) -> bool:
+    """strategies.switches.switch_set, then the notification. Returns False when nothing changed."""
+    changed = switch_set(
+        engage=engage, actor=actor, reason=reason, scope=scope, target=target, strategy=strategy, **where
     )
-
-
-def _switch_set(
-    *,
-    model,
-    pk: int,
-    engage: bool,
-    actor: Any,
-    reason: str,
-    scope: str,
-    target: str,
-    strategy: Strategy | None = None,
-) -> bool:
-    """Engage or release one kill switch (a conditional update, so a repeat is a no-op),
-    with its audit row, log line and notification. Returns False when nothing changed."""
-    if engage:
-        values = {
-            "halted": True,
-            "halted_at": timezone.now(),
-            "halted_by": _actor_name(actor),
-            "halt_reason": reason[:255],
-        }
-    else:
-        values = {"halted": False, "halted_at": None, "halted_by": "", "halt_reason": ""}
-    with transaction.atomic():
-        updated = model.objects.filter(pk=pk, halted=not engage).update(**values)
-        if updated:
-            audit_record(
-                actor=actor,
-                target_type=scope,
-                target_id=target,
-                field="halted",
-                old=not engage,
-                new=engage,
-                strategy=strategy,
-                note=reason,
-            )
-    if updated:
-        logger.warning(
-            "event=kill_switch_%s scope=%s target=%s actor=%s reason=%r",
-            "engaged" if engage else "released",
-            scope,
-            target or "-",
-            _actor_name(actor),
-            reason,
-        )
+    if changed:
         notify_kill_switch(
-            scope=scope, engaged=engage, target=target, actor=_actor_name(actor), reason=reason, strategy=strategy
+            scope=scope, engaged=engage, target=target, actor=actor_name(actor), reason=reason, strategy=strategy
         )
-    return bool(updated)
+    return changed
 
 
 def strategy_halt(*, strategy: Strategy, actor: Any, reason: str = "") -> bool:

@@ -157,5 +157,5 @@ def finish(run: Run, status: str, reason: str = "") -> bool:
     signal.refresh_from_db()
     level = logging.INFO if status in (Signal.Status.EXECUTED, Signal.Status.SKIPPED) else logging.WARNING
     logger.log(level, run.log(f"signal_{status}", reason=reason or "-"))
-    events.emit(events.signal_finished, signal=signal)
+    events.emit(events.signal_finished, alert=signal)
     return True

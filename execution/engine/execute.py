@@ -140,7 +140,7 @@ def _stages(run: Run, host: Host) -> None:
         finish(run, Signal.Status.FAILED, "this strategy has no exchange account configured")
         return
     try:
-        gateway = gateway_for(account, paper=signal.is_test)
+        gateway = gateway_for(account, scratch=signal.is_test)
     except Misconfigured as exc:
         finish(run, Signal.Status.FAILED, f"account {account.label}: {exc}")
         return
@@ -270,7 +270,9 @@ def finish_from_orders(run: Run, orders: list[Order]) -> None:
     else:
         reasons = "; ".join(o.reason for o in orders if o.reason) or "no order filled"
         never_sent = all(o.submit_count == 0 for o in orders)
-        if never_sent and any(o.status == Order.Status.CANCELLED and "blocked" in o.reason for o in orders):
+        if never_sent and any(
+            o.status == Order.Status.CANCELLED and ("blocked" in o.reason or "breaker:" in o.reason) for o in orders
+        ):
             # A kill switch engaged after the claim stopped every leg before it left.
             finish(run, Signal.Status.BLOCKED, reasons)
         else:

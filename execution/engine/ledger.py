@@ -18,6 +18,8 @@ from execution.exchanges import OrderState
 from execution.models import Fill, Order, Position
 from signals.models import Signal
 
+from . import breakers
+
 BPS = Decimal("10000")
 STATUS_MAP = {
     "open": Order.Status.OPEN,
@@ -113,7 +115,10 @@ def order_apply_state(
             # Last, right before the commit: the account-level position row of a symbol is
             # shared by every strategy trading it, so its lock must be held as briefly as possible.
             _position_apply(current, *position_fill)
-    return updates.get("status", current.status)
+    status = updates.get("status", current.status)
+    if book_positions and "status" in updates and status in Order.TERMINAL_STATUSES:
+        breakers.order_final(current.pk)  # after the commit: what this outcome crossed
+    return status
 
 
 def redact(info: dict[str, Any]) -> dict[str, Any]:
@@ -151,8 +156,10 @@ def fee_in_quote(symbol: str, fee: Decimal, currency: str, price: Decimal) -> De
 
 def _position_apply(order: Order, qty: Decimal, price: Decimal, fee: Decimal = Decimal("0")) -> None:
     """Apply one fill (and its fee, in the quote currency) to the account's net position and
-    to the strategy's share of it."""
+    to the strategy's share of it. What the fill realised for the strategy, net of its fee, is
+    added to the order's `realized_pnl` (the breakers' losing trades and daily loss)."""
     signed = qty if order.side == "buy" else -qty
+    realized: Decimal | None = None
     for strategy_id in (None, order.strategy_id):
         row = _position_row(order.account_id, strategy_id, order.symbol)
         old = row.qty
@@ -164,7 +171,10 @@ def _position_apply(order: Order, qty: Decimal, price: Decimal, fee: Decimal = D
         else:
             closed = min(abs(old), abs(signed))
             direction = 1 if old > 0 else -1
-            row.realized_pnl += (price - (row.avg_price or price)) * closed * direction
+            gain = (price - (row.avg_price or price)) * closed * direction
+            row.realized_pnl += gain
+            if strategy_id is not None:
+                realized = gain
             if new == 0:
                 row.avg_price = None
             elif (new > 0) != (old > 0):
@@ -172,3 +182,7 @@ def _position_apply(order: Order, qty: Decimal, price: Decimal, fee: Decimal = D
         row.qty = new
         row.fees_paid += fee
         row.save(update_fields=["qty", "avg_price", "realized_pnl", "fees_paid", "updated_at"])
+    if realized is not None:
+        Order.objects.filter(pk=order.pk).update(
+            realized_pnl=Coalesce(F("realized_pnl"), Decimal("0")) + (realized - fee)
+        )

@@ -50,6 +50,8 @@ class Run:
     handed_off: bool = False
     gateway: Gateway | None = None
     send_phase: Any = None
+    #: Read the kill switches again before every later send (a breaker engaged one).
+    recheck: bool = False
 
     @property
     def strategy(self) -> Strategy:
@@ -61,10 +63,9 @@ class Run:
 
     @property
     def book_positions(self) -> bool:
-        """Test signals run on paper whatever the account: they book positions only on a
-        paper account (a live account's positions are the exchange's)."""
-        account = self.account
-        return account is not None and (account.is_paper or not self.signal.is_test)
+        """Test signals run on a scratch paper book whatever the account, and never book
+        positions or P&L: what the trader watches stays as it was."""
+        return self.account is not None and not self.signal.is_test
 
     @property
     def pk(self) -> int:

@@ -36,7 +36,7 @@ from signals.models import Signal
 from strategies.halts import strategy_halt_reason
 from strategies.models import TradingControl
 
-from . import ledger, statements
+from . import breakers, ledger, statements
 from .claim import LeaseLost, extend_lease, leave_for_later, owned
 from .run import RetryLater, Run
 
@@ -87,6 +87,23 @@ def switches_recheck(run: Run, order: Order, *, resend: bool = False) -> bool:
     return bool(reason)
 
 
+def breaker_refused(run: Run, order: Order, account) -> bool:
+    """The breakers' pre-send check (engine.breakers): cancel `order`, never sent, when it would
+    cross a limit by itself. Test signals and an operator's flatten are never refused."""
+    if run.signal.is_test or run.signal.origin == Signal.Origin.FLATTEN:
+        return False
+    reason = breakers.order_refusal(strategy=run.strategy, account=account, order=order)
+    if not reason:
+        return False
+    legs_save_pending(run)
+    Order.objects.filter(pk=order.pk, status=Order.Status.PENDING).update(
+        status=Order.Status.CANCELLED, reason=f"not sent: {reason}", closed_at=timezone.now()
+    )
+    run.recheck = True  # its kill switch is engaged now: every later leg reads the switches
+    logger.warning(run.log("order_refused_by_breaker", order=order.client_order_id, reason=reason))
+    return True
+
+
 def order_submit(run: Run, gateway: Gateway, order: Order, *, defer_reply: bool = False, resend: bool = False):
     """Send a PENDING order (or, with `resend`, an UNKNOWN one proven never received: see
     order_resolve). With `defer_reply`, a successful reply is returned (order, state, sent
@@ -95,7 +112,11 @@ def order_submit(run: Run, gateway: Gateway, order: Order, *, defer_reply: bool 
     account = run.account if run.strategy.account_id == order.account_id else order.account
     # The switches were read with the signal at claim time; read them again when time has
     # passed since (a later leg, a resumed run), so a switch engaged meanwhile still holds.
-    if (resend or time.monotonic() - run.claimed_mono > 1.0) and switches_recheck(run, order, resend=resend):
+    if (resend or run.recheck or time.monotonic() - run.claimed_mono > 1.0) and switches_recheck(
+        run, order, resend=resend
+    ):
+        return None
+    if not resend and breaker_refused(run, order, account):
         return None
     sent: dict[str, Any] = {}
 
@@ -250,6 +271,8 @@ def mark_rejected(run: Run, order: Order, reason: str) -> None:
         status=Order.Status.REJECTED, reason=reason[:2000], closed_at=timezone.now()
     )
     logger.warning(run.log("order_rejected", order=order.client_order_id, reason=reason[:300]))
+    if not run.signal.is_test:
+        breakers.order_final(order.pk)
 
 
 def mark_unknown(run: Run, order: Order, reason: str) -> None:
@@ -361,7 +384,7 @@ def order_resolve(run: Run, gateway: Gateway, order: Order) -> bool:
         )
         events.emit(
             events.order_needs_operator,
-            signal=run.signal,
+            alert=run.signal,
             order=order,
             text=f"⚠️ {run.signal.strategy_key}: order {order.client_order_id} ({order.side} {order.symbol}) is "
             f"still unknown at the exchange after {run.token} runs; later alerts for this market wait "

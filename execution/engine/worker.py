@@ -97,6 +97,8 @@ class _Watch:
     signal_id: int
     account_id: int
     paper: bool
+    #: A test signal's order, on the scratch paper book (exchanges.gateway_for).
+    scratch: bool
     book_positions: bool
     order_type: str
     #: When a limit order left open must be cancelled (time.monotonic()); None otherwise.
@@ -206,6 +208,7 @@ class Worker:
             signal_id=run.pk,
             account_id=account.pk,
             paper=run.signal.is_test or account.is_paper,
+            scratch=run.signal.is_test,
             book_positions=run.book_positions,
             order_type=order.order_type,
             limit_deadline=(
@@ -347,7 +350,7 @@ class Worker:
         if order.is_terminal:
             self._after_state(watch, order.status)
             return
-        gateway = gateway_for(order.account, paper=watch.paper)
+        gateway = gateway_for(order.account, scratch=watch.scratch)
         if scheduled:
             watch.polls += 1
         state = order_look(gateway, order, limit_timeout_seconds=order.strategy.limit_timeout_seconds)

@@ -46,14 +46,16 @@ _gateways: dict[tuple, Gateway] = {}
 _lock = threading.Lock()
 
 
-def gateway_for(account, *, paper: bool = False) -> Gateway:
+def gateway_for(account, *, paper: bool = False, scratch: bool = False) -> Gateway:
     """The gateway for `account` in this process: paper when the account is paper (or the
-    caller asks for paper, e.g. test signals), else ccxt. One per account per process,
-    rebuilt when the account row changes (credentials, mode, base URL)."""
+    caller asks for paper), else ccxt. `scratch` (test signals): a paper gateway whose orders
+    fill against the account's paper book without ever changing it — its positions,
+    balance and P&L stay what the trader watches. One per account per process, rebuilt when
+    the account row changes (credentials, mode, base URL)."""
     from django.conf import settings
 
-    use_paper = paper or account.mode == "paper"
-    key = (account.pk, account.updated_at, use_paper)
+    use_paper = paper or scratch or account.mode == "paper"
+    key = (account.pk, account.updated_at, use_paper, scratch)
     gateway = _gateways.get(key)
     if gateway is not None:
         return gateway
@@ -63,7 +65,7 @@ def gateway_for(account, *, paper: bool = False) -> Gateway:
             if use_paper:
                 from .paper import PaperGateway
 
-                gateway = PaperGateway(account)
+                gateway = PaperGateway(account, scratch=scratch)
             else:
                 if account.mode == "live" and not settings.LIVE_TRADING:
                     raise Misconfigured("live trading is switched off (LIVE_TRADING=false)")
@@ -80,7 +82,7 @@ def gateway_for(account, *, paper: bool = False) -> Gateway:
                     position_mode=account.position_mode,
                     margin_mode=account.margin_mode,
                 )
-            for stale in [k for k in _gateways if k[0] == account.pk and k[2] == use_paper]:
+            for stale in [k for k in _gateways if k[0] == account.pk and k[2:] == key[2:]]:
                 del _gateways[stale]
             _gateways[key] = gateway
     return gateway

@@ -2,7 +2,11 @@
 database. Market orders fill at the signal price plus a configurable slippage and fee;
 limit orders fill when marketable against the latest known price, else rest until the
 strategy's timeout cancels them. It is the embedded default, so `make run` trades on paper
-out of the box."""
+out of the box.
+
+A scratch gateway (test signals) fills its orders the same way, against the same book, but
+never moves the balance and its orders never count in the book's positions: a test signal
+shows the whole chain working and leaves what the trader watches unchanged."""
 
 from __future__ import annotations
 
@@ -41,8 +45,9 @@ class PaperGateway(Gateway):
     _marks: dict[tuple[int, str], Decimal] = {}
     _marks_lock = threading.Lock()
 
-    def __init__(self, account):
+    def __init__(self, account, *, scratch: bool = False):
         self.account = account
+        self.scratch = scratch
         self.account_id = account.pk
         self.market_type = account.market_type
         self.fee_rate = Decimal(account.paper_fee_bps) / BPS
@@ -118,6 +123,7 @@ class PaperGateway(Gateway):
                     qty=qty,
                     limit_price=price,
                     status="open",
+                    scratch=self.scratch,
                 )
                 self._check_and_fill(order, reference)
         except IntegrityError as exc:
@@ -156,8 +162,9 @@ class PaperGateway(Gateway):
         if order.side == "sell" and self.market_type == "spot" and order.qty > position and not order.reduce_only:
             raise OrderRejected(f"insufficient balance: selling {order.qty}, holding {position}")
         fee = notional * self.fee_rate
-        cash.total += (-notional if order.side == "buy" else notional) - fee
-        cash.save(update_fields=["total"])
+        if not order.scratch:
+            cash.total += (-notional if order.side == "buy" else notional) - fee
+            cash.save(update_fields=["total"])
         order.status, order.filled, order.average, order.fee = "filled", order.qty, fill_price, fee
         order.save(update_fields=["status", "filled", "average", "fee", "qty", "updated_at"])
 
@@ -175,7 +182,7 @@ class PaperGateway(Gateway):
         from execution.models import PaperOrder
 
         rows = (
-            PaperOrder.objects.filter(account_id=self.account_id, symbol=symbol, filled__gt=0)
+            PaperOrder.objects.filter(account_id=self.account_id, symbol=symbol, filled__gt=0, scratch=False)
             .values("side")
             .annotate(total=Sum("filled"))
         )
@@ -230,7 +237,7 @@ class PaperGateway(Gateway):
     def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
         from execution.models import PaperOrder
 
-        rows = PaperOrder.objects.filter(account_id=self.account_id, status="open")
+        rows = PaperOrder.objects.filter(account_id=self.account_id, status="open", scratch=self.scratch)
         if symbol:
             rows = rows.filter(symbol=symbol)
         return [self._state(o) for o in rows]
@@ -238,7 +245,7 @@ class PaperGateway(Gateway):
     def fetch_positions(self, symbols: list[str] | None = None) -> list[PositionInfo]:
         from execution.models import PaperOrder
 
-        wanted = PaperOrder.objects.filter(account_id=self.account_id, filled__gt=0)
+        wanted = PaperOrder.objects.filter(account_id=self.account_id, filled__gt=0, scratch=False)
         if symbols:
             wanted = wanted.filter(symbol__in=symbols)
         result = []
@@ -280,7 +287,7 @@ class PaperGateway(Gateway):
         from execution.models import PaperOrder
 
         last = (
-            PaperOrder.objects.filter(account_id=self.account_id, symbol=symbol, average__isnull=False)
+            PaperOrder.objects.filter(account_id=self.account_id, symbol=symbol, average__isnull=False, scratch=False)
             .order_by("-id")
             .first()
         )

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from execution.models import ExchangeAccount, Fill, Order, Position
 from signals.models import Signal
+from strategies.breakers import BREAKER_FIELDS
 from strategies.forms import market_errors
 from strategies.halts import strategy_halt_reason, trading_state
 from strategies.models import ACTIONS, Strategy, TradingControl
@@ -164,6 +165,7 @@ class AccountSerializer(serializers.ModelSerializer):
             "halted_by",
             "halt_reason",
             "max_orders_per_second",
+            *BREAKER_FIELDS,
             "created_at",
             "updated_at",
         ]
@@ -189,6 +191,7 @@ STRATEGY_EDITABLE = [
     "max_signal_age_seconds",
     "dedup_window_seconds",
     "expected_interval_minutes",
+    *BREAKER_FIELDS,
 ]
 
 
@@ -296,6 +299,27 @@ class TestSignalRequestSerializer(serializers.Serializer):
     )
     volume = serializers.DecimalField(
         max_digits=30, decimal_places=12, required=False, allow_null=True, min_value=Decimal("0.000000000001")
+    )
+
+
+class SizingPreviewRequestSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=ACTIONS, default="buy")
+    ticker = serializers.RegexField(r"^[A-Za-z0-9_.!:/\-]{1,64}$", default="BTCUSDT.P", max_length=64)
+    price = serializers.DecimalField(
+        max_digits=30,
+        decimal_places=12,
+        required=False,
+        allow_null=True,
+        min_value=Decimal("0.000000000001"),
+        help_text="The alert's price; default: the strategy's last alert price.",
+    )
+    volume = serializers.DecimalField(
+        max_digits=30,
+        decimal_places=12,
+        required=False,
+        allow_null=True,
+        min_value=Decimal("0.000000000001"),
+        help_text="The alert's volume (used by signal sizing); default 0.01.",
     )
 
 

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from execution.models import ExchangeAccount, Fill, Order, Position
+from execution.services import strategy_sizing_preview
 from signals.models import Signal
 from signals.selectors import health_report
 from signals.services import signal_send_test
@@ -188,6 +189,16 @@ class StrategyViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
         body.is_valid(raise_exception=True)
         signal = signal_send_test(strategy=strategy, actor=actor_for(request), **body.validated_data)
         return Response(serializers.SignalSerializer(signal).data, status=201)
+
+    @extend_schema(parameters=[serializers.SizingPreviewRequestSerializer])
+    @action(detail=True, methods=["get"], url_path="sizing-preview")
+    def sizing_preview(self, request, strategy_id=None):
+        """What an alert at a price would send now, per subscribed account: quantity, notional
+        and share of equity, planned by the engine's own planner. Nothing is placed."""
+        strategy = self.get_object()
+        query = serializers.SizingPreviewRequestSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(strategy_sizing_preview(strategy=strategy, **query.validated_data))
 
 
 class GlobalSwitchView(APIView):

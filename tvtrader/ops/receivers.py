@@ -8,10 +8,10 @@ from execution import events
 
 
 @receiver(events.signal_finished, dispatch_uid="ops.notify_signal_outcome")
-def _signal_finished(sender, *, signal, **_kwargs) -> None:
+def _signal_finished(sender, *, alert, **_kwargs) -> None:
     from .notifications import notify_signal_outcome
 
-    notify_signal_outcome(signal=signal)
+    notify_signal_outcome(signal=alert)
 
 
 @receiver(events.exchange_error, dispatch_uid="ops.count_exchange_error")
@@ -21,8 +21,17 @@ def _exchange_error(sender, *, exchange: str, kind: str, **_kwargs) -> None:
     exchange_error_inc(exchange, kind)
 
 
+@receiver(events.breaker_tripped, dispatch_uid="ops.notify_breaker_tripped")
+def _breaker_tripped(sender, *, scope: str, target: str, breaker: str, reason: str, strategy, **_kwargs) -> None:
+    from .notifications import notify_kill_switch
+
+    notify_kill_switch(
+        scope=scope, engaged=True, target=target, actor=f"breaker:{breaker}", reason=reason, strategy=strategy
+    )
+
+
 @receiver(events.order_needs_operator, dispatch_uid="ops.notify_order_needs_operator")
-def _order_needs_operator(sender, *, signal, order, text: str, **_kwargs) -> None:
+def _order_needs_operator(sender, *, alert, order, text: str, **_kwargs) -> None:
     from .notifications import notification_send
 
-    notification_send(event="signal_failed", strategy=signal.strategy, text=text)
+    notification_send(event="signal_failed", strategy=alert.strategy, text=text)
