@@ -19,6 +19,9 @@ signal_finished = Signal()
 exchange_error = Signal()
 #: An order is still unknown after several runs and needs an operator: `signal`, `order`, `text`.
 order_needs_operator = Signal()
+#: A protective order (stop-loss, take-profit, trailing stop) was refused or could not be
+#: placed: the position is unprotected. `order` (the protective Order), `text` (for a trader).
+protection_failed = Signal()
 
 
 def emit(event: Signal, **kwargs) -> None:
