@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
@@ -58,6 +59,7 @@ BINANCE_MESSAGES = {
     -4028: "Leverage is not valid",
     -4061: "Order's position side does not match user's setting.",
     -4116: "ClientOrderId is duplicated.",
+    -2021: "Order would immediately trigger.",
     -4164: "Order's notional must be no smaller than 5 (unless you choose reduce only).",
     -5022: "Due to the order could not be executed as maker, the Post Only order will be rejected.",
 }
@@ -82,6 +84,8 @@ _REJECT_CODES = {
     "invalid_leverage": -4028,
     "rate_limited": -1003,
     "post_only": -5022,
+    "trigger_rise": -2021,
+    "trigger_fall": -2021,
 }
 
 _STATUS = {
@@ -147,6 +151,11 @@ class BinanceVenue:
             ("GET", "/fapi/v1/order"): ("query_order", True, self._query),
             ("DELETE", "/fapi/v1/order"): ("cancel_order", True, self._cancel),
             ("GET", "/fapi/v1/openOrders"): ("query_order", True, self._open_orders),
+            # Conditional orders (STOP_MARKET, TAKE_PROFIT_MARKET, TRAILING_STOP_MARKET): the algo API.
+            ("POST", "/fapi/v1/algoOrder"): ("create_order", True, self._algo_create),
+            ("GET", "/fapi/v1/algoOrder"): ("query_order", True, self._algo_query),
+            ("DELETE", "/fapi/v1/algoOrder"): ("cancel_order", True, self._algo_cancel),
+            ("GET", "/fapi/v1/openAlgoOrders"): ("query_order", True, self._algo_open),
             ("GET", "/fapi/v1/userTrades"): ("executions", True, self._user_trades),
             ("GET", "/fapi/v3/positionRisk"): (
                 "positions",
@@ -191,7 +200,9 @@ class BinanceVenue:
         params.pop("signature", None)
         req.params = params
         req.symbol = params.get("symbol") or None
-        req.client_order_id = params.get("newClientOrderId") or params.get("origClientOrderId") or None
+        req.client_order_id = (
+            params.get("newClientOrderId") or params.get("origClientOrderId") or params.get("clientAlgoId") or None
+        )
 
     def error(
         self,
@@ -547,6 +558,145 @@ class BinanceVenue:
             booked=True,
         )
 
+    # --------------------------------------------------------------- algo orders
+    _ALGO_TYPES = {
+        "STOP_MARKET": "StopLoss",
+        "TAKE_PROFIT_MARKET": "TakeProfit",
+        "TRAILING_STOP_MARKET": "TrailingStop",
+    }
+    _ALGO_STATUS = {"Untriggered": "NEW", "Deactivated": "CANCELED", "Cancelled": "CANCELED"}
+
+    def algo_body(self, o: Order) -> dict:
+        kind = {v: k for k, v in self._ALGO_TYPES.items()}.get(o.stop_kind, "STOP_MARKET")
+        fired = o.triggered_ms and o.cum_qty > 0
+        if o.status == "Deactivated" and o.triggered_ms:
+            status = "EXPIRED"  # fired with nothing left to reduce
+        else:
+            status = "FINISHED" if fired else self._ALGO_STATUS.get(o.status, "NEW")
+        market = self.engine.markets[o.symbol]
+        return {
+            "algoId": int(o.order_id),
+            "clientAlgoId": o.client_order_id,
+            "algoType": "CONDITIONAL",
+            "orderType": kind,
+            "symbol": o.symbol,
+            "side": o.side.upper(),
+            "positionSide": "BOTH",
+            "timeInForce": "GTC",
+            "quantity": fmt(o.qty) if not o.close_position else "0",
+            "algoStatus": status,
+            "triggerPrice": fmt(o.trigger_price) if o.trigger_price is not None else "0",
+            "price": "0",
+            "callbackRate": fmt(o.trail_rate * 100) if o.trail_rate is not None else None,
+            "activatePrice": None,
+            "icebergQuantity": None,
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+            "workingType": "CONTRACT_PRICE",
+            "priceMatch": "NONE",
+            "closePosition": o.close_position,
+            "priceProtect": False,
+            "reduceOnly": o.reduce_only and not o.close_position,
+            "createTime": o.created_ms,
+            "updateTime": o.updated_ms,
+            "triggerTime": o.triggered_ms,
+            "goodTillDate": 0,
+            "actualOrderId": o.order_id if fired else "",
+            "actualPrice": fmt((o.cum_value / o.cum_qty).quantize(market.tick)) if fired else "0",
+        }
+
+    def _algo_create(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+        p = req.params
+        if str(p.get("algoType", "")).upper() != "CONDITIONAL":
+            return self.error(-1102, "Mandatory parameter 'algoType' was not sent, was empty/null, or malformed.")
+        for name in ("symbol", "side", "type"):
+            if not p.get(name):
+                return self.error(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+        order_type = str(p["type"]).upper()
+        if order_type not in self._ALGO_TYPES:
+            return self.error(-1116, f"Invalid orderType: {order_type} is not emulated.")
+        side = str(p["side"]).upper()
+        if side not in ("BUY", "SELL"):
+            return self.error(-1117, "Invalid side.")
+        if p.get("positionSide", "BOTH").upper() != "BOTH" or acct.hedge_mode:
+            return self.error(-4061)
+        close_position = str(p.get("closePosition", "false")).lower() == "true"
+        reduce_only = str(p.get("reduceOnly", "false")).lower() == "true"
+        if close_position and reduce_only:
+            return self.error(-1106, "Parameter 'reduceonly' sent when not required.")
+        if close_position and p.get("quantity"):
+            return self.error(-1106, "Parameter 'quantity' sent when not required.")
+        if not close_position and not p.get("quantity"):
+            return self.error(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+        cid = str(p.get("clientAlgoId") or "")
+        if cid and not re.match(r"^[.A-Z:/a-z0-9_-]{1,36}$", cid):
+            return self.error(-4015)
+        trigger = direction = None
+        trail_rate = None
+        if order_type == "TRAILING_STOP_MARKET":
+            if close_position:
+                return self.error(-1106, "Parameter 'closePosition' sent when not required.")
+            rate = _d(p.get("callbackRate"), "callbackRate") if p.get("callbackRate") else None
+            if rate is None or not Decimal("0.1") <= rate <= Decimal("10"):
+                return self.error(-2007, "Invalid callBackRate.")
+            trail_rate = rate / 100
+        else:
+            if not p.get("triggerPrice"):
+                return self.error(
+                    -1102, "Mandatory parameter 'triggerPrice' was not sent, was empty/null, or malformed."
+                )
+            trigger = _d(p["triggerPrice"], "triggerPrice")
+            stop = order_type == "STOP_MARKET"
+            # A sell stop fires on a fall, a sell take-profit on a rise; a buy the other way.
+            direction = "fall" if stop == (side == "SELL") else "rise"
+        try:
+            self.engine.check_rate_limit(acct, req.path)
+        except Reject:
+            return self.error(-1003, outcome="rate_limited:-1003")
+        order = self.engine.place_conditional(
+            acct,
+            symbol=p["symbol"],
+            side="Buy" if side == "BUY" else "Sell",
+            qty=_d(p["quantity"], "quantity") if p.get("quantity") else None,
+            client_order_id=cid,
+            stop_kind=self._ALGO_TYPES[order_type],
+            trigger_price=trigger,
+            trigger_direction=direction or "",
+            trail_rate=trail_rate,
+            reduce_only=reduce_only,
+            close_position=close_position,
+        )
+        return json_response(200, self.algo_body(order), order_id=order.order_id, booked=True)
+
+    def _algo_find(self, acct: Account, p: dict) -> Order | None:
+        algo_id = str(p.get("algoId") or "") or None
+        cid = p.get("clientAlgoId") or None
+        if not (algo_id or cid):
+            raise Reject("invalid_param", "Either algoId or clientAlgoId must be sent.")
+        order = self.engine.lookup_one(
+            acct, category="linear", symbol=p.get("symbol") or None, order_id=algo_id, client_order_id=cid
+        )
+        return order if order is not None and order.conditional else None
+
+    def _algo_query(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+        order = self._algo_find(acct, req.params)
+        if order is None:
+            return self.error(-2013)
+        return json_response(200, self.algo_body(order))
+
+    def _algo_cancel(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+        order = self._algo_find(acct, req.params)
+        if order is None or order.status != "Untriggered":
+            return self.error(-2011)
+        self.engine.cancel(acct, category="linear", symbol=None, order_id=order.order_id)
+        body = {"algoId": int(order.order_id), "clientAlgoId": order.client_order_id, "code": "200", "msg": "success"}
+        return json_response(200, body, order_id=order.order_id)
+
+    def _algo_open(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
+        orders = self.engine.query(
+            acct, category="linear", symbol=req.params.get("symbol") or None, statuses=frozenset({"Untriggered"})
+        )
+        return json_response(200, [self.algo_body(o) for o in orders if o.conditional])
+
     def _order_ref(self, p: dict) -> tuple[str | None, str | None]:
         order_id = p.get("orderId") or None
         cid = p.get("origClientOrderId") or None
@@ -565,8 +715,8 @@ class BinanceVenue:
             order_id=order_id,
             client_order_id=None if order_id else cid,
         )
-        if order is None:
-            return self.error(-2013)
+        if order is None or (order.conditional and not order.triggered_ms):
+            return self.error(-2013)  # an algo order is not an order until it fires
         return json_response(200, self.order_body(order))
 
     def _cancel(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
@@ -590,7 +740,7 @@ class BinanceVenue:
             symbol=req.params.get("symbol") or None,
             statuses=OPEN_STATUSES,
         )
-        return json_response(200, [self.order_body(o) for o in orders])
+        return json_response(200, [self.order_body(o) for o in orders if not o.conditional])
 
     def _user_trades(self, req: WireRequest, acct: Account, effects: BookingEffects) -> WireResponse:
         p = req.params

@@ -79,6 +79,8 @@ _REJECT_CODES = {
     "not_found": (110001, 170213, None),
     "invalid_leverage": (10001, 10001, "leverage invalid"),
     "rate_limited": (10006, 10006, None),
+    "trigger_rise": (110092, 110092, None),
+    "trigger_fall": (110093, 110093, None),
 }
 
 _TIF = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK", "POSTONLY": "PostOnly"}
@@ -473,14 +475,16 @@ class BybitVenue:
                 return self.error(10001, f"params error: {name} is required")
         if str(p.get("positionIdx", "0")) != "0":
             return self.error(10001, "position idx not match position mode")
-        if p.get("triggerPrice") or p.get("orderFilter") not in (None, "", "Order"):
-            return self.error(10001, "params error: conditional orders are not emulated")
+        if p.get("orderFilter") not in (None, "", "Order"):
+            return self.error(10001, "params error: spot TP/SL orders are not emulated")
         cid = str(p.get("orderLinkId") or "")
         headers = self._limit_headers(acct)
         try:
             self.engine.check_rate_limit(acct, req.path)
         except Reject:
             return self.error(10006, headers=headers, outcome="rate_limited:10006")
+        if p.get("triggerPrice"):
+            return self._create_conditional(p, acct, cid)
         tif = _TIF.get(str(p.get("timeInForce", "")).upper(), "")
         order = self.engine.place_order(
             acct,
@@ -506,6 +510,35 @@ class BybitVenue:
             headers=self._limit_headers(acct),
             order_id=order.order_id,
             booked=True,
+        )
+
+    def _create_conditional(self, p: dict, acct: Account, cid: str) -> WireResponse:
+        """A linear conditional order (triggerPrice + triggerDirection 1 rising / 2 falling)
+        at market; ours are reduce-only stop-losses and take-profits."""
+        if p.get("category") != "linear":
+            return self.error(10001, "params error: conditional orders are emulated on linear only")
+        if str(p.get("orderType")) != "Market":
+            return self.error(10001, "params error: conditional limit orders are not emulated")
+        direction = {"1": "rise", "2": "fall"}.get(str(p.get("triggerDirection", "")))
+        if direction is None:
+            return self.error(10001, "params error: triggerDirection must be 1 or 2")
+        if p.get("triggerBy") not in (None, "", "LastPrice"):
+            return self.error(10001, "params error: only triggerBy=LastPrice is emulated")
+        order = self.engine.place_conditional(
+            acct,
+            symbol=str(p["symbol"]),
+            side=str(p["side"]),
+            qty=_d(p["qty"], "qty"),
+            client_order_id=cid,
+            stop_kind="Stop",
+            trigger_price=_d(p["triggerPrice"], "triggerPrice"),
+            trigger_direction=direction,
+            reduce_only=_truthy(p.get("reduceOnly", False)),
+            close_position=_truthy(p.get("closeOnTrigger", False)),
+        )
+        result = {"orderId": order.order_id, "orderLinkId": order.client_order_id}
+        return json_response(
+            200, self.envelope(result), headers=self._limit_headers(acct), order_id=order.order_id, booked=True
         )
 
     def _limit_headers(self, acct: Account) -> dict[str, str]:
@@ -641,7 +674,7 @@ class BybitVenue:
             "positionIdx": 0,
             "orderStatus": o.status,
             "createType": "CreateByUser",
-            "cancelType": "CancelByUser" if o.status == "Cancelled" else "UNKNOWN",
+            "cancelType": "CancelByUser" if o.status in ("Cancelled", "Deactivated") else "UNKNOWN",
             "rejectReason": "EC_NoError",
             "avgPrice": fmt(o.avg_price) if o.cum_qty else "0",
             "leavesQty": fmt(leaves),
@@ -652,19 +685,19 @@ class BybitVenue:
             "cumFeeDetail": {o.fee_coin: fmt(o.cum_fee)} if o.cum_fee else {},
             "timeInForce": o.time_in_force,
             "orderType": o.order_type,
-            "stopOrderType": "",
+            "stopOrderType": o.stop_kind if o.conditional else "",
             "orderIv": "",
-            "triggerPrice": "0",
+            "triggerPrice": fmt(o.trigger_price) if o.trigger_price is not None else "0",
             "takeProfit": "0",
             "stopLoss": "0",
             "tpTriggerBy": "",
             "slTriggerBy": "",
-            "triggerDirection": 0,
-            "triggerBy": "",
+            "triggerDirection": {"rise": 1, "fall": 2}.get(o.trigger_direction, 0),
+            "triggerBy": "LastPrice" if o.conditional else "",
             "lastPriceOnCreated": fmt(o.last_price_on_created),
             "basePrice": fmt(o.last_price_on_created),
             "reduceOnly": o.reduce_only,
-            "closeOnTrigger": False,
+            "closeOnTrigger": o.close_position,
             "placeType": "",
             "smpType": "None",
             "smpGroup": 0,

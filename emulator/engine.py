@@ -57,7 +57,8 @@ __all__ = [
     "Reject",
 ]
 
-OPEN_STATUSES = frozenset({"New", "PartiallyFilled"})
+# "Untriggered": a conditional (stop / take-profit / trailing) order waiting for its trigger.
+OPEN_STATUSES = frozenset({"New", "PartiallyFilled", "Untriggered"})
 FINAL_STATUSES = frozenset({"Filled", "Cancelled", "Rejected", "PartiallyFilledCanceled", "Deactivated"})
 
 # Fee schedules of a regular (VIP 0) account.
@@ -176,6 +177,19 @@ class Order:
     fill_after_lookups: int | None = None
     lookups: int = 0
     faults: list[str] = field(default_factory=list)
+    # Conditional orders (see Engine.place_conditional): at market once the last price
+    # crosses ``trigger_price`` in ``trigger_direction`` ("rise" | "fall"), or, trailing,
+    # retraces from the best price since placement by ``trail_rate`` (a fraction) or
+    # ``trail_distance``.
+    conditional: bool = False
+    stop_kind: str = ""  # "StopLoss" | "TakeProfit" | "TrailingStop" | "Stop"
+    trigger_price: Decimal | None = None
+    trigger_direction: str = ""
+    trail_rate: Decimal | None = None
+    trail_distance: Decimal | None = None
+    trail_extreme: Decimal | None = None
+    close_position: bool = False
+    triggered_ms: int = 0
 
     @property
     def avg_price(self) -> Decimal:
@@ -194,6 +208,14 @@ class Order:
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    @property
+    def trail_level(self) -> Decimal | None:
+        """A trailing order's current trigger: the best price since placement, less the trail."""
+        if self.trail_extreme is None:
+            return None
+        gap = self.trail_extreme * self.trail_rate if self.trail_rate is not None else (self.trail_distance or 0)
+        return self.trail_extreme - gap if self.side == "Sell" else self.trail_extreme + gap
 
     def visible(self, now_mono: float | None = None) -> bool:
         now_mono = time.monotonic() if now_mono is None else now_mono
@@ -387,7 +409,144 @@ class Engine:
                     filled.append(order)
                     if execution is not None:
                         self._emit("fill", acct, order, [execution])
+            filled += self._check_triggers(market)
             return filled
+
+    # ---------------------------------------------------------- conditional
+    def place_conditional(
+        self,
+        acct: Account,
+        *,
+        symbol: str,
+        side: str,
+        qty: Decimal | None,
+        client_order_id: str,
+        stop_kind: str,
+        trigger_price: Decimal | None = None,
+        trigger_direction: str = "",
+        trail_rate: Decimal | None = None,
+        trail_distance: Decimal | None = None,
+        reduce_only: bool = True,
+        close_position: bool = False,
+    ) -> Order:
+        """Book a linear conditional market order (stop-loss, take-profit, trailing stop),
+        validated as the venues do: side, trigger on the right side of the last price for
+        its direction (else it would trigger at once), the price grid, reduce-only against
+        the position it must reduce, and the quantity filters."""
+        with self.lock:
+            market = self.market(symbol)
+            if side not in ("Buy", "Sell"):
+                raise Reject("invalid_param", f"side {side!r} invalid")
+            self._check_client_id(acct, "linear", market.symbol, client_order_id)
+            pos = acct.positions.get(market.symbol)
+            size = pos.size if pos else Decimal(0)
+            if reduce_only or close_position:
+                if not ((size > 0 and side == "Sell") or (size < 0 and side == "Buy")):
+                    raise Reject("reduce_only", "reduce-only conditional order would not reduce the position")
+            if close_position:
+                qty = abs(size)
+            elif qty is None or qty <= 0:
+                raise Reject("invalid_param", "qty must be positive")
+            elif qty % market.qty_step != 0:
+                raise Reject("invalid_qty", f"qty not a multiple of {market.qty_step}")
+            elif qty < market.min_qty:
+                raise Reject("qty_too_small", f"qty below minimum {market.min_qty}")
+            elif qty > market.max_qty:
+                raise Reject("qty_too_large", f"qty above maximum {market.max_qty}")
+            now_price = market.price
+            if trigger_price is not None:
+                if trigger_price <= 0 or trigger_price % market.tick != 0:
+                    raise Reject("invalid_price", f"trigger price not a multiple of {market.tick}")
+                if trigger_direction == "rise" and trigger_price <= now_price:
+                    raise Reject(
+                        "trigger_rise", f"expect Rising, but trigger_price[{trigger_price}] <= current[{now_price}]"
+                    )
+                if trigger_direction == "fall" and trigger_price >= now_price:
+                    raise Reject(
+                        "trigger_fall", f"expect Falling, but trigger_price[{trigger_price}] >= current[{now_price}]"
+                    )
+                if trigger_direction not in ("rise", "fall"):
+                    raise Reject("invalid_param", "triggerDirection invalid")
+            elif trail_rate is None and not trail_distance:
+                raise Reject("invalid_param", "a conditional order needs a trigger price or a trail")
+            now_ms = self.now_ms()
+            mono = time.monotonic()
+            order = Order(
+                venue=acct.venue,
+                account=acct.key,
+                order_id=(
+                    str(next(self._numeric_ids[acct.venue])) if acct.venue in self._numeric_ids else str(uuid.uuid4())
+                ),
+                client_order_id=client_order_id,
+                symbol=market.symbol,
+                category="linear",
+                side=side,
+                order_type="Market",
+                qty=qty,
+                price=None,
+                time_in_force="GTC",
+                reduce_only=bool(reduce_only or close_position),
+                status="Untriggered",
+                created_ms=now_ms,
+                updated_ms=now_ms,
+                last_price_on_created=now_price,
+                booked_wall=time.time(),
+                booked_mono=mono,
+                visible_at_mono=mono,
+                conditional=True,
+                stop_kind=stop_kind,
+                trigger_price=trigger_price,
+                trigger_direction=trigger_direction,
+                trail_rate=trail_rate,
+                trail_distance=trail_distance,
+                trail_extreme=now_price if trigger_price is None else None,
+                close_position=close_position,
+            )
+            acct.orders[order.order_id] = order
+            if client_order_id:
+                acct.by_client_id.setdefault(client_order_id, []).append(order)
+            self.ledger.append(order)
+            self._emit("placed", acct, order, [])
+            return order
+
+    def _check_triggers(self, market: Market) -> list[Order]:
+        """Fire the conditional orders of ``market`` its new price crosses (trailing ones
+        follow the price first). A fired order closes at market, trimmed to the position;
+        with nothing left to reduce it is deactivated, as the venues do."""
+        fired = []
+        price = market.price
+        for order in list(self.ledger):
+            if not order.conditional or order.status != "Untriggered" or order.symbol != market.symbol:
+                continue
+            if order.trigger_price is None:
+                better = price > order.trail_extreme if order.side == "Sell" else price < order.trail_extreme
+                if better:
+                    order.trail_extreme = price
+                level = order.trail_level
+                crossed = price <= level if order.side == "Sell" else price >= level
+            elif order.trigger_direction == "rise":
+                crossed = price >= order.trigger_price
+            else:
+                crossed = price <= order.trigger_price
+            if not crossed:
+                continue
+            acct = self.accounts[(order.venue, order.account)]
+            order.triggered_ms = self.now_ms()
+            pos = acct.positions.get(order.symbol)
+            size = pos.size if pos else Decimal(0)
+            reducible = (size > 0 and order.side == "Sell") or (size < 0 and order.side == "Buy")
+            if not reducible:
+                order.status = "Deactivated"
+                order.updated_ms = order.triggered_ms
+                self._emit("cancelled", acct, order, [])
+                continue
+            order.qty = abs(size) if order.close_position else min(order.qty, abs(size))
+            order.status = "New"
+            execution = self._fill(acct, order, order.qty, price, False)
+            fired.append(order)
+            if execution is not None:
+                self._emit("fill", acct, order, [execution])
+        return fired
 
     # ------------------------------------------------------------ rate limit
     def check_rate_limit(self, acct: Account, endpoint: str) -> None:
@@ -850,6 +1009,8 @@ class Engine:
                 raise Reject("not_found", "order not exists or too late to cancel")
             if order.cum_qty > 0 and order.category == "spot":
                 order.status = "PartiallyFilledCanceled"
+            elif order.status == "Untriggered":
+                order.status = "Deactivated"  # Bybit's word for a cancelled conditional order
             else:
                 order.status = "Cancelled"
             order.pending_qty = Decimal(0)

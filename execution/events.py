@@ -24,6 +24,9 @@ order_needs_operator = Signal()
 #: A breaker engaged a kill switch by itself: `scope` (strategy / account), `target` (its id or
 #: label), `breaker` (strategies.breakers name), `reason`, `strategy` (or None).
 breaker_tripped = Signal()
+#: A protective order (stop-loss, take-profit, trailing stop) was refused or could not be
+#: placed: the position is unprotected. `order` (the protective Order), `text` (for a trader).
+protection_failed = Signal()
 
 
 def emit(event: Signal, **kwargs) -> None:

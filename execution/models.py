@@ -184,6 +184,11 @@ class Order(models.Model):
         OPEN = "open", "Open / add"
         CLOSE = "close", "Close"
 
+    class Protection(models.TextChoices):
+        STOP_LOSS = "stop_loss", "Stop-loss"
+        TAKE_PROFIT = "take_profit", "Take-profit"
+        TRAILING_STOP = "trailing_stop", "Trailing stop"
+
     signal = models.ForeignKey("signals.Signal", on_delete=models.PROTECT, related_name="orders")
     strategy = models.ForeignKey("strategies.Strategy", on_delete=models.PROTECT, related_name="orders")
     account = models.ForeignKey(ExchangeAccount, on_delete=models.PROTECT, related_name="orders")
@@ -215,6 +220,22 @@ class Order(models.Model):
     reason = models.TextField(blank=True, help_text="The exchange's reason for a rejection, in words")
     replies = models.JSONField(default=list, blank=True, help_text="Exchange replies, redacted")
     submit_count = models.PositiveSmallIntegerField(default=0)
+    # Protective orders (stop-loss, take-profit, trailing stop): reduce-only trigger orders
+    # resting at the exchange, each guarding the filled size of one entry (`protects`).
+    protection = models.CharField(max_length=16, choices=Protection.choices, blank=True, default="")
+    protects = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="protective_orders"
+    )
+    generation = models.PositiveSmallIntegerField(
+        default=0, help_text="Protective orders: 1, 2… as partial fills of the entry grow the protected size"
+    )
+    trigger_price = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    trail_percent = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    trail_distance = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    protection_spec = models.JSONField(
+        null=True, blank=True, help_text="Entries: the protection to place once filled (alert and strategy merged)"
+    )
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     lookup_count = models.PositiveSmallIntegerField(default=0)
     not_found_since = models.DateTimeField(
         null=True,
@@ -245,6 +266,12 @@ class Order(models.Model):
             models.Index(fields=["exchange_order_id"], name="order_exchange_order_id"),
             models.Index(fields=["symbol"], name="order_symbol"),
             models.Index(fields=["created_at"], name="order_created_at"),
+            # The protection sweeper: protective orders not final yet.
+            models.Index(
+                fields=["status", "id"],
+                condition=~models.Q(protection="") & ~models.Q(status__in=["filled", "cancelled", "rejected"]),
+                name="order_protective_live",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -253,6 +280,21 @@ class Order(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL_STATUSES
+
+    @property
+    def is_protective(self) -> bool:
+        return bool(self.protection)
+
+    @property
+    def level(self) -> str:
+        """A protective order's level in words: "@ 95000", "trail 1.5%", "trail 250"."""
+        if self.trigger_price is not None:
+            return f"@ {self.trigger_price.normalize():f}"
+        if self.trail_percent is not None:
+            return f"trail {self.trail_percent.normalize():f}%"
+        if self.trail_distance is not None:
+            return f"trail {self.trail_distance.normalize():f}"
+        return ""
 
 
 class Fill(models.Model):
@@ -356,6 +398,12 @@ class PaperOrder(models.Model):
     reason = models.CharField(max_length=255, blank=True)
     #: A test signal's order: filled like any other, never part of the book's positions or balance.
     scratch = models.BooleanField(default=False)
+    # Protective orders (order_type stop / take / trail): the trigger level, and for a
+    # trailing stop its trail and the best price seen since it was placed.
+    trigger_price = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    trail_percent = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    trail_distance = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    best_price = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -40,6 +40,15 @@ def reconcile() -> int:
     return sum(len(r.unresolved) for r in reports)
 
 
+@shared_task(name="execution.protection_sweep", ignore_result=True, time_limit=120)
+def protection_sweep() -> dict:
+    """Protective orders the engine did not finish in-process: placed, resolved, cancelled,
+    or looked at (a stop the venue fired is booked). Celery beat, every few seconds."""
+    from .engine.protect import protection_sweep as sweep
+
+    return sweep()
+
+
 _warm_barrier: threading.Barrier | None = None
 _warm_lock = threading.Lock()
 _threads_to_warm = 0
@@ -119,6 +128,8 @@ def _warm_on_start(**_kwargs) -> None:
         if drift:
             logger.warning("event=startup_reconcile_drift unresolved=%d", drift)
         requeued = signals_sweep(older_than_seconds=0)
+        # A worker killed between an entry's fill and its stop's placement: placed now.
+        protection_sweep.delay()
         logger.info("event=worker_started gateways_warmed=%d signals_requeued=%d", warmed, requeued)
     except Exception:
         logger.exception("event=worker_start_hook_failed")

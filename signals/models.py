@@ -48,6 +48,12 @@ class Signal(models.Model):
     market_position_size = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
     position_size = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
     prev_market_position = models.CharField(max_length=16, blank=True)
+    protection = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The alert's stop_loss / take_profit / trailing_stop, normalised: "
+        '{"stop_loss": {"price": "…"} or {"percent": "…"}, "trailing_stop": {"percent": "…"} or {"distance": "…"}}',
+    )
 
     payload = models.JSONField(null=True, blank=True, help_text="Parsed body, passphrase removed")
     raw_body = models.TextField(blank=True, help_text="Body as received, passphrase redacted, truncated")

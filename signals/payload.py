@@ -156,6 +156,8 @@ class Alert:
     market_position_size: Decimal | None = None
     position_size: Decimal | None = None
     prev_market_position: str = ""
+    #: stop_loss / take_profit / trailing_stop, normalised (see `_protection`); None when absent.
+    protection: dict[str, dict[str, str]] | None = None
 
 
 @dataclass
@@ -279,6 +281,48 @@ def _timestamp(name: str, value: Any, errors: dict[str, str]) -> datetime | None
     return moment
 
 
+#: How each protective field may be written: a bare number means a price for a stop or a
+#: take-profit, and a price distance for a trailing stop.
+_PROTECTION_FORMS = {
+    "stop_loss": ("price", ("price", "percent")),
+    "take_profit": ("price", ("price", "percent")),
+    "trailing_stop": ("distance", ("distance", "percent")),
+}
+
+
+def _protection(data: dict[str, Any], errors: dict[str, str]) -> dict[str, dict[str, str]] | None:
+    """`stop_loss` / `take_profit`: a price (`95000` or `{"price": 95000}`) or `{"percent": 2}`
+    from the entry's average fill; `trailing_stop`: `{"percent": 1}` or a price distance
+    (`250` or `{"distance": 250}`). Whether a level suits the trade (side, venue) is the
+    settings validator's question (strategies.validation.protection_errors)."""
+    spec: dict[str, dict[str, str]] = {}
+    for name, (bare, forms) in _PROTECTION_FORMS.items():
+        value = data.get(name)
+        if value is None or value == "" or value == {}:
+            continue
+        if isinstance(value, dict):
+            keys = {str(k).lower(): v for k, v in value.items()}
+            given = [k for k in forms if keys.get(k) not in (None, "")]
+            unknown = sorted(set(keys) - set(forms))
+            if unknown or len(given) != 1:
+                errors[name] = f"must be a number or an object with one of {' / '.join(forms)} (got {value!r})"[:300]
+                continue
+            form, raw = given[0], keys[given[0]]
+        else:
+            form, raw = bare, value
+        number = _number(name, raw, errors, required=True)
+        if number is None:
+            continue
+        if number <= 0:
+            errors[name] = f"{form} must be greater than 0 (got {raw!r})"
+            continue
+        if form == "percent" and number >= 100:
+            errors[name] = f"percent must be below 100 (got {raw!r})"
+            continue
+        spec[name] = {form: format(number.normalize(), "f")}
+    return spec or None
+
+
 def validate(data: dict[str, Any]) -> Validation:
     errors: dict[str, str] = {}
     partial: dict[str, Any] = {}
@@ -334,6 +378,8 @@ def validate(data: dict[str, Any]) -> Validation:
     market_position_size = _number("market_position_size", data.get("market_position_size"), errors, required=False)
     position_size = _number("position_size", data.get("position_size"), errors, required=False)
 
+    protection = _protection(data, errors)
+
     partial.update(timeframe=timeframe, bar_time=bar_time, fired_at=fired_at, tv_order_id=tv_order_id)
 
     if errors:
@@ -354,5 +400,6 @@ def validate(data: dict[str, Any]) -> Validation:
         market_position_size=market_position_size,
         position_size=position_size,
         prev_market_position=positions["prev_market_position"],
+        protection=protection,
     )
     return Validation(alert=alert, errors={}, partial=partial)

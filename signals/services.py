@@ -260,6 +260,7 @@ def _signal_fields(alert: payload_mod.Alert) -> dict[str, Any]:
         "market_position_size": alert.market_position_size,
         "position_size": alert.position_size,
         "prev_market_position": alert.prev_market_position,
+        "protection": alert.protection,
     }
 
 

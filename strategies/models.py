@@ -111,6 +111,47 @@ class Strategy(BreakerLimits):
     expected_interval_minutes = models.PositiveIntegerField(
         null=True, blank=True, help_text="Flag the strategy as silent when no alert arrives for this long."
     )
+
+    # Protective orders placed at the exchange after an entry fills (docs/execution.md,
+    # "Protective orders"). The same fields may later sit on a subscription to override these.
+    class Unprotected(models.TextChoices):
+        FLATTEN = "flatten", "Flatten the position"
+        NOTIFY = "notify", "Keep the position and notify"
+
+    stop_loss_percent = models.DecimalField(
+        max_digits=8,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Default stop-loss, in percent from the entry's average fill price (empty: none).",
+    )
+    take_profit_percent = models.DecimalField(
+        max_digits=8,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Default take-profit, in percent from the entry's average fill price (empty: none).",
+    )
+    trailing_stop_percent = models.DecimalField(
+        max_digits=8,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Default trailing stop, in percent from the best price since the entry (empty: none).",
+    )
+    alert_may_override_protection = models.BooleanField(
+        default=True,
+        help_text="An alert's stop_loss / take_profit / trailing_stop replace these defaults. Off: they are ignored.",
+    )
+    unprotected_action = models.CharField(
+        max_length=8,
+        choices=Unprotected.choices,
+        default=Unprotected.FLATTEN,
+        help_text="What to do with a position whose protective order the exchange refused.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -101,6 +101,117 @@ def strategy_settings_errors(
             errors["limit_timeout_seconds"] = "Limit orders need a timeout, or they could stay open forever."
     if not strategy.allowed_actions:
         errors["allowed_actions"] = "Allow at least one action, or disable the strategy instead."
+    errors.update(_protection_settings_errors(strategy, account))
     if not errors and market_errors is not None and account is not None:
         errors.update(market_errors(strategy))
+    return errors
+
+
+# --- protective orders -------------------------------------------------------------------------
+
+PROTECTION_KINDS = ("stop_loss", "take_profit", "trailing_stop")
+PROTECTION_WORDS = {"stop_loss": "stop-loss", "take_profit": "take-profit", "trailing_stop": "trailing stop"}
+#: What each venue's gateway places (docs/execution.md, "Protective orders"). Binance trails by
+#: a percentage only (callbackRate); Bybit's trailing stop is a position setting, not an order
+#: with a client id, so it is not offered there yet; Bitget and OKX are not wired yet.
+PROTECTION_VENUES: dict[str, frozenset[str]] = {
+    "paper": frozenset(PROTECTION_KINDS),
+    "bybit": frozenset({"stop_loss", "take_profit"}),
+    "binanceusdm": frozenset(PROTECTION_KINDS),
+}
+#: Binance USD-M TRAILING_STOP_MARKET callbackRate limits, in percent.
+BINANCE_CALLBACK_RATE = (Decimal("0.1"), Decimal("10"))
+
+
+def protection_venue(account: Any) -> str:
+    return "paper" if account.is_paper else account.exchange
+
+
+def protection_defaults(settings_owner: Any) -> dict[str, dict[str, str]]:
+    """The default protection of a strategy (or anything carrying the same fields, e.g. a
+    subscription that overrides them), in the alert's normalised form."""
+    spec: dict[str, dict[str, str]] = {}
+    for kind in PROTECTION_KINDS:
+        value = getattr(settings_owner, f"{kind}_percent", None)
+        if value is not None and value > 0:
+            spec[kind] = {"percent": format(Decimal(value).normalize(), "f")}
+    return spec
+
+
+def protection_effective(settings_owner: Any, alert_spec: dict | None) -> dict[str, dict[str, str]]:
+    """The strategy's defaults, each replaced by the alert's level when the strategy lets
+    alerts override them."""
+    spec = protection_defaults(settings_owner)
+    if alert_spec and getattr(settings_owner, "alert_may_override_protection", True):
+        spec.update({k: dict(v) for k, v in alert_spec.items() if k in PROTECTION_KINDS})
+    return spec
+
+
+def _venue_errors(kind: str, level: dict[str, str], venue: str, market_type: str) -> str:
+    word = PROTECTION_WORDS[kind]
+    if market_type == "spot" and venue != "paper":
+        return f"a {word} is placed on linear perpetual accounts only (this account trades spot)"
+    supported = PROTECTION_VENUES.get(venue)
+    if supported is None:
+        return f"protective orders are not supported on {venue} yet"
+    if kind not in supported:
+        return f"a {word} is not supported on {venue} yet"
+    if kind == "trailing_stop" and venue == "binanceusdm":
+        if "percent" not in level:
+            return 'Binance trails by a percentage only: give trailing_stop as {"percent": p}'
+        low, high = BINANCE_CALLBACK_RATE
+        if not low <= Decimal(level["percent"]) <= high:
+            return f"Binance accepts a trailing stop of {low}% to {high}% (got {level['percent']}%)"
+    return ""
+
+
+def protection_errors(
+    spec: dict[str, dict[str, str]], *, side: str, reference: Decimal | None, venue: str, market_type: str = "linear"
+) -> dict[str, str]:
+    """{kind: reason} for every level of `spec` that cannot guard an entry on `side` (buy:
+    a long) opened near `reference`: a stop on the wrong side of the entry (a long's stop
+    above it), a take-profit on the wrong side, a level the venue cannot place."""
+    errors: dict[str, str] = {}
+    long = side == "buy"
+    for kind, level in spec.items():
+        word = PROTECTION_WORDS.get(kind, kind)
+        problem = _venue_errors(kind, level, venue, market_type)
+        if not problem and "price" in level and reference:
+            price = Decimal(level["price"])
+            below = price < reference
+            if kind == "stop_loss" and below != long:
+                problem = (
+                    f"a {'long' if long else 'short'}'s stop-loss must be {'below' if long else 'above'} the entry "
+                    f"(stop {price.normalize():f}, entry near {reference.normalize():f})"
+                )
+            elif kind == "take_profit" and below == long:
+                problem = (
+                    f"a {'long' if long else 'short'}'s take-profit must be {'above' if long else 'below'} the entry "
+                    f"(take-profit {price.normalize():f}, entry near {reference.normalize():f})"
+                )
+        if not problem and "percent" in level and kind == "stop_loss" and Decimal(level["percent"]) >= 100:
+            problem = "a stop-loss percent must be below 100"
+        if not problem and "distance" in level and kind == "trailing_stop" and reference:
+            if Decimal(level["distance"]) >= reference:
+                problem = f"a trailing distance of {level['distance']} is beyond the price itself"
+        if problem:
+            errors[kind] = f"{word} refused: {problem}"
+    return errors
+
+
+def _protection_settings_errors(strategy: Any, account: Any) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for kind in PROTECTION_KINDS:
+        value = getattr(strategy, f"{kind}_percent", None)
+        if value is None:
+            continue
+        field = f"{kind}_percent"
+        if value <= 0:
+            errors[field] = "Leave empty for none, or give a percent above zero."
+        elif value >= 100:
+            errors[field] = "A percent from the entry must be below 100."
+        elif account is not None:
+            problem = _venue_errors(kind, {"percent": str(value)}, protection_venue(account), account.market_type)
+            if problem:
+                errors[field] = problem[0].upper() + problem[1:] + "."
     return errors

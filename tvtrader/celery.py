@@ -56,6 +56,8 @@ app.conf.task_routes = {
 app.conf.beat_schedule = {
     # The Signal table is the outbox: anything committed but never started is re-queued.
     "signals-sweep": {"task": "signals.sweep", "schedule": 5.0},
+    # Protective orders left pending, unclear, to cancel, or fired at the exchange.
+    "protection-sweep": {"task": "execution.protection_sweep", "schedule": 5.0},
     # Proves the broker, beat and a warm worker are all alive (read by /health).
     "worker-heartbeat": {"task": "execution.heartbeat", "schedule": 10.0},
     # Exchange vs database: resolves unknown orders, reports drift.

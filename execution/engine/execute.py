@@ -32,10 +32,10 @@ from signals.models import Signal
 from strategies.validation import strategy_settings_errors
 
 from . import claim as claims
-from . import send, statements
+from . import protect, send, statements  # noqa: F401  (protect: registers the ledger's protection listener)
 from .claim import LeaseLost, extend_lease, finish, leave_for_later
 from .follow import order_follow
-from .plan import NothingToDo, PlanError, legs_as_orders, signal_plan
+from .plan import NothingToDo, PlanError, legs_as_orders, protection_attach, signal_plan
 from .run import RetryLater, Run
 
 logger = logging.getLogger("tvtrader.execution")
@@ -113,7 +113,7 @@ def run_stages(run: Run, host: Host = INLINE) -> None:
         return
     except Exception as exc:
         logger.exception(run.log("signal_execution_error", error=type(exc).__name__))
-        in_flight = run.signal.orders.exclude(status__in=[*Order.TERMINAL_STATUSES, Order.Status.PENDING]).exists()
+        in_flight = _legs(run.signal).exclude(status__in=[*Order.TERMINAL_STATUSES, Order.Status.PENDING]).exists()
         if in_flight:
             # An order may be at the exchange: keep the signal for a later run to resume.
             leave_for_later(run, 15)
@@ -127,13 +127,18 @@ def run_stages(run: Run, host: Host = INLINE) -> None:
         host.finished(run.signal)
 
 
+def _legs(signal: Signal):
+    """The signal's own legs: its protective orders outlive it and are not part of its run."""
+    return signal.orders.filter(protection="")
+
+
 def _stages(run: Run, host: Host) -> None:
     signal, strategy, account = run.signal, run.strategy, run.account
     run.handed_off = False
     reason = send.halt_reason(run)
     if reason:
-        signal.orders.filter(status=Order.Status.PENDING).update(status=Order.Status.CANCELLED, reason=reason)
-        if run.first or not signal.orders.exclude(status__in=Order.TERMINAL_STATUSES).exists():
+        _legs(signal).filter(status=Order.Status.PENDING).update(status=Order.Status.CANCELLED, reason=reason)
+        if run.first or not _legs(signal).exclude(status__in=Order.TERMINAL_STATUSES).exists():
             finish(run, Signal.Status.BLOCKED, reason)
             return
     if account is None:
@@ -147,7 +152,7 @@ def _stages(run: Run, host: Host) -> None:
     run.gateway = gateway
 
     # Orders exist only after a first claim; the first run has none to look for.
-    orders = [] if run.first else list(signal.orders.order_by("leg"))
+    orders = [] if run.first else list(_legs(signal).order_by("leg"))
     if not orders:
         problems = strategy_settings_errors(strategy)
         if problems:
@@ -169,6 +174,11 @@ def _stages(run: Run, host: Host) -> None:
             finish(run, Signal.Status.FAILED, str(exc))
             return
         orders = legs_as_orders(signal=signal, strategy=strategy, account=account, legs=legs)
+        try:
+            protection_attach(signal=signal, strategy=strategy, account=account, orders=orders)
+        except PlanError as exc:
+            finish(run, Signal.Status.FAILED, str(exc))
+            return
         logger.info(
             run.log(
                 "orders_planned",
@@ -191,7 +201,7 @@ def _stages(run: Run, host: Host) -> None:
                     # Trading at whatever leverage the exchange has set is not what the
                     # trader configured: refuse, before anything is sent.
                     reason = f"could not set leverage {strategy.leverage}x on {symbol}: {exc}"
-                    signal.orders.filter(status=Order.Status.PENDING).update(
+                    _legs(signal).filter(status=Order.Status.PENDING).update(
                         status=Order.Status.CANCELLED, reason=f"not sent: {reason}", closed_at=timezone.now()
                     )
                     finish(run, Signal.Status.FAILED, reason)
@@ -214,7 +224,7 @@ def _stages(run: Run, host: Host) -> None:
             return
         previous = order
 
-    orders = list(signal.orders.order_by("leg"))
+    orders = list(_legs(signal).order_by("leg"))
     if any(not o.is_terminal for o in orders):
         # Unresolved: left leased; the worker tries again shortly, else the sweeper does.
         logger.info(

@@ -6,6 +6,7 @@ reconcile and by operator verbs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +22,20 @@ from signals.models import Signal
 from . import breakers
 
 BPS = Decimal("10000")
+PROTECTION_LETTERS = {"stop_loss": "s", "take_profit": "t", "trailing_stop": "r"}
+PROTECTION_WORDS = {"stop_loss": "stop-loss", "take_profit": "take-profit", "trailing_stop": "trailing stop"}
+
+#: Called after the commit that wrote protective orders to place (PENDING) or to cancel
+#: (cancel requested): `listener(place=[ids], cancel=[ids])`. The protection stage
+#: (engine.protect) registers itself; with no listener the sweeper finds the rows.
+_protection_listener: Callable[..., None] | None = None
+
+
+def protection_listener_set(listener: Callable[..., None] | None) -> None:
+    global _protection_listener
+    _protection_listener = listener
+
+
 STATUS_MAP = {
     "open": Order.Status.OPEN,
     "partially_filled": Order.Status.PARTIALLY_FILLED,
@@ -38,6 +53,8 @@ def order_apply_state(
     Returns the order's status afterwards."""
     now = timezone.now()
     position_fill: tuple[Decimal, Decimal, Decimal] | None = None
+    to_place: list[int] = []
+    to_cancel: list[int] = []
     with transaction.atomic():
         current = Order.objects.select_for_update().get(pk=order.pk)
         updates: dict[str, Any] = {}
@@ -103,6 +120,8 @@ def order_apply_state(
                 updates["closed_at"] = now
             if status == Order.Status.REJECTED and state.reason:
                 updates["reason"] = state.reason[:2000]
+            if status == Order.Status.FILLED and current.protection:
+                updates["reason"] = f"closed by {PROTECTION_WORDS[current.protection]}"
         elif current.status == Order.Status.UNKNOWN:
             updates["status"] = status
         if updates:
@@ -111,14 +130,133 @@ def order_apply_state(
         if delta > 0:
             signal_updates["first_fill_at"] = Coalesce(F("first_fill_at"), now)
         Signal.objects.filter(pk=current.signal_id).update(**signal_updates)
+        if delta > 0 and book_positions and current.protection_spec and not current.protection:
+            to_place = _protection_intent(current, filled=state.filled, average=updates["avg_price"], now=now)
         if position_fill is not None:
             # Last, right before the commit: the account-level position row of a symbol is
             # shared by every strategy trading it, so its lock must be held as briefly as possible.
-            _position_apply(current, *position_fill)
+            held = _position_apply(current, *position_fill)
+            to_cancel = _protection_orphans(current, held, now=now)
+        if current.protection and updates.get("status") == Order.Status.FILLED:
+            to_cancel += _protection_siblings(current, now=now)
+    if (to_place or to_cancel) and _protection_listener is not None:
+        _protection_listener(place=to_place, cancel=to_cancel)
     status = updates.get("status", current.status)
     if book_positions and "status" in updates and status in Order.TERMINAL_STATUSES:
         breakers.order_final(current.pk)  # after the commit: what this outcome crossed
     return status
+
+
+def protective_client_id(entry: Order, kind: str, generation: int) -> str:
+    """Deterministic from the entry's (signal and leg) id, the kind and the generation:
+    `<entry id>` + s/t/r + generation, letters and digits only (valid on every venue)."""
+    return f"{entry.client_order_id}{PROTECTION_LETTERS[kind]}{generation}"
+
+
+def _protection_intent(entry: Order, *, filled: Decimal, average: Decimal, now) -> list[int]:
+    """Inside the fill's transaction: one PENDING protective order per level of the entry's
+    protection, for everything the entry has filled so far (a new generation each time a
+    partial fill grows it; the earlier generation is cancelled once this one is live). The
+    row is the durable intent: a worker killed before placing it leaves it for the sweeper."""
+    spec = entry.protection_spec or {}
+    long = entry.side == "buy"
+    existing = list(
+        Order.objects.filter(signal_id=entry.signal_id).values_list("leg", "protection", "generation", "protects_id")
+    )
+    next_leg = max(100, max((leg for leg, *_ in existing), default=0)) + 1
+    rows: list[Order] = []
+    for kind in ("stop_loss", "take_profit", "trailing_stop"):
+        level = spec.get(kind)
+        if not level:
+            continue
+        generation = 1 + max((g for _, k, g, p in existing if k == kind and p == entry.pk), default=0)
+        trigger = trail_percent = trail_distance = None
+        if "price" in level:
+            trigger = Decimal(level["price"])
+        elif kind == "trailing_stop":
+            if "percent" in level:
+                trail_percent = Decimal(level["percent"])
+            else:
+                trail_distance = Decimal(level["distance"])
+        else:
+            ratio = Decimal(level["percent"]) / Decimal(100)
+            away = -ratio if (kind == "stop_loss") == long else ratio
+            trigger = average * (1 + away)
+        rows.append(
+            Order(
+                signal_id=entry.signal_id,
+                strategy_id=entry.strategy_id,
+                account_id=entry.account_id,
+                leg=next_leg,
+                purpose=Order.Purpose.CLOSE,
+                protection=kind,
+                protects_id=entry.pk,
+                generation=generation,
+                client_order_id=protective_client_id(entry, kind, generation),
+                symbol=entry.symbol,
+                side="sell" if long else "buy",
+                order_type="market",
+                reduce_only=True,
+                requested_qty=filled,
+                trigger_price=trigger,
+                trail_percent=trail_percent,
+                trail_distance=trail_distance,
+                signal_price=trigger or average,
+            )
+        )
+        next_leg += 1
+    if not rows:
+        return []
+    # An earlier generation never sent is simply superseded.
+    Order.objects.filter(protects_id=entry.pk, status=Order.Status.PENDING).exclude(protection="").update(
+        status=Order.Status.CANCELLED, reason="superseded before it was sent (the entry filled more)", closed_at=now
+    )
+    return [o.pk for o in Order.objects.bulk_create(rows)]
+
+
+def _protection_siblings(order: Order, *, now) -> list[int]:
+    """A protective order fired: the others guarding the same entry go (one cancels the
+    others: a stop that closed the entry leaves no take-profit behind)."""
+    siblings = (
+        Order.objects.filter(protects_id=order.protects_id, cancel_requested_at=None)
+        .exclude(pk=order.pk)
+        .exclude(status__in=Order.TERMINAL_STATUSES)
+    )
+    siblings.filter(status=Order.Status.PENDING).update(
+        status=Order.Status.CANCELLED, reason=f"not sent: the {PROTECTION_WORDS[order.protection]} fired", closed_at=now
+    )
+    ids = list(siblings.values_list("pk", flat=True))
+    if ids:
+        Order.objects.filter(pk__in=ids).update(cancel_requested_at=now)
+    return ids
+
+
+def _protection_orphans(order: Order, held: Decimal, *, now) -> list[int]:
+    """Inside the fill's transaction: the strategy's protective orders on this market that
+    guard a position it no longer holds (an exit, a reversal, or a sibling stop/take that
+    fired) are cancelled — never sent yet: here; live: marked for cancelling at the venue."""
+    guarding = (
+        Order.objects.filter(
+            strategy_id=order.strategy_id, account_id=order.account_id, symbol=order.symbol, cancel_requested_at=None
+        )
+        .exclude(protection="")
+        .exclude(status__in=Order.TERMINAL_STATUSES)
+        .exclude(pk=order.pk)
+    )
+    # A protective sell guards a long: orphaned once the strategy is flat or short here.
+    if held > 0:
+        orphans = guarding.filter(side="buy")
+    elif held < 0:
+        orphans = guarding.filter(side="sell")
+    else:
+        orphans = guarding
+    orphans.filter(status=Order.Status.PENDING).update(
+        status=Order.Status.CANCELLED, reason="not sent: the position it guarded was closed", closed_at=now
+    )
+    ids = list(orphans.values_list("pk", flat=True))
+    if ids:
+        Order.objects.filter(pk__in=ids).update(cancel_requested_at=now)
+    return ids
 
 
 def redact(info: dict[str, Any]) -> dict[str, Any]:
@@ -154,10 +292,11 @@ def fee_in_quote(symbol: str, fee: Decimal, currency: str, price: Decimal) -> De
     return Decimal("0")
 
 
-def _position_apply(order: Order, qty: Decimal, price: Decimal, fee: Decimal = Decimal("0")) -> None:
+def _position_apply(order: Order, qty: Decimal, price: Decimal, fee: Decimal = Decimal("0")) -> Decimal:
     """Apply one fill (and its fee, in the quote currency) to the account's net position and
-    to the strategy's share of it. What the fill realised for the strategy, net of its fee, is
-    added to the order's `realized_pnl` (the breakers' losing trades and daily loss)."""
+    to the strategy's share of it; returns the strategy's position afterwards. What the fill
+    realised for the strategy, net of its fee, is added to the order's `realized_pnl` (the
+    breakers' losing trades and daily loss)."""
     signed = qty if order.side == "buy" else -qty
     realized: Decimal | None = None
     for strategy_id in (None, order.strategy_id):
@@ -186,3 +325,4 @@ def _position_apply(order: Order, qty: Decimal, price: Decimal, fee: Decimal = D
         Order.objects.filter(pk=order.pk).update(
             realized_pnl=Coalesce(F("realized_pnl"), Decimal("0")) + (realized - fee)
         )
+    return new

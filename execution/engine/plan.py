@@ -19,6 +19,7 @@ from execution.exchanges import Gateway, GatewayError
 from execution.exchanges.base import MarketInfo, tradingview_to_ccxt
 from execution.models import Order, Position
 from strategies.models import TradingControl
+from strategies.validation import protection_effective, protection_errors, protection_venue
 
 from . import statements
 
@@ -346,3 +347,23 @@ def market_errors(
     elif strategy.leverage and market.max_leverage and strategy.leverage > market.max_leverage:
         problems["leverage"] = f"{strategy.leverage}x is above {market.symbol}'s limit of {market.max_leverage}x"
     return problems
+
+
+def protection_attach(*, signal, strategy, account, orders: list[Order]) -> None:
+    """Give each opening leg the protection it will get once it fills (the strategy's
+    defaults, overridden by the alert's levels where allowed), refusing — before anything is
+    sent — a level that cannot guard it: a stop on the wrong side of the entry, a level the
+    venue cannot place (strategies.validation.protection_errors)."""
+    spec = protection_effective(strategy, signal.protection)
+    if not spec:
+        return
+    venue = "paper" if signal.is_test else protection_venue(account)
+    for order in orders:
+        if order.purpose != Order.Purpose.OPEN:
+            continue
+        problems = protection_errors(
+            spec, side=order.side, reference=order.signal_price, venue=venue, market_type=account.market_type
+        )
+        if problems:
+            raise PlanError("; ".join(problems.values()))
+        order.protection_spec = spec

@@ -109,6 +109,37 @@ class Gateway(ABC):
     def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
         return []
 
+    # --- protective orders (docs/execution.md, "Protective orders") ------------------------
+
+    def create_protective(
+        self,
+        *,
+        symbol: str,
+        kind: str,
+        side: str,
+        qty: Decimal,
+        trigger_price: Decimal | None,
+        trail_percent: Decimal | None = None,
+        trail_distance: Decimal | None = None,
+        client_order_id: str,
+        before_send=None,
+    ) -> OrderState:
+        """Place a reduce-only trigger order closing `qty` of a position when the price
+        crosses `trigger_price` (kind stop_loss / take_profit) or retraces by the trail
+        (trailing_stop), at market. Same contract as create_order: `before_send()` right
+        before the request leaves; ambiguous failures raise TemporaryError."""
+        from .errors import Misconfigured
+
+        raise Misconfigured(f"protective orders are not supported on {self.name or 'this venue'}")
+
+    def find_protective(self, *, symbol: str, client_order_id: str, exchange_order_id: str = "") -> OrderState | None:
+        """A protective order's state (open while it waits for its trigger; filled once it
+        fired and closed the position), or None when the venue does not have it."""
+        return self.find_order(symbol=symbol, client_order_id=client_order_id, exchange_order_id=exchange_order_id)
+
+    def cancel_protective(self, *, symbol: str, client_order_id: str, exchange_order_id: str = "") -> OrderState | None:
+        return self.cancel_order(symbol=symbol, client_order_id=client_order_id, exchange_order_id=exchange_order_id)
+
     def set_leverage(self, *, symbol: str, leverage: int) -> None:
         return None
 

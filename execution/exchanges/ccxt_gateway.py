@@ -452,6 +452,105 @@ class CcxtGateway(Gateway):
                 raise translate(exc) from exc
         return self.find_order(symbol=symbol, client_order_id=client_order_id, exchange_order_id=exchange_order_id)
 
+    # --- protective orders ----------------------------------------------------------------
+    # Bybit V5: a conditional market order (triggerPrice + triggerDirection, reduceOnly) with
+    # our orderLinkId, which becomes a market order when the last price crosses the trigger.
+    # Binance USD-M: an algo order (POST /fapi/v1/algoOrder, clientAlgoId) of type
+    # STOP_MARKET / TAKE_PROFIT_MARKET / TRAILING_STOP_MARKET, reduceOnly; once it fires, the
+    # market order it placed (actualOrderId) carries the fill.
+
+    PROTECTIVE_VENUES = ("bybit", "binanceusdm")
+
+    def create_protective(
+        self,
+        *,
+        symbol,
+        kind,
+        side,
+        qty,
+        trigger_price,
+        trail_percent=None,
+        trail_distance=None,
+        client_order_id,
+        before_send=None,
+    ) -> OrderState:
+        if self.exchange_id not in self.PROTECTIVE_VENUES or self.market_type != "linear":
+            raise Misconfigured(f"protective orders are not wired for {self.exchange_id} {self.market_type} yet")
+        problem = client_order_id_problem(self.exchange_id, client_order_id)
+        if problem:
+            raise OrderRejected(problem)
+        params: dict[str, Any] = {"clientOrderId": client_order_id, "reduceOnly": True}
+        if kind == "stop_loss":
+            params["stopLossPrice"] = float(trigger_price)
+        elif kind == "take_profit":
+            params["takeProfitPrice"] = float(trigger_price)
+        elif kind == "trailing_stop" and self.exchange_id == "binanceusdm" and trail_percent is not None:
+            params["trailingPercent"] = float(trail_percent)
+        else:
+            raise Misconfigured(f"a {kind} by {'distance' if trail_distance else 'percent'} is not wired for "
+                                f"{self.exchange_id}")  # fmt: skip
+        size = self._contract_size(symbol)
+        with self._client() as ex:
+            ex._tv_before_send = before_send
+            try:
+                order = ex.create_order(symbol, "market", side, float(qty / size), None, params)
+            except SendAborted:
+                raise
+            except Exception as exc:
+                if ex._tv_before_send is not None and before_send is not None:
+                    err = translate(exc, exchange=self.exchange_id)
+                    if isinstance(err, (OrderRejected, Misconfigured)):
+                        raise err from exc
+                    raise TemporaryError(f"not sent: {err}") from exc
+                raise translate(exc, creating=True, exchange=self.exchange_id) from exc
+            finally:
+                ex._tv_before_send = None
+        if not order or not order.get("id"):
+            raise TemporaryError("the exchange's reply carried no order id")
+        state = _order_state(order, client_order_id, size)
+        if state.status == "filled" and not state.filled:
+            state.status = "open"  # an acknowledgement without the order's state in it
+        return state
+
+    def find_protective(self, *, symbol, client_order_id, exchange_order_id="") -> OrderState | None:
+        if self.exchange_id != "binanceusdm":
+            return self.find_order(symbol=symbol, client_order_id=client_order_id, exchange_order_id=exchange_order_id)
+        size = self._contract_size(symbol)
+        with self._client() as ex:
+            try:
+                algo = ex.fetch_order(None, symbol, {"clientOrderId": client_order_id, "trigger": True})
+                info = algo.get("info") or {}
+                actual = str(info.get("actualOrderId") or "")
+                if algo.get("status") != "closed" or not actual:
+                    state = _order_state(algo, client_order_id, size)
+                    if state.status == "filled":  # fired, its market order not known yet
+                        state.status = "open"
+                    return state
+                fired = ex.fetch_order(actual, symbol)
+            except ccxt.OrderNotFound:
+                return None
+            except Exception as exc:
+                raise translate(exc) from exc
+        state = _order_state(fired, client_order_id, size)
+        state.client_order_id = client_order_id
+        state.exchange_order_id = str(algo.get("id") or "")
+        state.raw = {"algo": info, "order": fired.get("info") or {}}
+        return state
+
+    def cancel_protective(self, *, symbol, client_order_id, exchange_order_id="") -> OrderState | None:
+        if self.exchange_id != "binanceusdm":
+            return self.cancel_order(
+                symbol=symbol, client_order_id=client_order_id, exchange_order_id=exchange_order_id
+            )
+        with self._client() as ex:
+            try:
+                ex.cancel_order(None, symbol, {"clientOrderId": client_order_id, "trigger": True})
+            except ccxt.OrderNotFound:
+                pass
+            except Exception as exc:
+                raise translate(exc) from exc
+        return self.find_protective(symbol=symbol, client_order_id=client_order_id)
+
     def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
         with self._client() as ex:
             try:

@@ -111,6 +111,8 @@ class PaperGateway(Gateway):
         if reference is None:
             raise OrderRejected("paper exchange has no price for this symbol (the alert carried none)")
         self._set_mark(symbol, reference)
+        # A price seen is a price the resting protective orders see first.
+        self.prices_seen(symbol=symbol, price=reference)
         try:
             with transaction.atomic():
                 order = PaperOrder.objects.create(
@@ -211,7 +213,8 @@ class PaperGateway(Gateway):
         order = PaperOrder.objects.filter(account_id=self.account_id, client_order_id=client_order_id).first()
         if order is None:
             return None
-        if order.status == "open" and (mark := self._mark(symbol)) is not None:
+        protective = order.order_type in self._PROTECTIVE_TYPES.values()
+        if order.status == "open" and not protective and (mark := self._mark(symbol)) is not None:
             try:
                 with transaction.atomic():
                     order = PaperOrder.objects.select_for_update().get(pk=order.pk)
@@ -233,6 +236,120 @@ class PaperGateway(Gateway):
         ):
             raise OrderNotFound(client_order_id)
         return self.find_order(symbol=symbol, client_order_id=client_order_id)
+
+    # --- protective orders: resting here, triggered by the prices this exchange sees ------
+
+    _PROTECTIVE_TYPES = {"stop_loss": "stop", "take_profit": "take", "trailing_stop": "trail"}
+
+    def create_protective(
+        self,
+        *,
+        symbol,
+        kind,
+        side,
+        qty,
+        trigger_price,
+        trail_percent=None,
+        trail_distance=None,
+        client_order_id,
+        before_send=None,
+    ) -> OrderState:
+        from execution.models import PaperOrder
+
+        if before_send is not None:
+            before_send()
+        position = self._position_qty(symbol)
+        if (side == "sell" and position <= 0) or (side == "buy" and position >= 0):
+            raise OrderRejected("reduce-only protective order: there is no position it would reduce")
+        mark = self._mark(symbol)
+        if kind != "trailing_stop" and mark is not None and self._crossed(kind, side, trigger_price, mark):
+            raise OrderRejected(f"the trigger price {trigger_price} is already crossed (last price {mark})")
+        best = mark
+        if kind == "trailing_stop" and best is None:
+            best = self._mark_or_last(symbol, None) or None
+        try:
+            with transaction.atomic():
+                order = PaperOrder.objects.create(
+                    account_id=self.account_id,
+                    client_order_id=client_order_id,
+                    symbol=symbol,
+                    side=side,
+                    order_type=self._PROTECTIVE_TYPES[kind],
+                    reduce_only=True,
+                    qty=qty,
+                    status="open",
+                    trigger_price=trigger_price if kind != "trailing_stop" else self._trail_level(side, best,
+                                                                                                   trail_percent,
+                                                                                                   trail_distance),
+                    trail_percent=trail_percent,
+                    trail_distance=trail_distance,
+                    best_price=best,
+                )  # fmt: skip
+        except IntegrityError as exc:
+            raise OrderRejected(f"duplicate client order id {client_order_id}") from exc
+        return self._state(order)
+
+    @staticmethod
+    def _crossed(kind: str, side: str, trigger, price: Decimal) -> bool:
+        """A sell stop (guarding a long) fires at or below its trigger, a sell take-profit at
+        or above; a buy (guarding a short) the other way round."""
+        if trigger is None:
+            return False
+        falling = (kind in ("stop_loss", "stop", "trailing_stop", "trail")) == (side == "sell")
+        return price <= trigger if falling else price >= trigger
+
+    @staticmethod
+    def _trail_level(side: str, best, percent, distance):
+        if best is None:
+            return None
+        if percent is not None:
+            gap = best * Decimal(percent) / Decimal(100)
+        else:
+            gap = Decimal(distance or 0)
+        return best - gap if side == "sell" else best + gap
+
+    def prices_seen(self, *, symbol: str, price: Decimal) -> None:
+        """Move the resting protective orders of `symbol` along `price`: trail, and fire
+        those it crosses (each closes at market, reduce-only)."""
+        from execution.models import PaperOrder
+
+        resting = PaperOrder.objects.filter(
+            account_id=self.account_id, symbol=symbol, status="open", order_type__in=["stop", "take", "trail"]
+        )
+        for order_id in resting.values_list("pk", flat=True):
+            with transaction.atomic():
+                order = PaperOrder.objects.select_for_update().filter(pk=order_id, status="open").first()
+                if order is None:
+                    continue
+                if order.order_type == "trail":
+                    better = order.best_price is None or (
+                        price > order.best_price if order.side == "sell" else price < order.best_price
+                    )
+                    if better:
+                        order.best_price = price
+                        order.trigger_price = self._trail_level(
+                            order.side, price, order.trail_percent, order.trail_distance
+                        )
+                        order.save(update_fields=["best_price", "trigger_price", "updated_at"])
+                if not self._crossed(order.order_type, order.side, order.trigger_price, price):
+                    continue
+                try:
+                    with transaction.atomic():
+                        self._check_and_fill(order, price)
+                except OrderRejected:
+                    # Nothing left to reduce (the position was closed otherwise): the venues
+                    # cancel such a trigger order.
+                    PaperOrder.objects.filter(pk=order.pk).update(
+                        status="cancelled", reason="triggered with no position to reduce"
+                    )
+
+    def find_protective(self, *, symbol, client_order_id, exchange_order_id="") -> OrderState | None:
+        from execution.models import PaperOrder
+
+        if (mark := self._mark(symbol)) is not None:
+            self.prices_seen(symbol=symbol, price=mark)
+        order = PaperOrder.objects.filter(account_id=self.account_id, client_order_id=client_order_id).first()
+        return self._state(order) if order is not None else None
 
     def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
         from execution.models import PaperOrder

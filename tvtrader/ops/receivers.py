@@ -35,3 +35,11 @@ def _order_needs_operator(sender, *, alert, order, text: str, **_kwargs) -> None
     from .notifications import notification_send
 
     notification_send(event="signal_failed", strategy=alert.strategy, text=text)
+
+
+@receiver(events.protection_failed, dispatch_uid="ops.notify_protection_failed")
+def _protection_failed(sender, *, order, text: str, **_kwargs) -> None:
+    from .notifications import notification_send
+
+    # Filed under signal_failed: a target that wants failures wants this one most.
+    notification_send(event="signal_failed", strategy=order.strategy, text=text)
