@@ -245,6 +245,21 @@ def _day_start(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def _last_refusal(code: str) -> str:
+    """Which strategy the latest refusal of this kind named, and what was wrong (never the body)."""
+    from signals.models import WebhookRejection
+
+    last = (
+        WebhookRejection.objects.filter(reason=code)
+        .order_by("-last_seen")
+        .values_list("last_strategy_key", "last_detail")
+        .first()
+    )
+    if not last or not last[0]:
+        return ""
+    return f"Last for {last[0]}" + (f": {last[1]}" if last[1] else "") + ". "
+
+
 @attention_check("refused_alerts")
 def refused_alerts(ctx: AttentionContext) -> Iterable[Attention]:
     from .models import OperatorMark
@@ -267,6 +282,8 @@ def refused_alerts(ctx: AttentionContext) -> Iterable[Attention]:
         else:
             url = _admin_url("signals_signal_changelist", query="status__exact=rejected")
         hint = REFUSAL_HINTS.get(code, "Open one to see why it was refused and how to fix the alert.")
+        if code:
+            hint = _last_refusal(code) + hint
         yield Attention(
             f"refused-{code or 'signal'}",
             "warning" if unseen[label] else "info",

@@ -262,8 +262,9 @@ def test_cli_serves_until_interrupted():
             url,
         )
         assert "USDT" in ex.fetch_balance()
+        ex.session.close()  # no keep-alive connection left for the server to wait on
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=10)
+        out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0
         assert "emulator stopped" in out
     finally:

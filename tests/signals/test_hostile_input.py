@@ -181,7 +181,7 @@ def test_the_console_shows_how_many_requests_were_refused_and_why(client, admin_
         post_text(client, '{"strategy_id": "demo", "action": "buy",}')
 
     dashboard = admin_client.get("/admin/").content.decode()
-    assert "3 request(s) refused" in dashboard and "not JSON" in dashboard
+    assert "Alerts refused: not JSON" in dashboard and "3 today" in dashboard
     assert "Last for demo" in dashboard
     listing = admin_client.get("/admin/signals/webhookrejection/?reason=not_json").content.decode()
     assert "not JSON" in listing and "demo" in listing
