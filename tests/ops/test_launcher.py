@@ -154,6 +154,7 @@ def test_the_banner_stays_the_last_output_while_the_worker_runs_its_schedule(tmp
     assert "warm_thread" not in text
     assert "level=ERROR" not in text and "Service Unavailable" not in text, text
     assert "concurrency" not in text, "no Celery start-up banner"
+    assert "superuser privileges" not in text, "as root: one line of ours, not Celery's eight"
 
 
 def test_the_first_admin_password_is_shown_on_the_first_start_only(tmp_path):
