@@ -64,7 +64,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "TVTRADER_VAR_DIR": str(tmp_path / "var"),
         "STATIC_ROOT": str(tmp_path / "static"),
         "REDIS_URL": re.sub(r"/\d+$", "", settings.REDIS_URL) + "/13",
-        # Its own namespace, so the test can read this install's heartbeat.
+        # Its own namespace: nothing left in database 13 by another run is seen, and the test
+        # can read this install's heartbeat.
         "REDIS_NAMESPACE": f"tv-launch-{os.getpid()}-{tmp_path.name}:",
         "PORT": str(_free_port()),
     }
@@ -107,7 +108,6 @@ def _run_until_it_stops(env: dict[str, str]) -> tuple[int, list[str]]:
 
 def test_make_run_prints_a_curl_that_works_at_once_and_sigterm_stops_everything(tmp_path):
     env = _env(tmp_path, WORKER_CONCURRENCY="4")
-    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
     port = int(env["PORT"])
     marker = f"TVTRADER_VAR_DIR={tmp_path / 'var'}"
     out = tmp_path / "run.log"
