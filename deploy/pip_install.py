@@ -17,7 +17,10 @@ from collections import deque
 from pathlib import Path
 
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", re.MULTILINE)
-COLLECTING = re.compile(r"^Collecting (\S+?)(?:==|\s|$)")
+# pip's lines: a package fetched from an index, or from a local file (a find-links folder).
+COLLECTING = re.compile(r"^(?:Collecting (\S+?)(?:==|\s|$)|Processing \S*?([A-Za-z0-9._]+?)-\d)")
+# A lock entry for another platform or Python (its marker is false here): not installed.
+IGNORING = re.compile(r"^Ignoring \S+: markers")
 
 
 def locked_packages(lock: Path) -> int:
@@ -51,7 +54,7 @@ def install(lock: Path, *, stream=sys.stdout) -> int:
     total = locked_packages(lock)
     progress = Progress(stream)
     started = time.monotonic()
-    progress.show(f"==> installing {lock.name} into {sys.prefix} ({total} packages, once)", step=True)
+    progress.show(f"==> installing {lock.name} into {sys.prefix} (once)", step=True)
     command = [
         sys.executable,
         "-m",
@@ -74,9 +77,11 @@ def install(lock: Path, *, stream=sys.stdout) -> int:
             match = COLLECTING.match(line)
             if match:
                 seen += 1
-                progress.show(f"==> fetching {seen}/{total}: {match.group(1)}")
+                progress.show(f"==> fetching {seen}/{total}: {match.group(1) or match.group(2)}")
+            elif IGNORING.match(line):
+                total -= 1
             elif line.startswith("Installing collected packages"):
-                progress.show(f"==> unpacking {seen} packages (the slow part: ccxt is large)", step=True)
+                progress.show(f"==> unpacking and compiling {seen} packages (the longest step)", step=True)
     if pip.returncode != 0:
         progress.done("==> pip failed; its last lines:")
         stream.write("\n".join(tail) + "\n")

@@ -181,6 +181,13 @@ def main() -> int:
             started_at[name] = time.monotonic()
 
         print("==> starting the web server, the worker and the scheduler", flush=True)
+        if os.geteuid() == 0:
+            # Celery's eight-line warning about root, said once and in proportion: a trial on a
+            # fresh VPS often runs as root; deploy/install.sh runs every service as `tvtrader`.
+            print(
+                "==> running as root: fine for a trial; deploy/install.sh runs them as a user of their own", flush=True
+            )
+            os.environ["PYTHONWARNINGS"] = "ignore:You're running the worker with superuser privileges"
         bin_dir = Path(PY).parent
         concurrency = os.environ.get("WORKER_CONCURRENCY", TRIAL_WORKER_CONCURRENCY)
         # Prepare every pool thread at start-up (database connection, exchange client).

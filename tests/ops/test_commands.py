@@ -70,6 +70,18 @@ def test_a_silent_endpoint_is_flagged(settings):
     assert code == 1 and "webhook endpoint: silent for 180 min" in out
 
 
+@pytest.mark.django_db
+def test_an_endpoint_that_never_heard_an_alert_is_flagged_only_once_it_has_had_the_time(settings):
+    settings.SILENCE_ENDPOINT_MINUTES = 60
+    strategy = StrategyFactory(strategy_id="fresh")
+    code, out = run("check_silence")
+    assert code == 0 and "webhook endpoint" not in out, "a fresh install has not had the time to hear one"
+
+    type(strategy).objects.filter(pk=strategy.pk).update(created_at=timezone.now() - timedelta(minutes=90))
+    code, out = run("check_silence")
+    assert code == 1 and "webhook endpoint: never received an alert" in out
+
+
 @pytest.mark.django_db(transaction=True)
 def test_silence_is_notified_once_when_it_starts(settings):
     settings.SILENCE_ENDPOINT_MINUTES = 0

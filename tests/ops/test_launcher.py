@@ -80,7 +80,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "TVTRADER_VAR_DIR": str(tmp_path / "var"),
         "STATIC_ROOT": str(tmp_path / "static"),
         "REDIS_URL": re.sub(r"/\d+$", "", settings.REDIS_URL) + "/13",
-        # Its own namespace, so the test can read this install's heartbeat.
+        # Its own namespace: nothing left in database 13 by another run is seen, and the test
+        # can read this install's heartbeat.
         "REDIS_NAMESPACE": f"tv-launch-{os.getpid()}-{tmp_path.name}:",
         "PORT": str(_free_port()),
     }
@@ -123,7 +124,6 @@ def _run_until_it_stops(env: dict[str, str]) -> tuple[int, list[str]]:
 
 def test_make_run_prints_a_curl_that_works_at_once_and_sigterm_stops_everything(tmp_path):
     env = _env(tmp_path, WORKER_CONCURRENCY="4")
-    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
     port = int(env["PORT"])
     marker = f"TVTRADER_VAR_DIR={tmp_path / 'var'}"
     out = tmp_path / "run.log"
@@ -185,6 +185,7 @@ def test_the_banner_stays_the_last_output_while_the_worker_runs_its_schedule(tmp
     assert "warm_thread" not in text
     assert "level=ERROR" not in text and "Service Unavailable" not in text, text
     assert "concurrency" not in text, "no Celery start-up banner"
+    assert "superuser privileges" not in text, "as root: one line of ours, not Celery's eight"
 
 
 def test_the_first_admin_password_is_shown_on_the_first_start_only(tmp_path):

@@ -58,7 +58,10 @@ def silences(*, now: datetime | None = None) -> list[Silence]:
             )
     if settings.SILENCE_ENDPOINT_MINUTES:
         last = Signal.objects.filter(is_test=False).order_by("-id").values_list("received_at", flat=True).first()
-        if last is None or now - last > timedelta(minutes=settings.SILENCE_ENDPOINT_MINUTES):
+        # Never received anything: counted from when the first strategy was set up, as for a
+        # strategy (a fresh install, `make run`'s demo included, has not had the chance yet).
+        reference = last or Strategy.objects.order_by("created_at").values_list("created_at", flat=True).first()
+        if reference is not None and now - reference > timedelta(minutes=settings.SILENCE_ENDPOINT_MINUTES):
             minutes = (now - last).total_seconds() / 60 if last else None
             found.append(Silence("endpoint", "webhook endpoint", minutes, settings.SILENCE_ENDPOINT_MINUTES))
     return found
