@@ -329,3 +329,33 @@ def test_a_telegram_target_needs_the_bot_token_configured(settings, admin_page):
     response = admin_page.client.post("/admin/ops/notificationtarget/add/", form)
     assert response.status_code == 302
     assert NotificationTarget.objects.get().telegram_chat_id == "-1001"
+
+
+def test_global_channels_show_their_last_delivery_and_last_error_in_the_admin(
+    worker_factory, fake_channels, channels_configured, admin_page
+):
+    from tvtrader.ops.notifications import global_channels_status
+
+    client = redis.Redis.from_url(settings_redis_url())
+    client.delete(key("notify", "status", "telegram"), key("notify", "status", "discord"))
+    fake_channels.channel_plan["discord"] = [(404, {"message": "Unknown Webhook"}, 0)]
+    worker_factory(queues="notifications", env=channel_env(fake_channels))
+    assert "Global channels" in admin_page("/admin/ops/notificationtarget/")
+    assert notification_send(event="silence", text="hello") == 2
+
+    rows = wait_for(
+        lambda: (r := global_channels_status()) and all(x["last_sent_at"] or x["last_error_at"] for x in r) and r,
+        message="both global channels' results",
+    )
+    by_channel = {r["channel"]: r for r in rows}
+    assert by_channel["telegram"]["last_sent_at"] and not by_channel["telegram"]["last_error"]
+    assert by_channel["discord"]["last_error"] == "discord refused the message: 404 Unknown Webhook"
+    page = admin_page("/admin/ops/notificationtarget/")
+    assert "discord refused the message: 404 Unknown Webhook" in page
+    assert BOT_TOKEN not in page and "discord-secret" not in page
+
+
+def settings_redis_url() -> str:
+    from django.conf import settings
+
+    return settings.REDIS_URL

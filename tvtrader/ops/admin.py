@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from .models import NotificationTarget
-from .notifications import notification_send_test
+from .notifications import global_channels_status, notification_send_test
 
 
 class NotificationTargetForm(forms.ModelForm):
@@ -45,6 +45,10 @@ class NotificationTargetAdmin(admin.ModelAdmin):
     list_select_related = ["strategy"]
     readonly_fields = ["last_delivery", "last_failure"]
     actions = ["send_test"]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "global_channels": global_channels_status()}
+        return super().changelist_view(request, extra_context=extra_context)
 
     @admin.display(description="last delivery", ordering="last_sent_at")
     def last_delivery(self, obj: NotificationTarget) -> str:

@@ -138,25 +138,66 @@ def notification_send_test(*, targets: Any) -> int:
 
 
 def delivery_record(*, dest: dict[str, Any], error: str | None) -> None:
-    """Remember a per-strategy target's last delivery, or its last error (time and a short
-    reason), for the admin. Global channels have no row: their results are in the log."""
-    key = str(dest.get("key", ""))
-    if not key.startswith("target:"):
-        return
+    """Remember a destination's last delivery, or its last error (time and a short reason),
+    for the admin: on the target's row, or for a global channel (which has no row) in Redis."""
     from django.utils import timezone
 
+    now = timezone.now()
+    if error is not None:
+        # Reasons are built without URLs or tokens (see _post); a channel's own description
+        # is scrubbed of the bot token anyway before it is stored.
+        if settings.TELEGRAM_BOT_TOKEN:
+            error = error.replace(settings.TELEGRAM_BOT_TOKEN, "[redacted]")
+        error = error[:300]
+    key = str(dest.get("key", ""))
+    if key == "global":
+        from tvtrader.redisconn import key as rkey
+        from tvtrader.redisconn import redis_client
+
+        fields = {"sent_at": now.isoformat()} if error is None else {"error_at": now.isoformat(), "error": error}
+        redis_client().hset(rkey("notify", "status", dest.get("channel")), mapping=fields)
+        return
+    if not key.startswith("target:"):
+        return
     from .models import NotificationTarget
 
-    now = timezone.now()
     rows = NotificationTarget.objects.filter(pk=int(key.split(":", 1)[1]))
     if error is None:
         rows.update(last_sent_at=now)
-        return
-    # Reasons are built without URLs or tokens (see _post); a channel's own description is
-    # scrubbed of the bot token anyway before it is stored.
-    if settings.TELEGRAM_BOT_TOKEN:
-        error = error.replace(settings.TELEGRAM_BOT_TOKEN, "[redacted]")
-    rows.update(last_error_at=now, last_error=error[:300])
+    else:
+        rows.update(last_error_at=now, last_error=error)
+
+
+def global_channels_status() -> list[dict[str, Any]]:
+    """The global channels (from the environment) with their last delivery and last error."""
+    from datetime import datetime
+
+    from tvtrader.redisconn import key as rkey
+    from tvtrader.redisconn import redis_client
+
+    configured = {
+        "telegram": bool(settings.TELEGRAM_BOT_TOKEN and settings.TELEGRAM_CHAT_ID),
+        "discord": bool(settings.DISCORD_WEBHOOK_URL),
+    }
+    rows = []
+    for channel, is_configured in configured.items():
+        try:
+            raw = redis_client().hgetall(rkey("notify", "status", channel))
+        except Exception:  # the console still opens with Redis down
+            raw = {}
+        data = {k.decode(): v.decode() for k, v in raw.items()}
+        if not is_configured and not data:
+            continue
+        rows.append(
+            {
+                "channel": channel,
+                "configured": is_configured,
+                "last_sent_at": datetime.fromisoformat(data["sent_at"]) if "sent_at" in data else None,
+                "last_error_at": datetime.fromisoformat(data["error_at"]) if "error_at" in data else None,
+                "last_error": data.get("error", ""),
+            }
+        )
+    return rows
 
 
 # --- Transports ------------------------------------------------------------------------------
