@@ -384,7 +384,15 @@ DISCORD_WEBHOOK_URL = env("DISCORD_WEBHOOK_URL", default="")
 # Discord about 30/min per webhook); the rest wait their turn on the notifications queue.
 NOTIFY_RATE_PER_MINUTE = env.int("NOTIFY_RATE_PER_MINUTE", default=20)
 NOTIFY_HTTP_TIMEOUT_SECONDS = env.float("NOTIFY_HTTP_TIMEOUT_SECONDS", default=10.0)
+# A failed delivery (channel unreachable, 5xx, its own 429) is retried this many times with
+# exponential backoff (2, 4, 8 ... s, at most NOTIFY_RETRY_BACKOFF_MAX_SECONDS), then given up.
+# Waiting for our own per-minute allowance is not a failure and never counts against it.
 NOTIFY_MAX_RETRIES = env.int("NOTIFY_MAX_RETRIES", default=6)
+NOTIFY_RETRY_BACKOFF_MAX_SECONDS = env.float("NOTIFY_RETRY_BACKOFF_MAX_SECONDS", default=300.0)
+if NOTIFY_MAX_RETRIES < 0 or NOTIFY_RETRY_BACKOFF_MAX_SECONDS <= 0 or NOTIFY_RATE_PER_MINUTE < 1:
+    raise ValueError(
+        "NOTIFY_MAX_RETRIES must be >= 0, NOTIFY_RETRY_BACKOFF_MAX_SECONDS > 0 and NOTIFY_RATE_PER_MINUTE >= 1"
+    )
 # /metrics: a bearer token (in addition to API tokens with read scope), and/or addresses
 # allowed without one (e.g. the Prometheus host).
 METRICS_TOKEN = env("METRICS_TOKEN", default="")

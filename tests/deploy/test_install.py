@@ -326,3 +326,30 @@ def test_a_checkouts_env_file_reaches_the_release_mode_600_for_the_service_user(
     again = run_installer(root, source=checkout)
     assert again.returncode == 0, again.stderr[-3000:]
     assert stat.S_IMODE(copied.stat().st_mode) == 0o600
+
+
+@pytest.mark.django_db
+def test_admin_2fa_install_step_lists_exactly_the_superusers_without_an_authenticator(capsys):
+    """The Python the installer runs (real system, --admin-2fa) to pick who gets enrolled."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    script = (BASE_DIR / "deploy/install.sh").read_text()
+    code = script.split("LOGINS=$(manage shell -v 0 -c '", 1)[1].split("')", 1)[0]
+    users = get_user_model().objects
+    users.create_superuser("admin", "", "pw-admin-1")
+    enrolled = users.create_superuser("enrolled", "", "pw-enrolled-1")
+    TOTPDevice.objects.create(user=enrolled, name="phone", confirmed=True)
+    users.create_superuser("gone", "", "pw-gone-1", is_active=False)
+    users.create_user("staff", "", "pw-staff-1", is_staff=True)
+
+    capsys.readouterr()
+    call_command("shell", "-v", "0", "-c", code)
+    logins = capsys.readouterr().out.split()
+    assert logins == ["admin"]
+    for login in logins:  # what the installer does next
+        call_command("admin_otp_enrol", login)
+    assert "otpauth://totp/" in capsys.readouterr().out
+    call_command("shell", "-v", "0", "-c", code)
+    assert capsys.readouterr().out.split() == []  # a re-run enrols nobody twice

@@ -15,6 +15,7 @@ class FakeChannels:
     def __init__(self):
         self.received: list[dict] = []
         self.plan: list[tuple[int, dict | None, float]] = []  # (status, body, delay) per request, then 200
+        self.channel_plan: dict[str, list[tuple[int, dict | None, float]]] = {}  # the same, for one channel first
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -23,8 +24,10 @@ class FakeChannels:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def next_answer(self) -> tuple[int, dict | None, float]:
+    def next_answer(self, channel: str) -> tuple[int, dict | None, float]:
         with self.lock:
+            if self.channel_plan.get(channel):
+                return self.channel_plan[channel].pop(0)
             return self.plan.pop(0) if self.plan else (200, None, 0.0)
 
     def messages(self, channel: str | None = None) -> list[dict]:
@@ -40,10 +43,10 @@ def fake_channels():
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            status, answer, delay = fake.next_answer()
+            channel = "telegram" if self.path.startswith("/bot") else "discord"
+            status, answer, delay = fake.next_answer(channel)
             if delay:
                 time.sleep(delay)
-            channel = "telegram" if self.path.startswith("/bot") else "discord"
             with fake.lock:
                 fake.received.append(
                     {"channel": channel, "path": self.path, "body": body, "status": status, "at": time.time()}

@@ -177,3 +177,185 @@ def test_a_rejected_or_blocked_alert_is_notified_with_its_reason(
     assert any("rejected" in t and "{{close}}" in t for t in texts)
     assert any("blocked" in t and "kill switch" in t for t in texts)
     assert not any("[redacted]" in t or "passphrase" in t.lower() for t in texts)
+
+
+# --- Retries: NOTIFY_MAX_RETRIES, not Celery's default of 3 ----------------------------------
+
+
+def discord_target(strategy, fake, name: str) -> NotificationTarget:
+    target = NotificationTarget(strategy=strategy, channel="discord")
+    target.set_discord_webhook_url(f"{fake.url}/api/webhooks/{name}/target-secret-{name}")
+    target.save()
+    return target
+
+
+def test_a_failing_channel_is_tried_notify_max_retries_times_more_then_given_up_and_shown(
+    worker_factory, fake_channels, settings, admin_page
+):
+    """Default NOTIFY_MAX_RETRIES (6): 7 tries in all, then one `notification_failed` line (no
+    Celery MaxRetriesExceededError), and the target's last error says so in the admin."""
+    settings.TELEGRAM_BOT_TOKEN = settings.TELEGRAM_CHAT_ID = settings.DISCORD_WEBHOOK_URL = ""
+    assert settings.NOTIFY_MAX_RETRIES == 6
+    fake_channels.plan = [(502, {"message": "bad gateway"}, 0)] * 20
+    env = channel_env(fake_channels, DISCORD_WEBHOOK_URL="", TELEGRAM_CHAT_ID="", NOTIFY_RETRY_BACKOFF_MAX_SECONDS=0.5)
+    worker = worker_factory(queues="notifications", env=env)
+    strategy = StrategyFactory(strategy_id="trend")
+    target = discord_target(strategy, fake_channels, "7")
+    assert notification_send(event="silence", text="hello", strategy=strategy) == 1
+
+    log = worker.logged("event=notification_failed", timeout=60)
+    assert len(fake_channels.messages()) == 7
+    assert "MaxRetriesExceeded" not in log and "target-secret" not in log
+    target.refresh_from_db()
+    assert target.last_sent_at is None and target.last_error_at is not None
+    assert target.last_error == "gave up after 7 tries: discord answered 502"
+    page = admin_page("/admin/ops/notificationtarget/")
+    assert "gave up after 7 tries: discord answered 502" in page and "target-secret" not in page
+
+
+def test_waiting_for_the_per_minute_allowance_is_never_capped(worker_factory, fake_channels, settings):
+    """A message that has already waited out five minutes' allowances (Celery retries=5, past
+    Celery's default cap of 3) is still rescheduled for the next minute, not dropped."""
+    from tvtrader.celery import app
+    from tvtrader.ops.tasks import deliver
+
+    settings.TELEGRAM_BOT_TOKEN, settings.TELEGRAM_CHAT_ID = BOT_TOKEN, "-1001"
+    worker = worker_factory(
+        queues="notifications", env=channel_env(fake_channels, DISCORD_WEBHOOK_URL="", NOTIFY_RATE_PER_MINUTE=1)
+    )
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    window = int(time.time() // 60)
+    for w in (window, window + 1):  # this minute's allowance and the next one's are used up
+        client.set(key("notify", "rl", "telegram:global", w), 5, ex=300)
+    deliver.apply_async(
+        args=[{"channel": "telegram", "key": "global"}, "waited long", {"event": "silence"}],
+        queue="notifications",
+        retries=5,
+    )
+
+    def rescheduled():
+        if "MaxRetriesExceeded" in worker.log():
+            raise AssertionError(worker.log()[-3000:])
+        found = app.control.inspect(timeout=2).scheduled() or {}
+        return any(
+            "waited long" in str(entry["request"].get("args")) for entries in found.values() for entry in entries
+        )
+
+    wait_for(rescheduled, timeout=30, interval=0.5, message="the message rescheduled for the next minute")
+    assert "event=notification_ratelimited" in worker.log()
+    assert fake_channels.messages() == []
+
+
+# --- The admin: test messages, Telegram without a bot, last delivery / last error -------------
+
+
+@pytest.fixture
+def admin_page(client, django_user_model):
+    user = django_user_model.objects.create_superuser("ops-admin", "", "ops-admin-password-1")
+    client.force_login(user)
+
+    def _get(url: str) -> str:
+        response = client.get(url)
+        assert response.status_code == 200, response.status_code
+        return response.content.decode()
+
+    _get.client = client
+    return _get
+
+
+def test_send_a_test_message_on_two_targets_queues_exactly_two_and_shows_each_result(
+    worker_factory, fake_channels, channels_configured, admin_page
+):
+    strategy = StrategyFactory(strategy_id="trend")
+    ok = discord_target(strategy, fake_channels, "1")
+    refused = NotificationTarget.objects.create(strategy=strategy, channel="telegram", telegram_chat_id="-404")
+    discord_target(strategy, fake_channels, "3")  # not selected: gets nothing
+    broker = redis.Redis.from_url(settings_broker_url())
+    broker.delete(key("notifications"))
+
+    response = admin_page.client.post(
+        "/admin/ops/notificationtarget/",
+        {"action": "send_test", "_selected_action": [ok.pk, refused.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Queued 2 test message(s)" in response.content.decode()
+    assert broker.llen(key("notifications")) == 2  # not one per target per strategy target, nor the globals
+
+    fake_channels.channel_plan["telegram"] = [(400, {"ok": False, "description": "Bad Request: chat not found"}, 0)]
+    worker_factory(queues="notifications", env=channel_env(fake_channels))
+    wait_for(lambda: len(fake_channels.messages()) == 2, message="the two test messages")
+    wait_for(
+        lambda: all(
+            t.last_sent_at or t.last_error_at for t in NotificationTarget.objects.filter(pk__in=[ok.pk, refused.pk])
+        ),
+        message="both results recorded",
+    )
+    paths = sorted(m["path"] for m in fake_channels.messages())
+    assert paths == sorted(["/api/webhooks/1/target-secret-1", f"/bot{BOT_TOKEN}/sendMessage"])
+    ok.refresh_from_db()
+    refused.refresh_from_db()
+    assert ok.last_sent_at and not ok.last_error
+    assert refused.last_sent_at is None
+    assert refused.last_error == "telegram refused the message: 400 Bad Request: chat not found"
+    page = admin_page("/admin/ops/notificationtarget/")
+    assert "Bad Request: chat not found" in page
+    assert BOT_TOKEN not in page and "target-secret" not in page
+
+
+def settings_broker_url() -> str:
+    from django.conf import settings
+
+    return settings.CELERY_BROKER_URL
+
+
+@pytest.mark.django_db
+def test_a_telegram_target_needs_the_bot_token_configured(settings, admin_page):
+    strategy = StrategyFactory()
+    form = {
+        "strategy": strategy.pk,
+        "channel": "telegram",
+        "telegram_chat_id": "-1001",
+        "events": "[]",
+        "enabled": "on",
+    }
+    settings.TELEGRAM_BOT_TOKEN = ""
+    response = admin_page.client.post("/admin/ops/notificationtarget/add/", form)
+    assert response.status_code == 200
+    assert "TELEGRAM_BOT_TOKEN is not set" in response.content.decode()
+    assert not NotificationTarget.objects.exists()
+
+    settings.TELEGRAM_BOT_TOKEN = BOT_TOKEN
+    response = admin_page.client.post("/admin/ops/notificationtarget/add/", form)
+    assert response.status_code == 302
+    assert NotificationTarget.objects.get().telegram_chat_id == "-1001"
+
+
+def test_global_channels_show_their_last_delivery_and_last_error_in_the_admin(
+    worker_factory, fake_channels, channels_configured, admin_page
+):
+    from tvtrader.ops.notifications import global_channels_status
+
+    client = redis.Redis.from_url(settings_redis_url())
+    client.delete(key("notify", "status", "telegram"), key("notify", "status", "discord"))
+    fake_channels.channel_plan["discord"] = [(404, {"message": "Unknown Webhook"}, 0)]
+    worker_factory(queues="notifications", env=channel_env(fake_channels))
+    assert "Global channels" in admin_page("/admin/ops/notificationtarget/")
+    assert notification_send(event="silence", text="hello") == 2
+
+    rows = wait_for(
+        lambda: (r := global_channels_status()) and all(x["last_sent_at"] or x["last_error_at"] for x in r) and r,
+        message="both global channels' results",
+    )
+    by_channel = {r["channel"]: r for r in rows}
+    assert by_channel["telegram"]["last_sent_at"] and not by_channel["telegram"]["last_error"]
+    assert by_channel["discord"]["last_error"] == "discord refused the message: 404 Unknown Webhook"
+    page = admin_page("/admin/ops/notificationtarget/")
+    assert "discord refused the message: 404 Unknown Webhook" in page
+    assert BOT_TOKEN not in page and "discord-secret" not in page
+
+
+def settings_redis_url() -> str:
+    from django.conf import settings
+
+    return settings.REDIS_URL

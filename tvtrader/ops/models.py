@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -34,6 +35,11 @@ class NotificationTarget(models.Model):
     events = models.JSONField(default=list, blank=True, help_text=f"Any of {', '.join(EVENTS)}; empty means all.")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Written by the notifications worker after each attempt (never a secret: see
+    # notifications.delivery_record), shown in the admin.
+    last_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.CharField(max_length=300, blank=True, editable=False)
 
     class Meta:
         ordering = ["strategy", "channel"]
@@ -55,6 +61,13 @@ class NotificationTarget(models.Model):
         return self.enabled and (not self.events or event in self.events)
 
     def clean(self) -> None:
+        if self.channel == self.Channel.TELEGRAM and not settings.TELEGRAM_BOT_TOKEN:
+            raise ValidationError(
+                {
+                    "channel": "Telegram targets send through the global bot, and TELEGRAM_BOT_TOKEN is not set. "
+                    "Set it in the environment and restart (docs/operations.md), or use a Discord webhook."
+                }
+            )
         if self.channel == self.Channel.TELEGRAM and not self.telegram_chat_id:
             raise ValidationError({"telegram_chat_id": "A Telegram target needs a chat id."})
         bad = [e for e in (self.events or []) if e not in EVENTS]

@@ -108,18 +108,9 @@ def delivery_failures() -> list[dict[str, Any]]:
 _broker_down_until = 0.0
 
 
-def notification_send(*, event: str, text: str, strategy: Any = None, data: dict | None = None) -> int:
-    """Queue `text` to every destination for `event` once the current transaction commits.
-    Returns how many destinations were found. Never raises, never blocks on a channel."""
-    try:
-        dests = destinations(event=event, strategy=strategy)
-    except Exception as exc:  # a notification problem must never reach trading code
-        logger.warning("event=notification_failed stage=resolve notify_event=%s error=%s", event, type(exc).__name__)
-        return 0
-    if not dests:
-        return 0
-    strategy_key = getattr(strategy, "strategy_id", "") or ""
-    meta = {"event": event, "strategy": strategy_key, "signal": (data or {}).get("signal_id")}
+def _queue_after_commit(*, dests: list[dict[str, Any]], text: str, meta: dict[str, Any]) -> None:
+    """One `notifications.deliver` task per destination, once the caller's transaction commits."""
+    event = meta["event"]
 
     def _queue() -> None:
         global _broker_down_until
@@ -146,7 +137,100 @@ def notification_send(*, event: str, text: str, strategy: Any = None, data: dict
         transaction.on_commit(_queue)
     except Exception as exc:
         logger.warning("event=notification_failed stage=queue notify_event=%s error=%s", event, type(exc).__name__)
+
+
+def notification_send(*, event: str, text: str, strategy: Any = None, data: dict | None = None) -> int:
+    """Queue `text` to every destination for `event` once the current transaction commits.
+    Returns how many destinations were found. Never raises, never blocks on a channel."""
+    try:
+        dests = destinations(event=event, strategy=strategy)
+    except Exception as exc:  # a notification problem must never reach trading code
+        logger.warning("event=notification_failed stage=resolve notify_event=%s error=%s", event, type(exc).__name__)
+        return 0
+    if not dests:
+        return 0
+    strategy_key = getattr(strategy, "strategy_id", "") or ""
+    meta = {"event": event, "strategy": strategy_key, "signal": (data or {}).get("signal_id")}
+    _queue_after_commit(dests=dests, text=text, meta=meta)
     return len(dests)
+
+
+def notification_send_test(*, targets: Any) -> int:
+    """The admin's "Send a test message": exactly one message to each enabled target given,
+    whatever its event filter (and not to the strategy's other targets or the global
+    channels). Returns how many were queued."""
+    count = 0
+    for target in targets:
+        if not target.enabled:
+            continue
+        meta = {"event": "test", "strategy": target.strategy.strategy_id, "signal": None}
+        text = f"🔔 test message for {target.strategy} via {target.get_channel_display()} (target #{target.pk})"
+        _queue_after_commit(dests=[{"channel": target.channel, "key": f"target:{target.pk}"}], text=text, meta=meta)
+        count += 1
+    return count
+
+
+def delivery_record(*, dest: dict[str, Any], error: str | None) -> None:
+    """Remember a destination's last delivery, or its last error (time and a short reason),
+    for the admin: on the target's row, or for a global channel (which has no row) in Redis."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    if error is not None:
+        # Reasons are built without URLs or tokens (see _post); a channel's own description
+        # is scrubbed of the bot token anyway before it is stored.
+        if settings.TELEGRAM_BOT_TOKEN:
+            error = error.replace(settings.TELEGRAM_BOT_TOKEN, "[redacted]")
+        error = error[:300]
+    key = str(dest.get("key", ""))
+    if key == "global":
+        from tvtrader.redisconn import key as rkey
+        from tvtrader.redisconn import redis_client
+
+        fields = {"sent_at": now.isoformat()} if error is None else {"error_at": now.isoformat(), "error": error}
+        redis_client().hset(rkey("notify", "status", dest.get("channel")), mapping=fields)
+        return
+    if not key.startswith("target:"):
+        return
+    from .models import NotificationTarget
+
+    rows = NotificationTarget.objects.filter(pk=int(key.split(":", 1)[1]))
+    if error is None:
+        rows.update(last_sent_at=now)
+    else:
+        rows.update(last_error_at=now, last_error=error)
+
+
+def global_channels_status() -> list[dict[str, Any]]:
+    """The global channels (from the environment) with their last delivery and last error."""
+    from datetime import datetime
+
+    from tvtrader.redisconn import key as rkey
+    from tvtrader.redisconn import redis_client
+
+    configured = {
+        "telegram": bool(settings.TELEGRAM_BOT_TOKEN and settings.TELEGRAM_CHAT_ID),
+        "discord": bool(settings.DISCORD_WEBHOOK_URL),
+    }
+    rows = []
+    for channel, is_configured in configured.items():
+        try:
+            raw = redis_client().hgetall(rkey("notify", "status", channel))
+        except Exception:  # the console still opens with Redis down
+            raw = {}
+        data = {k.decode(): v.decode() for k, v in raw.items()}
+        if not is_configured and not data:
+            continue
+        rows.append(
+            {
+                "channel": channel,
+                "configured": is_configured,
+                "last_sent_at": datetime.fromisoformat(data["sent_at"]) if "sent_at" in data else None,
+                "last_error_at": datetime.fromisoformat(data["error_at"]) if "error_at" in data else None,
+                "last_error": data.get("error", ""),
+            }
+        )
+    return rows
 
 
 # --- Transports ------------------------------------------------------------------------------

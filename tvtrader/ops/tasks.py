@@ -36,7 +36,12 @@ def _rate_limit_acquire(key: str) -> float:
     return (window + 1) * 60 - now
 
 
-@shared_task(bind=True, name="notifications.deliver", ignore_result=True, acks_late=False, time_limit=60)
+# max_retries=None on the task itself: `self.retry(max_retries=None)` would mean "the task's
+# default", which is Celery's 3. Failures are counted in `meta["failures"]` against
+# NOTIFY_MAX_RETRIES instead, and waiting for the next minute's allowance is not a failure.
+@shared_task(
+    bind=True, name="notifications.deliver", ignore_result=True, acks_late=False, time_limit=60, max_retries=None
+)
 def deliver(self, dest: dict, text: str, meta: dict) -> None:
     from . import metrics
     from .notifications import DeliveryError, deliver_now, delivery_status_record
@@ -52,8 +57,10 @@ def deliver(self, dest: dict, text: str, meta: dict) -> None:
         wait = 0.0
     if wait:
         # Over this minute's allowance: try again in the next window (spread a little so the
-        # backlog does not arrive as one burst).
-        raise self.retry(args=[dest, text, meta], countdown=wait + random.uniform(0, 10), max_retries=None)
+        # backlog does not arrive as one burst). However long the backlog, the message waits.
+        countdown = wait + random.uniform(0, 10)
+        logger.info("event=notification_ratelimited channel=%s %s in_s=%.0f", key, log_ids, countdown)
+        raise self.retry(args=[dest, text, meta], countdown=countdown)
     try:
         channel = deliver_now(dest, text)
     except DeliveryError as exc:
@@ -61,12 +68,14 @@ def deliver(self, dest: dict, text: str, meta: dict) -> None:
         delivery_status_record(dest=dest, ok=False, error=str(exc))
         if exc.retry_after is None or failures > settings.NOTIFY_MAX_RETRIES:
             metrics.counter_inc("notifications", f"{dest.get('channel')}|failed")
+            _record(dest, str(exc) if exc.retry_after is None else f"gave up after {failures} tries: {exc}")
             logger.warning(
                 "event=notification_failed channel=%s %s failures=%d error=%r", key, log_ids, failures, str(exc)
             )
             return
         metrics.counter_inc("notifications", f"{dest.get('channel')}|retried")
-        countdown = max(exc.retry_after, min(2**failures, 300)) + random.uniform(0, 1)
+        backoff = min(2**failures, settings.NOTIFY_RETRY_BACKOFF_MAX_SECONDS)
+        countdown = max(exc.retry_after, backoff) + random.uniform(0, 1)
         logger.info(
             "event=notification_retry channel=%s %s failures=%d in_s=%.0f error=%r",
             key,
@@ -75,12 +84,21 @@ def deliver(self, dest: dict, text: str, meta: dict) -> None:
             countdown,
             str(exc),
         )
-        raise self.retry(
-            args=[dest, text, {**meta, "failures": failures}], countdown=countdown, max_retries=None
-        ) from None
+        _record(dest, f"{exc} (try {failures} of {settings.NOTIFY_MAX_RETRIES + 1}, retrying)")
+        raise self.retry(args=[dest, text, {**meta, "failures": failures}], countdown=countdown) from None
     delivery_status_record(dest=dest, ok=True)
     metrics.counter_inc("notifications", f"{channel}|sent")
+    _record(dest, None)
     logger.info("event=notification_sent channel=%s %s", key, log_ids)
+
+
+def _record(dest: dict, error: str | None) -> None:
+    from .notifications import delivery_record
+
+    try:
+        delivery_record(dest=dest, error=error)
+    except Exception as exc:  # the admin's view of it must never cost a delivery or a retry
+        logger.warning("event=notification_record_failed error=%s", type(exc).__name__)
 
 
 @shared_task(name="ops.check_silence", ignore_result=True, time_limit=60)
