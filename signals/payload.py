@@ -46,6 +46,12 @@ def _decimal(text: str) -> Decimal:
         return Decimal("-Infinity") if text.startswith("-") else Decimal("Infinity")
 
 
+def _integer(text: str) -> int | Decimal:
+    # Python refuses to read an integer of more than 4300 digits (a ValueError that would
+    # make valid JSON "not JSON"); a Decimal holds any length and stays text when stored.
+    return int(text) if len(text) <= 18 else Decimal(text)
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, with every string storable (see `_UNSTORABLE`) and nesting
     bounded by MAX_DEPTH. Raises NotJSON, whose message says what is wrong (never the body)."""
@@ -58,7 +64,7 @@ def parse_body(body: bytes) -> dict[str, Any]:
     try:
         # Decimal keeps prices exact; NaN/Infinity are let through here so that the field
         # they sit in can be named in the error.
-        data = json.loads(text, parse_float=_decimal, parse_constant=lambda c: Decimal(c))
+        data = json.loads(text, parse_float=_decimal, parse_int=_integer, parse_constant=lambda c: Decimal(c))
     except json.JSONDecodeError as exc:
         raise NotJSON(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
     except (ValueError, RecursionError, ArithmeticError) as exc:
@@ -202,7 +208,11 @@ def _number(name: str, value: Any, errors: dict[str, str], *, required: bool) ->
     if not number.is_finite():
         errors[name] = f"must be a finite number (got {_shown(value)})"
         return None
-    if not number.is_zero() and number.adjusted() >= 18:  # no arithmetic: 1e999999999 would overflow
+    if number.is_zero():
+        return Decimal(0)  # 0e-999999 is zero, and would not fit a column as written
+    # No arithmetic here: 1e999999999 would overflow. The columns hold 18 digits before the
+    # point and 12 after.
+    if not -12 <= number.adjusted() < 18:
         errors[name] = f"is out of range (got {_shown(value)})"
         return None
     return number

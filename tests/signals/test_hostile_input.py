@@ -195,3 +195,18 @@ def test_deep_nesting_that_parses_is_stored_bounded(client):
     stored = json.dumps(Signal.objects.get().payload["extra"])
     assert "nested too deeply" in stored
     assert stored.count("[") <= 20
+
+
+@pytest.mark.parametrize("number", ["0e-999999", "-0E+999999", "0.000"])
+def test_a_zero_written_with_an_absurd_exponent_is_zero_not_a_database_error(client, number):
+    response = post_text(client, with_field(f'"position_size": {number}'))
+
+    assert response.status_code == 202, response.content
+    assert Signal.objects.get().position_size == 0
+
+
+def test_an_integer_longer_than_python_reads_is_still_json(client):
+    response = post_text(client, with_field('"extra": ' + "1" * 4400))
+
+    assert response.status_code == 202, response.content
+    assert Signal.objects.get().payload["extra"] == "1" * 4400
