@@ -98,13 +98,25 @@ def is_passphrase_key(key: str) -> bool:
     return key.lower() == "passphrase"
 
 
-def redacted_copies(data: dict[str, Any], secrets_to_hide: list[str]) -> tuple[dict[str, Any], str]:
+def secrets_to_hide(*candidates: Any) -> list[str]:
+    """The passphrases to hide from what is stored: the ones given as text, long enough to
+    be told from ordinary words (the admin refuses shorter ones)."""
+    return [c for c in candidates if isinstance(c, str) and len(c) >= 4]
+
+
+def hide_secrets(text: str, hide: list[str]) -> str:
+    for secret in hide:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def redacted_copies(data: dict[str, Any], hide: list[str]) -> tuple[dict[str, Any], str]:
     """The parsed body made storable without secrets: the payload (JSON-safe, without the
     passphrase key; one deeper down is kept as REDACTED) and the raw body shown in the console, which is the parsed
     document written out again with passphrase keys kept as REDACTED and every secret
     replaced wherever it appears. Written from the parsed document, not the text, so no
     spelling of the key or escape in the value (`pass\\u0070hrase`) can slip through."""
-    hide = [s for s in secrets_to_hide if s and len(s) >= 4]
     shown = _redacted(data, hide)
     payload = {k: v for k, v in shown.items() if not is_passphrase_key(k)}
     raw = json.dumps(shown, ensure_ascii=False, default=str)
@@ -115,10 +127,7 @@ def redacted_copies(data: dict[str, Any], secrets_to_hide: list[str]) -> tuple[d
 
 def _redacted(value: Any, hide: list[str]) -> Any:
     if isinstance(value, str):
-        for secret in hide:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
+        return hide_secrets(value, hide)
     if isinstance(value, dict):
         return {
             _redacted(str(k)[:64], hide): REDACTED if is_passphrase_key(k) else _redacted(v, hide)
