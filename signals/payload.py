@@ -74,7 +74,8 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return _storable(data, 0)
 
 
-def _text(value: str) -> str:
+def storable_text(value: str) -> str:
+    """`value` with what PostgreSQL cannot store or encode replaced by U+FFFD."""
     if value.isascii() and "\x00" not in value:
         return value
     return _UNSTORABLE.sub("\ufffd", value)
@@ -82,11 +83,11 @@ def _text(value: str) -> str:
 
 def _storable(value: Any, depth: int) -> Any:
     if isinstance(value, str):
-        return _text(value)
+        return storable_text(value)
     if isinstance(value, dict):
         if depth >= MAX_DEPTH:
             return TOO_DEEP
-        return {_text(k): _storable(v, depth + 1) for k, v in value.items()}
+        return {storable_text(k): _storable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
         if depth >= MAX_DEPTH:
             return TOO_DEEP

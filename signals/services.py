@@ -128,6 +128,8 @@ def webhook_rejection_record(
     At most one log line per refusal, and those are throttled (`_LogThrottle`)."""
     at = at or timezone.now()
     source = (source or "unknown")[:64]
+    # A header may carry what PostgreSQL refuses (NUL): replaced, so counting cannot fail.
+    strategy_key, user_agent = payload_mod.storable_text(strategy_key), payload_mod.storable_text(user_agent)
     last = {
         "last_seen": at,
         "last_strategy_key": strategy_key[:64],

@@ -210,3 +210,15 @@ def test_an_integer_longer_than_python_reads_is_still_json(client):
 
     assert response.status_code == 202, response.content
     assert Signal.objects.get().payload["extra"] == "1" * 4400
+
+
+def test_a_nul_in_the_user_agent_of_a_refused_request_is_counted_without_a_traceback(client, caplog):
+    caplog.set_level(logging.DEBUG)
+    body = json.dumps(alert_body(passphrase="guess"))
+    response = client.post("/tv-webhook", data=body, content_type="text/plain", HTTP_USER_AGENT="evil\x00agent\n")
+
+    assert response.status_code == 401
+    row = WebhookRejection.objects.get(reason="bad_passphrase")
+    assert row.count == 1 and row.last_user_agent == "evil\ufffdagent\n"
+    assert not [r for r in caplog.records if r.exc_info]
+    assert len(intake_lines(caplog)) == 1
