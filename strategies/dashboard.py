@@ -269,8 +269,9 @@ _REFUSAL_HINTS = {
 
 
 def _refusals_today(*, rows: list[StrategyRow], now: datetime) -> list[dict]:
-    """Requests refused today (counted, never stored) that name a configured strategy: a
-    broken alert template looks like this. Counter rows are bounded per day."""
+    """Requests refused in the last day (counted, never stored) that name a configured
+    strategy: a broken alert template or a wrong passphrase looks like this. Counter rows are
+    bounded per day, and `day` leads their unique index."""
     keys = [row.strategy.strategy_id for row in rows]
     if not keys:
         return []
@@ -285,7 +286,9 @@ def _refusals_today(*, rows: list[StrategyRow], now: datetime) -> list[dict]:
     for group in refused:
         label, hint = _REFUSAL_HINTS[group["reason"]]
         last = (
-            WebhookRejection.objects.filter(reason=group["reason"], last_seen=group["last"])
+            WebhookRejection.objects.filter(
+                day__gte=since, reason=group["reason"], last_seen=group["last"], last_strategy_key__in=keys
+            )
             .values_list("last_strategy_key", "last_detail")
             .first()
         )
