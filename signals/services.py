@@ -277,7 +277,7 @@ def signal_ingest(
         return UNAUTHORIZED
 
     common: dict[str, Any] = {
-        "content_type": content_type[:100],
+        "content_type": payload_mod.storable_text(content_type[:100]),
         "remote_addr": remote_addr,
         "received_at": received_at,
     }

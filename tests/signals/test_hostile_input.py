@@ -222,3 +222,10 @@ def test_a_nul_in_the_user_agent_of_a_refused_request_is_counted_without_a_trace
     assert row.count == 1 and row.last_user_agent == "evil\ufffdagent\n"
     assert not [r for r in caplog.records if r.exc_info]
     assert len(intake_lines(caplog)) == 1
+
+
+def test_a_nul_in_the_content_type_of_an_alert_does_not_cost_it(client):
+    response = client.post("/tv-webhook", data=json.dumps(alert_body()), content_type="text/plain\x00; x")
+
+    assert response.status_code == 202, response.content
+    assert Signal.objects.get().content_type == "text/plain\ufffd; x"
