@@ -114,10 +114,11 @@ def hide_secrets(text: str, hide: list[str]) -> str:
 
 def redacted_copies(data: dict[str, Any], hide: list[str]) -> tuple[dict[str, Any], str]:
     """The parsed body made storable without secrets: the payload (JSON-safe, without the
-    passphrase key; one deeper down is kept as REDACTED) and the raw body shown in the console, which is the parsed
-    document written out again with passphrase keys kept as REDACTED and every secret
-    replaced wherever it appears. Written from the parsed document, not the text, so no
-    spelling of the key or escape in the value (`pass\\u0070hrase`) can slip through."""
+    passphrase key; one deeper down is kept as REDACTED) and the raw body shown in the
+    console, which is the parsed document written out again with passphrase keys kept as
+    REDACTED and every secret replaced wherever it appears. Written from the parsed
+    document, not the text, so no spelling of the key or escape in the value
+    (`pass\\u0070hrase`) can slip through."""
     shown = _redacted(data, hide)
     payload = {k: v for k, v in shown.items() if not is_passphrase_key(k)}
     raw = json.dumps(shown, ensure_ascii=False, default=str)
