@@ -21,6 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from strategies.models import Strategy
+from tvtrader.ops.logformat import logvalue
 
 from . import ordering
 from .models import Signal
@@ -111,7 +112,7 @@ def signal_enqueue(signal_id: int, strategy_key: str = "-") -> bool:
         _producer_discard()
         _broker_down_until = time.monotonic() + 5.0
         logger.warning(
-            "event=enqueue_failed strategy=%s signal=%s error=%s", strategy_key, signal_id, type(exc).__name__
+            "event=enqueue_failed strategy=%s signal=%s error=%s", logvalue(strategy_key), signal_id, type(exc).__name__
         )
         return False
     return True
@@ -172,7 +173,7 @@ def signals_sweep(*, older_than_seconds: int | None = None, limit: int = 500) ->
             break
         Signal.objects.filter(pk=signal_id).update(enqueued_at=now, enqueue_count=F("enqueue_count") + 1)
         sent += 1
-        logger.info("event=signal_requeued strategy=%s signal=%s", strategy_key, signal_id)
+        logger.info("event=signal_requeued strategy=%s signal=%s", logvalue(strategy_key), signal_id)
     return sent
 
 

@@ -46,6 +46,12 @@ def _decimal(text: str) -> Decimal:
         return Decimal("-Infinity") if text.startswith("-") else Decimal("Infinity")
 
 
+def _integer(text: str) -> int | Decimal:
+    # Python refuses to read an integer of more than 4300 digits (a ValueError that would
+    # make valid JSON "not JSON"); a Decimal holds any length and stays text when stored.
+    return int(text) if len(text) <= 18 else Decimal(text)
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, with every string storable (see `_UNSTORABLE`) and nesting
     bounded by MAX_DEPTH. Raises NotJSON, whose message says what is wrong (never the body)."""
@@ -58,7 +64,7 @@ def parse_body(body: bytes) -> dict[str, Any]:
     try:
         # Decimal keeps prices exact; NaN/Infinity are let through here so that the field
         # they sit in can be named in the error.
-        data = json.loads(text, parse_float=_decimal, parse_constant=lambda c: Decimal(c))
+        data = json.loads(text, parse_float=_decimal, parse_int=_integer, parse_constant=lambda c: Decimal(c))
     except json.JSONDecodeError as exc:
         raise NotJSON(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
     except (ValueError, RecursionError, ArithmeticError) as exc:
@@ -68,7 +74,8 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return _storable(data, 0)
 
 
-def _text(value: str) -> str:
+def storable_text(value: str) -> str:
+    """`value` with what PostgreSQL cannot store or encode replaced by U+FFFD."""
     if value.isascii() and "\x00" not in value:
         return value
     return _UNSTORABLE.sub("\ufffd", value)
@@ -76,11 +83,11 @@ def _text(value: str) -> str:
 
 def _storable(value: Any, depth: int) -> Any:
     if isinstance(value, str):
-        return _text(value)
+        return storable_text(value)
     if isinstance(value, dict):
         if depth >= MAX_DEPTH:
             return TOO_DEEP
-        return {_text(k): _storable(v, depth + 1) for k, v in value.items()}
+        return {storable_text(k): _storable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
         if depth >= MAX_DEPTH:
             return TOO_DEEP
@@ -92,13 +99,26 @@ def is_passphrase_key(key: str) -> bool:
     return key.lower() == "passphrase"
 
 
-def redacted_copies(data: dict[str, Any], secrets_to_hide: list[str]) -> tuple[dict[str, Any], str]:
+def secrets_to_hide(*candidates: Any) -> list[str]:
+    """The passphrases to hide from what is stored: the ones given as text, long enough to
+    be told from ordinary words (the admin refuses shorter ones)."""
+    return [c for c in candidates if isinstance(c, str) and len(c) >= 4]
+
+
+def hide_secrets(text: str, hide: list[str]) -> str:
+    for secret in hide:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def redacted_copies(data: dict[str, Any], hide: list[str]) -> tuple[dict[str, Any], str]:
     """The parsed body made storable without secrets: the payload (JSON-safe, without the
-    passphrase key; one deeper down is kept as REDACTED) and the raw body shown in the console, which is the parsed
-    document written out again with passphrase keys kept as REDACTED and every secret
-    replaced wherever it appears. Written from the parsed document, not the text, so no
-    spelling of the key or escape in the value (`pass\\u0070hrase`) can slip through."""
-    hide = [s for s in secrets_to_hide if s and len(s) >= 4]
+    passphrase key; one deeper down is kept as REDACTED) and the raw body shown in the
+    console, which is the parsed document written out again with passphrase keys kept as
+    REDACTED and every secret replaced wherever it appears. Written from the parsed
+    document, not the text, so no spelling of the key or escape in the value
+    (`pass\\u0070hrase`) can slip through."""
     shown = _redacted(data, hide)
     payload = {k: v for k, v in shown.items() if not is_passphrase_key(k)}
     raw = json.dumps(shown, ensure_ascii=False, default=str)
@@ -109,10 +129,7 @@ def redacted_copies(data: dict[str, Any], secrets_to_hide: list[str]) -> tuple[d
 
 def _redacted(value: Any, hide: list[str]) -> Any:
     if isinstance(value, str):
-        for secret in hide:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
+        return hide_secrets(value, hide)
     if isinstance(value, dict):
         return {
             _redacted(str(k)[:64], hide): REDACTED if is_passphrase_key(k) else _redacted(v, hide)
@@ -204,7 +221,11 @@ def _number(name: str, value: Any, errors: dict[str, str], *, required: bool) ->
     if not number.is_finite():
         errors[name] = f"must be a finite number (got {_shown(value)})"
         return None
-    if not number.is_zero() and number.adjusted() >= 18:  # no arithmetic: 1e999999999 would overflow
+    if number.is_zero():
+        return Decimal(0)  # 0e-999999 is zero, and would not fit a column as written
+    # No arithmetic here: 1e999999999 would overflow. The columns hold 18 digits before the
+    # point and 12 after.
+    if not -12 <= number.adjusted() < 18:
         errors[name] = f"is out of range (got {_shown(value)})"
         return None
     return number

@@ -128,6 +128,8 @@ def webhook_rejection_record(
     At most one log line per refusal, and those are throttled (`_LogThrottle`)."""
     at = at or timezone.now()
     source = (source or "unknown")[:64]
+    # A header may carry what PostgreSQL refuses (NUL): replaced, so counting cannot fail.
+    strategy_key, user_agent = payload_mod.storable_text(strategy_key), payload_mod.storable_text(user_agent)
     last = {
         "last_seen": at,
         "last_strategy_key": strategy_key[:64],
@@ -316,24 +318,29 @@ def signal_ingest(
         return UNAUTHORIZED
 
     common: dict[str, Any] = {
-        "content_type": content_type[:100],
+        "content_type": payload_mod.storable_text(content_type[:100]),
         "remote_addr": remote_addr,
         "received_at": received_at,
     }
     # The passphrase that authenticated is the strategy's own or the global one: both are
-    # hidden wherever they appear in what is stored.
-    common["payload"], common["raw_body"] = payload_mod.redacted_copies(
-        data, [settings.WEBHOOK_PASSPHRASE, given if isinstance(given, str) else ""]
-    )
+    # hidden wherever they appear in what is stored, answered or logged (a field quoted in an
+    # error, a comment, an order id).
+    hide = payload_mod.secrets_to_hide(settings.WEBHOOK_PASSPHRASE, given)
+    common["payload"], common["raw_body"] = payload_mod.redacted_copies(data, hide)
     result = payload_mod.validate(data)
     if result.errors or strategy is None:
-        errors = dict(result.errors)
+        errors = {name: payload_mod.hide_secrets(text, hide) for name, text in result.errors.items()}
         if strategy is None and "strategy_id" not in errors:
-            errors["strategy_id"] = f"no strategy is configured with strategy_id {data.get('strategy_id')!r}"
+            errors["strategy_id"] = payload_mod.hide_secrets(
+                f"no strategy is configured with strategy_id {data.get('strategy_id')!r}", hide
+            )
         partial = {k: v for k, v in result.partial.items() if k in ("action", "ticker", "exchange", "timeframe")}
         for key in ("price", "volume", "bar_time", "fired_at", "tv_order_id"):
             if result.partial.get(key) not in (None, ""):
                 partial[key] = result.partial[key]
+        for key in ("timeframe", "tv_order_id"):
+            if key in partial:
+                partial[key] = payload_mod.hide_secrets(partial[key], hide)
         reason = "invalid alert: " + "; ".join(f"{k} {v}" for k, v in errors.items())
         signal = _record_rejected(
             common=common,
@@ -355,6 +362,8 @@ def signal_ingest(
 
     alert = result.alert
     assert alert is not None
+    for name in ("comment", "tv_order_id", "timeframe"):  # the free-text fields
+        setattr(alert, name, payload_mod.hide_secrets(getattr(alert, name), hide))
     status, reason, http_status = _decide(strategy, alert, received_at)
     dedup_key, windowed = _dedup_key(strategy, alert, received_at)
     fields = _signal_fields(alert)

@@ -245,12 +245,12 @@ def _day_start(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _last_refusal(code: str) -> str:
+def _last_refusal(code: str, *, now: datetime) -> str:
     """Which strategy the latest refusal of this kind named, and what was wrong (never the body)."""
     from signals.models import WebhookRejection
 
     last = (
-        WebhookRejection.objects.filter(reason=code)
+        WebhookRejection.objects.filter(day__gte=(now - UNSEEN_HORIZON).date(), reason=code)
         .order_by("-last_seen")
         .values_list("last_strategy_key", "last_detail")
         .first()
@@ -283,7 +283,7 @@ def refused_alerts(ctx: AttentionContext) -> Iterable[Attention]:
             url = _admin_url("signals_signal_changelist", query="status__exact=rejected")
         hint = REFUSAL_HINTS.get(code, "Open one to see why it was refused and how to fix the alert.")
         if code:
-            hint = _last_refusal(code) + hint
+            hint = _last_refusal(code, now=ctx.now) + hint
         yield Attention(
             f"refused-{code or 'signal'}",
             "warning" if unseen[label] else "info",

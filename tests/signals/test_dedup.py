@@ -20,6 +20,13 @@ def now_iso(offset_seconds: float = 0) -> str:
     return (datetime.now(UTC) + timedelta(seconds=offset_seconds)).isoformat().replace("+00:00", "Z")
 
 
+def next_second() -> None:
+    """Wait for the clock to enter the next second (a new 1-second dedup bucket)."""
+    start = int(time.time())
+    while int(time.time()) == start:
+        time.sleep(0.005)
+
+
 def post_many_at_once(url: str, body: dict, n: int, headers=None) -> list[tuple[int, dict]]:
     """n threads, each with its own TCP connection, released together by a barrier.
     `headers(i)` gives extra headers for the i-th request."""
@@ -126,8 +133,10 @@ class TestDuplicatesOneAtATime:
     def test_without_bar_time_a_resend_long_after_the_window_is_still_a_duplicate_by_its_fired_at(self, post_alert):
         fired = now_iso()
         first = post_alert(bar_time=..., fired_at=fired)
-        # The window passed long ago (as if TradingView's resend came minutes later).
+        # The window (1 s here) passed long ago, as if TradingView's resend came minutes later:
+        # the original arrived three minutes back, and the resend falls in another bucket.
         Signal.objects.update(received_at=F("received_at") - timedelta(minutes=3))
+        next_second()
 
         resend = post_alert(bar_time=..., fired_at=fired)
 
@@ -143,6 +152,7 @@ class TestDuplicatesOneAtATime:
     def test_without_bar_time_a_new_firing_after_the_window_is_a_new_signal(self, post_alert):
         post_alert(bar_time=..., fired_at=now_iso(-90))
         Signal.objects.update(received_at=F("received_at") - timedelta(minutes=3))
+        next_second()
 
         assert post_alert(bar_time=..., fired_at=now_iso()).json()["status"] == "accepted"
         assert Signal.objects.count() == 2

@@ -195,3 +195,37 @@ def test_deep_nesting_that_parses_is_stored_bounded(client):
     stored = json.dumps(Signal.objects.get().payload["extra"])
     assert "nested too deeply" in stored
     assert stored.count("[") <= 20
+
+
+@pytest.mark.parametrize("number", ["0e-999999", "-0E+999999", "0.000"])
+def test_a_zero_written_with_an_absurd_exponent_is_zero_not_a_database_error(client, number):
+    response = post_text(client, with_field(f'"position_size": {number}'))
+
+    assert response.status_code == 202, response.content
+    assert Signal.objects.get().position_size == 0
+
+
+def test_an_integer_longer_than_python_reads_is_still_json(client):
+    response = post_text(client, with_field('"extra": ' + "1" * 4400))
+
+    assert response.status_code == 202, response.content
+    assert Signal.objects.get().payload["extra"] == "1" * 4400
+
+
+def test_a_nul_in_the_user_agent_of_a_refused_request_is_counted_without_a_traceback(client, caplog):
+    caplog.set_level(logging.DEBUG)
+    body = json.dumps(alert_body(passphrase="guess"))
+    response = client.post("/tv-webhook", data=body, content_type="text/plain", HTTP_USER_AGENT="evil\x00agent\n")
+
+    assert response.status_code == 401
+    row = WebhookRejection.objects.get(reason="bad_passphrase")
+    assert row.count == 1 and row.last_user_agent == "evil\ufffdagent\n"
+    assert not [r for r in caplog.records if r.exc_info]
+    assert len(intake_lines(caplog)) == 1
+
+
+def test_a_nul_in_the_content_type_of_an_alert_does_not_cost_it(client):
+    response = client.post("/tv-webhook", data=json.dumps(alert_body()), content_type="text/plain\x00; x")
+
+    assert response.status_code == 202, response.content
+    assert Signal.objects.get().content_type == "text/plain\ufffd; x"

@@ -119,3 +119,32 @@ def test_a_body_that_is_not_json_is_never_stored_so_its_passphrase_cannot_be(cli
     row = WebhookRejection.objects.get(reason="not_json")
     assert row.last_strategy_key == "own"
     assert STRATEGY_SECRET not in f"{row.last_detail} {row.last_strategy_key} {row.last_user_agent}"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"comment": "pass=" + STRATEGY_SECRET},
+        {"order_id": STRATEGY_SECRET},
+        {"timeframe": STRATEGY_SECRET},
+        {"price": STRATEGY_SECRET},
+        {"action": STRATEGY_SECRET},
+        {"bar_time": STRATEGY_SECRET},
+        {"market_position": STRATEGY_SECRET},
+    ],
+    ids=lambda o: next(iter(o)),
+)
+def test_a_passphrase_pasted_into_another_field_is_stored_answered_and_logged_nowhere(client, caplog, overrides):
+    caplog.set_level(logging.DEBUG)
+    body = alert_body(strategy_id="own", passphrase=STRATEGY_SECRET, **overrides)
+    response = client.post("/tv-webhook", data=json.dumps(body), content_type="text/plain")
+
+    assert response.status_code in (202, 400), response.content
+    signal = Signal.objects.get()
+    stored = stored_text(signal) + json.dumps(
+        [signal.tv_order_id, signal.timeframe, signal.action, signal.market_position], default=str
+    )
+    secret = overrides[next(iter(overrides))]
+    assert secret not in stored
+    assert secret not in response.content.decode()
+    assert secret not in caplog.text

@@ -60,6 +60,7 @@ BAD_FIELDS = [
     ("fired_at", "0001-01-01T00:00:00Z", "not a plausible alert time"),
     ("bar_time", "9999-12-31T23:59:59-14:00", "must be a time"),
     ("fired_at", 10**30, "must be a time"),
+    ("volume", 1e-15, "is out of range"),
 ]
 
 
