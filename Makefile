@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint bench bench-intake bench-execution bench-streams bench-admin emulator clean
+.PHONY: run test chaos lint bench bench-intake bench-execution bench-streams bench-admin emulator clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tvtrader needs Python 3.11 or newer (set PYTHON=python3.12)")'
@@ -17,6 +17,11 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m tvtrader.testrun $(ARGS)
+
+# The whole fault suite (tests/faults/chaos_suite.py; docs/operations.md): real processes, one
+# fault at a time and all at once, a table per scenario. CHAOS_ROUNDS=3 runs it three times.
+chaos: $(VENV)/.installed
+	$(PY) -m tvtrader.testrun tests/faults/chaos_suite.py -p no:cacheprovider -q $(ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

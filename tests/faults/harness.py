@@ -383,3 +383,45 @@ def format_table(rows: list[dict[str, str]]) -> str:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+class SecondInstall:
+    """Another install (its own database, `make run`'s paper `demo` strategy) on the same Redis
+    database as `world`: a paper and a live checkout on one VPS."""
+
+    def __init__(self, world: World):
+        import psycopg
+
+        db = connection.settings_dict
+        self.name = f"{db['NAME']}_second"
+        self.admin_url = test_database_url().rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(self.admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
+            admin.execute(f'CREATE DATABASE "{self.name}"')
+        url = test_database_url().rsplit("/", 1)[0] + "/" + self.name
+        self.env = {**world.env, "DATABASE_URL": url, "REDIS_NAMESPACE": ""}
+        for command in (["migrate", "--noinput", "-v", "0"], ["bootstrap"]):
+            subprocess.run(
+                [sys.executable, "manage.py", *command], cwd=BASE_DIR, env=self.env, check=True, capture_output=True
+            )
+        self.url = url
+        self.web = GunicornProcess(self.env, world.tmp / "second-gunicorn.log", workers=1)
+        self.worker = WorkerProcess(self.env, world.tmp / "second-worker.log", concurrency=8)
+        self.web.start()
+        self.worker.start()
+
+    def executed(self, ids: list[int]) -> int:
+        import psycopg
+
+        with psycopg.connect(self.url) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM signals_signal WHERE id = ANY(%s) AND status = 'executed'", [ids]
+            ).fetchone()[0]
+
+    def close(self) -> None:
+        import psycopg
+
+        self.worker.stop()
+        self.web.stop()
+        with psycopg.connect(self.admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
