@@ -28,6 +28,7 @@ pytestmark = pytest.mark.skipif(
     reason="the proxy stands in front of PostgreSQL",
 )
 ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "1"))
+ONLY = os.environ.get("CHAOS_ONLY", "")  # run only the scenarios whose name contains this
 
 
 def database(mode: str, seconds: float):
@@ -90,6 +91,8 @@ def test_every_scenario_settles_with_every_invariant_kept(transactional_db, tmp_
     try:
         broken = {}
         for name, fault, alerts, rate, answer_limit in SCENARIOS:
+            if ONLY and ONLY not in name:
+                continue
             report = run_scenario(
                 world, name, fault, alerts=alerts, rate=rate, answer_limit=answer_limit, settle_timeout=120
             )

@@ -27,7 +27,7 @@ def test_the_worker_survives_its_broker_dying_again_and_again(transactional_db, 
     try:
         web.start()
         worker.start()
-        for n in range(int(os.environ.get("BROKER_KILLS", "3"))):
+        for n in range(int(os.environ.get("BROKER_KILLS", "2"))):
             broker.proc.kill()
             broker.proc.wait(timeout=10)
             time.sleep(0.3 + 0.4 * (n % 3))  # the worker notices at different moments
