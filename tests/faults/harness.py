@@ -392,14 +392,18 @@ def _dedupe(seq: list[tuple]) -> list[tuple]:
 
 
 def format_table(rows: list[dict[str, str]]) -> str:
-    if not rows:
-        return ""
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
-    line = "| " + " | ".join(c.ljust(widths[c]) for c in columns) + " |"
-    rule = "|" + "|".join("-" * (widths[c] + 2) for c in columns) + "|"
-    body = ["| " + " | ".join(r[c].ljust(widths[c]) for c in columns) + " |" for r in rows]
-    return "\n".join([line, rule, *body])
+    """Markdown tables, one per shape of row (scenario runs, two installs, the backlog)."""
+    tables: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    for row in rows:
+        tables.setdefault(tuple(row), []).append(row)
+    out = []
+    for columns, group in tables.items():
+        widths = {c: max(len(c), *(len(r[c]) for r in group)) for c in columns}
+        out.append("| " + " | ".join(c.ljust(widths[c]) for c in columns) + " |")
+        out.append("|" + "|".join("-" * (widths[c] + 2) for c in columns) + "|")
+        out.extend("| " + " | ".join(r[c].ljust(widths[c]) for c in columns) + " |" for r in group)
+        out.append("")
+    return "\n".join(out)
 
 
 def median(values: list[float]) -> float:
