@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint lock bench bench-intake bench-execution bench-streams bench-admin emulator clean
+.PHONY: run test chaos lint lock bench bench-intake bench-execution bench-streams bench-admin emulator clean
 
 # Two sets, each installed from its lock (every dependency pinned, with hashes; `make lock`):
 # `make run` needs only the runtime set, `make test`/`make lint` the dev set on top of it.
@@ -37,6 +37,11 @@ run: $(VENV)/.installed-runtime
 
 test: $(VENV)/.installed-dev
 	$(PY) -m tvtrader.testrun $(ARGS)
+
+# The whole fault suite (tests/faults/chaos_suite.py; docs/operations.md): real processes, one
+# fault at a time and all at once, a table per scenario. CHAOS_ROUNDS=3 runs it three times.
+chaos: $(VENV)/.installed-dev
+	$(PY) -m tvtrader.testrun tests/faults/chaos_suite.py -p no:cacheprovider -q $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

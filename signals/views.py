@@ -88,7 +88,7 @@ def tv_webhook(request: HttpRequest) -> HttpResponse:
         wrote = deadline.wrote
         if failure in ("", "database_timeout"):
             database_outcome(timed_out=bool(failure))
-    if failure:
+    if failure and budget:
         connection.close()  # whatever state it is in, the next request starts on a fresh one
         if accepted:  # committed after all (the error came later): the answer says so
             failure = ""

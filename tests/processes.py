@@ -81,6 +81,7 @@ class TcpProxy:
         self.flowing.wait()
         if self.cut_off:
             self._hang_up(client)
+            client.close()
             return
         try:
             upstream = socket.create_connection(self.target, timeout=5)
@@ -105,14 +106,16 @@ class TcpProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        # Each socket is the source of exactly one pipe, which alone closes it: closing a socket
+        # another thread still reads would free its descriptor for reuse under that reader.
+        src.close()
 
     def _hang_up(self, sock: socket.socket, rst: bool = False) -> None:
+        """Wake the pipes reading `sock` (they close it); with `rst`, closing sends a RST."""
         try:
-            if rst:  # linger 0: close() sends RST instead of FIN
+            if rst:  # linger 0: the close sends RST instead of finishing the stream
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            else:
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+            sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 

@@ -199,6 +199,9 @@ REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 REDIS_NAMESPACE = env("REDIS_NAMESPACE", default="") or _redis_namespace_for(DATABASES["default"])
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+if CELERY_BROKER_URL.startswith("redis://"):
+    # kombu's Redis transport, with a lost connection kept a recoverable error (tvtrader/broker.py).
+    CELERY_BROKER_TRANSPORT = "tvtrader.broker:ResilientTransport"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"

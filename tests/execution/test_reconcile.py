@@ -124,3 +124,33 @@ def test_signals_for_the_same_market_wait_whatever_the_ticker_spelling_and_close
     assert not signal_claim(flatten)  # plain (BTC) and other (ETH, processing) are still pending
     after = SignalFactory(strategy=strategy, ticker="SOLUSDT.P")
     assert not signal_claim(after)  # behind the close_all
+
+
+def test_an_order_sent_then_put_back_to_pending_is_still_looked_up_and_booked(emu):
+    """An order sent once and put back to `pending` for a resend (its first create looked
+    lost) may have been booked by the venue after all: reconcile looks up every order that
+    was ever sent, and books what the venue says, instead of reporting only the position."""
+    account = make_account(emu)
+    strategy = StrategyFactory(account=account)
+    signal = SignalFactory(strategy=strategy, status="processing")
+    emu.set_price("BTCUSDT", "65000")
+    from execution.exchanges import gateway_for
+
+    gateway_for(account).create_order(
+        symbol="BTC/USDT:USDT",
+        side="buy",
+        order_type="market",
+        qty=Decimal("0.01"),
+        price=None,
+        reduce_only=False,
+        client_order_id="tvrec2",
+    )
+    order = OrderFactory(
+        signal=signal, strategy=strategy, account=account, client_order_id="tvrec2", status=Order.Status.PENDING
+    )
+    Order.objects.filter(pk=order.pk).update(submit_count=1, submitted_at=order.created_at - timedelta(minutes=5))
+
+    call_command("reconcile", "--fix")
+
+    order.refresh_from_db()
+    assert order.status == Order.Status.FILLED and order.filled_qty == Decimal("0.01")

@@ -85,6 +85,7 @@ class World:
     def __init__(self, tmp: Path, *, web_workers: int = 2, worker_concurrency: int = 16):
         self.tmp = tmp
         self.runs = 0
+        self.worker_log_before = ""  # what earlier worker processes logged
         self.emu = ExchangeEmulator(accounts=dict(STRATEGIES.values()))
         self.emu.__enter__()
         self.accounts: dict[str, ExchangeAccount] = {}
@@ -129,10 +130,16 @@ class World:
         self.emu.__exit__(None, None, None)
         connection.close()
 
+    def worker_events(self, event: str) -> int:
+        """How often any worker process so far logged `event=<event>`."""
+        needle = f"event={event} "
+        return self.worker_log_before.count(needle) + self.worker.log().count(needle)
+
     # -- faults --------------------------------------------------------------------------
     def worker_restart(self, down: float = 1.0) -> None:
         self.worker.kill()
         time.sleep(down)
+        self.worker_log_before += self.worker.log()
         self.worker.log_path.write_bytes(b"")  # `ready.` of the new process, not the old one
         self.worker.start()
 
@@ -170,6 +177,9 @@ class Report:
     creates: int = 0
     flagged: int = 0
     elapsed: float = 0.0
+    requeues: int = 0
+    not_claimed: int = 0
+    last_sent: float = 0.0
 
     @property
     def recovery_seconds(self) -> float | None:
@@ -194,8 +204,11 @@ class Report:
             "answer p99 s (during fault)": f"{p99(took)} ({p99(during)})",
             "answer max s": f"{max(took):.2f}" if took else "-",
             "creates": str(self.creates),
+            "re-queues / not claimed": f"{self.requeues} / {self.not_claimed}",
             "flagged": str(self.flagged),
-            "recovered in s": "never" if self.recovery_seconds is None else f"{self.recovery_seconds:.1f}",
+            "all final s after fault (after last alert)": "never"
+            if self.settled_at is None
+            else f"{self.recovery_seconds:.1f} ({max(0.0, self.settled_at - self.last_sent):.1f})",
             "invariants": "ok" if not self.violations else f"{len(self.violations)} broken",
         }
 
@@ -256,6 +269,7 @@ def run_scenario(
 ) -> Report:
     report = Report(scenario=name, alerts=alerts)
     booked_before = len(world.emu.orders(venue="bybit"))
+    churn_before = (world.worker_events("signal_requeued"), world.worker_events("signal_not_claimed"))
     world.runs += 1
     kwargs = {"alerts": alerts, "rate": rate, "duplicates": duplicates, "seed": seed, "offset": world.runs * 2000}
     streaming = threading.Thread(target=_stream, args=(world, report), kwargs=kwargs)
@@ -267,9 +281,12 @@ def run_scenario(
         fault(world)
     report.fault_ended = time.monotonic()
     streaming.join()
+    report.last_sent = max((a.sent_at for a in report.answers), default=report.fault_ended)
     report.settled_at = _settle(report, settle_timeout)
     _check(world, report, answer_limit)
     report.creates = len(world.emu.orders(venue="bybit")) - booked_before
+    report.requeues = world.worker_events("signal_requeued") - churn_before[0]
+    report.not_claimed = world.worker_events("signal_not_claimed") - churn_before[1]
     report.elapsed = time.monotonic() - started
     return report
 
@@ -310,6 +327,10 @@ def _check(world: World, report: Report, answer_limit: float | None) -> None:
     if slow:
         v.append(f"{len(slow)} answers slower than {answer_limit} s (max {max(a.took for a in slow):.2f} s)")
     unanswered = [a for a in report.answers if not isinstance(a.status, int)]
+    if answer_limit is None:
+        # The web process killed outright: a request it was in the middle of is cut (nothing
+        # can answer it); every other one must wait for the restart, never be refused.
+        unanswered = [a for a in unanswered if a.status not in ("RemoteDisconnected", "ConnectionResetError")]
     if unanswered:
         v.append(f"{len(unanswered)} requests got no HTTP answer: {sorted({a.status for a in unanswered})}")
     errors = [a for a in report.answers if isinstance(a.status, int) and a.status not in (200, 202, 503)]
@@ -371,15 +392,61 @@ def _dedupe(seq: list[tuple]) -> list[tuple]:
 
 
 def format_table(rows: list[dict[str, str]]) -> str:
-    if not rows:
-        return ""
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
-    line = "| " + " | ".join(c.ljust(widths[c]) for c in columns) + " |"
-    rule = "|" + "|".join("-" * (widths[c] + 2) for c in columns) + "|"
-    body = ["| " + " | ".join(r[c].ljust(widths[c]) for c in columns) + " |" for r in rows]
-    return "\n".join([line, rule, *body])
+    """Markdown tables, one per shape of row (scenario runs, two installs, the backlog)."""
+    tables: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    for row in rows:
+        tables.setdefault(tuple(row), []).append(row)
+    out = []
+    for columns, group in tables.items():
+        widths = {c: max(len(c), *(len(r[c]) for r in group)) for c in columns}
+        out.append("| " + " | ".join(c.ljust(widths[c]) for c in columns) + " |")
+        out.append("|" + "|".join("-" * (widths[c] + 2) for c in columns) + "|")
+        out.extend("| " + " | ".join(r[c].ljust(widths[c]) for c in columns) + " |" for r in group)
+        out.append("")
+    return "\n".join(out)
 
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+class SecondInstall:
+    """Another install (its own database, `make run`'s paper `demo` strategy) on the same Redis
+    database as `world`: a paper and a live checkout on one VPS."""
+
+    def __init__(self, world: World):
+        import psycopg
+
+        db = connection.settings_dict
+        self.name = f"{db['NAME']}_second"
+        self.admin_url = test_database_url().rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(self.admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
+            admin.execute(f'CREATE DATABASE "{self.name}"')
+        url = test_database_url().rsplit("/", 1)[0] + "/" + self.name
+        self.env = {**world.env, "DATABASE_URL": url, "REDIS_NAMESPACE": ""}
+        for command in (["migrate", "--noinput", "-v", "0"], ["bootstrap"]):
+            subprocess.run(
+                [sys.executable, "manage.py", *command], cwd=BASE_DIR, env=self.env, check=True, capture_output=True
+            )
+        self.url = url
+        self.web = GunicornProcess(self.env, world.tmp / "second-gunicorn.log", workers=1)
+        self.worker = WorkerProcess(self.env, world.tmp / "second-worker.log", concurrency=8)
+        self.web.start()
+        self.worker.start()
+
+    def executed(self, ids: list[int]) -> int:
+        import psycopg
+
+        with psycopg.connect(self.url) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM signals_signal WHERE id = ANY(%s) AND status = 'executed'", [ids]
+            ).fetchone()[0]
+
+    def close(self) -> None:
+        import psycopg
+
+        self.worker.stop()
+        self.web.stop()
+        with psycopg.connect(self.admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')

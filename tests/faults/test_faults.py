@@ -49,7 +49,7 @@ def test_each_fault_settles_with_every_invariant_kept(transactional_db, tmp_path
         reports = []
         for name, fault, answer_limit in FAST:
             report = run_scenario(
-                world, name, fault, alerts=48, rate=16.0, settle_timeout=60, answer_limit=answer_limit
+                world, name, fault, alerts=36, rate=16.0, settle_timeout=60, answer_limit=answer_limit
             )
             ROWS.append(report.row())
             reports.append(report)

@@ -33,6 +33,7 @@ def iso(ts: float) -> str:
 
 def test_nginx_request_start_is_the_arrival_time(client, settings):
     settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    settings.WEBHOOK_DEADLINE_SECONDS = 10  # a proxy that waits this long for an answer
     StrategyFactory(strategy_id="demo")
     arrived = time.time() - 4.2  # waited 4.2 s upstream (a stalled database)
 
@@ -71,6 +72,7 @@ def test_request_start_from_anyone_but_our_proxy_is_ignored(client, settings):
 
 def test_the_stale_cut_off_judges_arrival_not_when_the_database_let_it_in(client, settings):
     settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    settings.WEBHOOK_DEADLINE_SECONDS = 60  # a proxy that waits this long for an answer
     StrategyFactory(strategy_id="demo", max_signal_age_seconds=5)
     now = time.time()
     # Fired 31 s ago, arrived 1 s after it fired, recorded only now (the database hung 30 s).
@@ -80,6 +82,18 @@ def test_the_stale_cut_off_judges_arrival_not_when_the_database_let_it_in(client
     refused = post(client, "192.0.2.66", now - 30, fired_at=iso(now - 31), bar_time="2026-11-24T02:00:00Z")
     assert refused.status_code == 422
     assert "stale" in refused.json()["reason"]
+
+
+def test_a_request_that_waited_upstream_past_its_deadline_is_refused_not_recorded(client, settings):
+    """nginx answers 503 itself once its upstream timeout passes: recording the alert after
+    that would execute one that TradingView was told failed."""
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    StrategyFactory(strategy_id="demo")
+
+    response = post(client, "127.0.0.1", time.time() - settings.WEBHOOK_DEADLINE_SECONDS - 1)
+
+    assert response.status_code == 503
+    assert Signal.objects.count() == 0
 
 
 def test_a_market_runs_its_signals_in_arrival_order_not_commit_order(client, settings):
