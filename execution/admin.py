@@ -329,7 +329,8 @@ class FillAdmin(CsvExportMixin, FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
 
     def csv_objects(self, request, queryset):
         # Each fill's realised P&L needs every earlier fill of its book, whatever the filter.
-        trades = {t.fill_id: t for t in pnl.replay(pnl.all_fills_for_replay())}
+        rows = pnl.all_fills_for_replay()  # None past the limit: the P&L columns stay empty
+        trades = {t.fill_id: t for t in pnl.replay(rows or [])}
         for fill in queryset.select_related("order__account", "order__strategy").iterator(chunk_size=2000):
             trade = trades.get(fill.pk)
             fill.realised_pnl = trade.realized if trade else None
