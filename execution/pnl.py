@@ -153,11 +153,11 @@ def signal_trades(*, signal: Any) -> list[TradePnl] | None:
     return [t for t in replay(rows) if t.signal_id == signal.pk]
 
 
-def pnl_curves(*, by: str) -> dict[int, list[tuple[datetime, Decimal]]] | None:
+def pnl_curves(*, by: str, rows: list[tuple] | None = None) -> dict[int, list[tuple[datetime, Decimal]]] | None:
     """Cumulative net realised P&L (after fees) after each fill, per strategy (`by` =
     "strategy") or per account ("account": its net position, every strategy together);
-    None past REPLAY_LIMIT fills."""
-    rows = all_fills_for_replay()
+    None past REPLAY_LIMIT fills. `rows`: the fills already read (`all_fills_for_replay`)."""
+    rows = all_fills_for_replay() if rows is None else rows
     if rows is None:
         return None
     curves: dict[int, list[tuple[datetime, Decimal]]] = {}
@@ -169,39 +169,51 @@ def pnl_curves(*, by: str) -> dict[int, list[tuple[datetime, Decimal]]] | None:
     return curves
 
 
-def pnl_curves_cached(*, by: str, points: int = 400) -> dict[int, list[tuple[datetime, float]]] | None:
-    """`pnl_curves` thinned to about `points` per owner, kept in Redis until a new fill is
-    booked (fills are only ever added), so the dashboard replays the history once, not on
-    every view."""
+Curves = dict[int, list[tuple[datetime, float]]]
+
+
+def pnl_curves_cached(*, points: int = 400) -> dict[str, Curves | None]:
+    """{"strategy": curves, "account": curves}, each thinned to about `points` per owner
+    (None past REPLAY_LIMIT fills), kept in Redis until a new fill is booked (fills are only
+    ever added), so the dashboard replays the history once, not on every view."""
     import json
 
     from tvtrader.redisconn import key, redis_client
 
     latest = Fill.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    cache_key = key("pnl", "curves", by, latest)
+    cache_key = key("pnl", "curves", latest)
     try:
         cached = redis_client().get(cache_key)
     except Exception:
         cached = None
     if cached:
-        data = json.loads(cached)
-        if data is None:
-            return None
-        return {int(o): [(datetime.fromisoformat(t), v) for t, v in pts] for o, pts in data.items()}
-    curves = pnl_curves(by=by)
-    thinned = None
-    if curves is not None:
-        thinned = {}
+        return {
+            by: None
+            if data is None
+            else {int(o): [(datetime.fromisoformat(t), v) for t, v in pts] for o, pts in data.items()}
+            for by, data in json.loads(cached).items()
+        }
+    rows = all_fills_for_replay()
+    result: dict[str, Curves | None] = {}
+    for by in ("strategy", "account"):
+        curves = None if rows is None else pnl_curves(by=by, rows=rows)
+        if curves is None:
+            result[by] = None
+            continue
+        result[by] = {}
         for owner, pts in curves.items():
             stride = max(1, len(pts) // points)
             kept = pts[::stride] + ([pts[-1]] if (len(pts) - 1) % stride else [])
-            thinned[owner] = [(t, float(v)) for t, v in kept]
+            result[by][owner] = [(t, float(v)) for t, v in kept]
     try:
-        payload = None if thinned is None else {o: [(t.isoformat(), v) for t, v in p] for o, p in thinned.items()}
+        payload = {
+            by: None if c is None else {o: [(t.isoformat(), v) for t, v in p] for o, p in c.items()}
+            for by, c in result.items()
+        }
         redis_client().set(cache_key, json.dumps(payload), ex=3600)
     except Exception:
         pass
-    return thinned
+    return result
 
 
 def with_marks(positions):

@@ -274,8 +274,8 @@ def pnl_charts() -> tuple[Any, Any]:
             empty_text="No fill yet.",
         )
 
-    by_strategy = pnl.pnl_curves_cached(by="strategy")
-    by_account = pnl.pnl_curves_cached(by="account")
+    curves = pnl.pnl_curves_cached()
+    by_strategy, by_account = curves["strategy"], curves["account"]
     strategy_names = dict(Strategy.objects.filter(pk__in=by_strategy or []).values_list("pk", "strategy_id"))
     account_names = dict(ExchangeAccount.objects.filter(pk__in=by_account or []).values_list("pk", "label"))
     return chart(by_strategy, strategy_names, "strategy"), chart(by_account, account_names, "account")

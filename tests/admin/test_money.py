@@ -153,9 +153,10 @@ def test_the_dashboards_curves_are_replayed_once_per_new_fill(
     admin_client, strategy, history, django_assert_max_num_queries
 ):
     admin_client.get(reverse("admin:index"))
-    cached = pnl.pnl_curves_cached(by="strategy")
-    assert [round(v, 2) for _, v in cached[strategy.pk]] == [-0.65, 9.02, -1.94, 17.43]
+    cached = pnl.pnl_curves_cached()
+    assert [round(v, 2) for _, v in cached["strategy"][strategy.pk]] == [-0.65, 9.02, -1.94, 17.43]
+    assert round(cached["account"][strategy.account_id][-1][1], 2) == 17.43
     with django_assert_max_num_queries(1):  # the latest fill's id, then Redis
-        pnl.pnl_curves_cached(by="strategy")
+        pnl.pnl_curves_cached()
     trade(strategy, "sell", "0.01", "63500")
-    assert len(pnl.pnl_curves_cached(by="strategy")[strategy.pk]) == 5
+    assert len(pnl.pnl_curves_cached()["strategy"][strategy.pk]) == 5

@@ -243,10 +243,8 @@ def test_the_beat_task_answers_from_a_real_worker(bot, worker_factory, strategy_
         queues="notifications",
         env=channel_env(channels, TELEGRAM_COMMAND_CHAT_IDS=OWNER, TELEGRAM_POLL_SECONDS="1", DISCORD_WEBHOOK_URL=""),
     )
-    from tvtrader.ops.tasks import telegram_poll
-
     bot.command("/positions")
-    telegram_poll.delay()
+    telegram.telegram_poll_task.delay()
     wait_for(lambda: bot.replies(), timeout=20, message="the worker's reply")
     assert "trend-btc BTC/USDT:USDT" in bot.replies()[0]
 

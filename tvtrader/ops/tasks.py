@@ -95,10 +95,3 @@ def check_certificates() -> int:
     from .watchdogs import certificates_check_and_notify
 
     return certificates_check_and_notify()
-
-
-@shared_task(name="ops.telegram_poll", ignore_result=True, time_limit=120)
-def telegram_poll() -> int:
-    from .telegram import telegram_poll as poll
-
-    return poll()

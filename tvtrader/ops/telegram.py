@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from celery import shared_task
 from django.conf import settings
 
 logger = logging.getLogger("tvtrader.telegram")
@@ -288,3 +289,10 @@ def telegram_poll(*, wait_seconds: float | None = None) -> int:
     finally:
         if client.get(lock) == token.encode():
             client.delete(lock)
+
+
+# Registered from OpsConfig.ready(), not from tasks.py: notifications.py (which intake imports)
+# reaches tasks.py, and intake must not reach the console's reads and the engine's ledger.
+@shared_task(name="ops.telegram_poll", ignore_result=True, time_limit=120)
+def telegram_poll_task() -> int:
+    return telegram_poll()
