@@ -179,9 +179,16 @@ def stuck_signals(ctx: AttentionContext) -> Iterable[Attention]:
 
 @attention_check("reconcile_drift")
 def reconcile_drift(ctx: AttentionContext) -> Iterable[Attention]:
+    from execution.models import ExchangeAccount
     from execution.selectors import reconciliation_drift
 
-    for entry in reconciliation_drift():
+    entries = reconciliation_drift()
+    labels = set(
+        ExchangeAccount.objects.filter(label__in=[e["account"] for e in entries]).values_list("label", flat=True)
+    )
+    for entry in entries:
+        if entry["account"] not in labels:
+            continue  # the account was removed (or renamed) since: its next check cannot come
         lines = entry["lines"]
         at = datetime.fromisoformat(entry["at"]) if entry.get("at") else None
         when = f" (reconciled {local_time(at)})" if at else ""

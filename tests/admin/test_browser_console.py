@@ -122,7 +122,7 @@ def world(django_user_model):
     reports_record(
         [
             AccountReport(
-                account="bybit-testnet",
+                account=strategy.account.label,
                 differences=[Difference("position", "BTC/USDT:USDT", "0", "0.03")],
             )
         ]
@@ -173,7 +173,8 @@ def test_attention_block_and_readability_at_desktop_and_phone_sizes(chromium, li
         block = find(By.CSS_SELECTOR, "section.tv-attention")
         assert not chromium.find_elements(By.ID, "tv-all-clear")
         drift = find(By.CSS_SELECTOR, "[data-attention='drift']")
-        assert "Drift on account bybit-testnet" in drift.text and "ours 0, exchange 0.03" in drift.text
+        assert f"Drift on account {strategy.account.label}" in drift.text
+        assert "ours 0, exchange 0.03" in drift.text
         refused = find(By.CSS_SELECTOR, "[data-attention='refused-bad_passphrase']")
         assert "Alerts refused: wrong passphrase" in refused.text and refused.text.count("2 ") >= 1
         failing = find(By.CSS_SELECTOR, "[data-attention='notify-failing']")
