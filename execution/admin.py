@@ -390,8 +390,8 @@ class PositionAdmin(CsvExportMixin, ReadOnlyMixin, admin.ModelAdmin):
         "mark_col",
         "unrealised_col",
         "net_pnl",
-        "realized_pnl",
-        "fees_paid",
+        "realised_col",
+        "fees_col",
         "account",
         "updated_at",
     )
@@ -439,6 +439,14 @@ class PositionAdmin(CsvExportMixin, ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Net realised P&L", ordering="realized_pnl")
     def net_pnl(self, obj):
         return plain_number(obj.net_realized_pnl)
+
+    @admin.display(description="Realised P&L (before fees)", ordering="realized_pnl")
+    def realised_col(self, obj):
+        return plain_number(obj.realized_pnl)
+
+    @admin.display(description="Fees paid", ordering="fees_paid")
+    def fees_col(self, obj):
+        return plain_number(obj.fees_paid)
 
 
 @admin.register(PaperBalance)
