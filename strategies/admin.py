@@ -47,6 +47,26 @@ def alert_templates(strategy: Strategy) -> list[dict[str, str]]:
     ]
 
 
+def strategy_pnl_chart(strategy: Strategy):
+    """This strategy's running net realised P&L (the dashboard's curve, alone)."""
+    from execution import pnl
+
+    from . import charts
+
+    curves = pnl.pnl_curves_cached()["strategy"]
+    if curves is None:
+        points, empty = [], f"Not drawn: more than {pnl.REPLAY_LIMIT:,} fills (totals: Positions)."
+    else:
+        points, empty = curves.get(strategy.pk, []), "No fill yet."
+    return charts.line_chart(
+        title=f"Net realised P&L of {strategy.strategy_id}",
+        unit="quote",
+        series=[(strategy.strategy_id, "#417690", points)],
+        step_lines=True,
+        empty_text=empty,
+    )
+
+
 @admin.register(Strategy)
 class StrategyAdmin(admin.ModelAdmin):
     form = StrategyAdminForm
@@ -147,6 +167,7 @@ class StrategyAdmin(admin.ModelAdmin):
         if obj is not None:
             extra["alert_templates"] = alert_templates(obj)
             extra["webhook_url"] = request.build_absolute_uri(reverse("tv-webhook"))
+            extra["pnl_chart"] = strategy_pnl_chart(obj)
             extra["audit_entries"] = list(
                 AuditEntry.objects.filter(strategy=obj).order_by("-at", "-id")[:AUDIT_PANEL_ROWS]
             )

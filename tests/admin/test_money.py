@@ -160,3 +160,9 @@ def test_the_dashboards_curves_are_replayed_once_per_new_fill(
         pnl.pnl_curves_cached()
     trade(strategy, "sell", "0.01", "63500")
     assert len(pnl.pnl_curves_cached()["strategy"][strategy.pk]) == 5
+
+
+def test_strategy_page_draws_its_own_pnl_curve(admin_client, strategy, history):
+    page = admin_client.get(reverse("admin:strategies_strategy_change", args=[strategy.pk])).content.decode()
+    section = page.split('id="tv-pnl"')[1].split("</fieldset>")[0]
+    assert "<polyline" in section and 'data-y-max="20"' in section
