@@ -626,18 +626,22 @@ if [[ -n $DOMAIN ]]; then
 else
     URL=https://$PUBLIC_IP/tv-webhook
 fi
+# The message comes from the app's one generator (signals/alert_message.py), with this
+# install's passphrase in it: the same text the README, the docs and the strategy page show.
+if ((HAVE_PY)); then
+    ALERT_MESSAGE=$(manage alert_template --offline --strategy demo --passphrase "$WEBHOOK_PASSPHRASE" | sed 's/^/      /')
+else
+    ALERT_MESSAGE="      (print it with: manage.py alert_template --offline --strategy demo --passphrase ...)"
+fi
 cat <<EOF
 
 ==> done: $CHANGED change(s) this run${ROOT:+ (throwaway root $ROOT)}.
 
   TradingView alert → Notifications → Webhook URL:
       $URL
-  Alert message (valid JSON; numbers unquoted):
-      {"passphrase": "$WEBHOOK_PASSPHRASE", "action": "{{strategy.order.action}}",
-       "ticker": "{{ticker}}", "exchange": "{{exchange}}", "price": {{close}},
-       "volume": {{strategy.order.contracts}}, "strategy_id": "demo",
-       "timeframe": "{{interval}}", "bar_time": "{{time}}", "fired_at": "{{timenow}}",
-       "order_id": "{{strategy.order.id}}"}
+  Alert message for the demo strategy (a Pine strategy alert; each strategy's page in the
+  admin shows its own, and an indicator variant):
+$ALERT_MESSAGE
   Secrets and settings: $ENV_FILE (root only). Admin: https://$HOSTNAME_FOR_TV/admin/
   (first login printed above by "bootstrap", also in $VAR_DIR/admin_password).
   Firewall (SSH stays open): deploy/firewall.sh --help

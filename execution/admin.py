@@ -340,7 +340,8 @@ class FillAdmin(CsvExportMixin, FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
 
     def csv_objects(self, request, queryset):
         # Each fill's realised P&L needs every earlier fill of its book, whatever the filter.
-        trades = {t.fill_id: t for t in pnl.replay(pnl.all_fills_for_replay())}
+        rows = pnl.all_fills_for_replay()  # None past the limit: the P&L columns stay empty
+        trades = {t.fill_id: t for t in pnl.replay(rows or [])}
         for fill in queryset.select_related("order__account", "order__strategy").iterator(chunk_size=2000):
             trade = trades.get(fill.pk)
             fill.realised_pnl = trade.realized if trade else None
@@ -400,8 +401,8 @@ class PositionAdmin(CsvExportMixin, ReadOnlyMixin, admin.ModelAdmin):
         "mark_col",
         "unrealised_col",
         "net_pnl",
-        "realized_pnl",
-        "fees_paid",
+        "realised_col",
+        "fees_col",
         "account",
         "updated_at",
     )
@@ -449,6 +450,14 @@ class PositionAdmin(CsvExportMixin, ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Net realised P&L", ordering="realized_pnl")
     def net_pnl(self, obj):
         return plain_number(obj.net_realized_pnl)
+
+    @admin.display(description="Realised P&L (before fees)", ordering="realized_pnl")
+    def realised_col(self, obj):
+        return plain_number(obj.realized_pnl)
+
+    @admin.display(description="Fees paid", ordering="fees_paid")
+    def fees_col(self, obj):
+        return plain_number(obj.fees_paid)
 
 
 @admin.register(PaperBalance)

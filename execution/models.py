@@ -275,7 +275,9 @@ class Order(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.client_order_id} {self.side} {self.requested_qty} {self.symbol} [{self.status}]"
+        qty = self.requested_qty
+        qty = f"{qty.normalize():f}" if isinstance(qty, Decimal) else qty
+        return f"{self.client_order_id} {self.side} {qty} {self.symbol} [{self.status}]"
 
     @property
     def is_terminal(self) -> bool:

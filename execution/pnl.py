@@ -122,9 +122,16 @@ def _fills(**filters: Any):
     return Fill.objects.filter(**filters).order_by("id").values_list(*_FIELDS)
 
 
-def all_fills_for_replay() -> list[tuple]:
-    """Every fill, in booking order, up to REPLAY_LIMIT (the CSV export's realised P&L)."""
-    return list(_fills()[:REPLAY_LIMIT])
+def _bounded(queryset) -> list[tuple] | None:
+    """The rows, or None past REPLAY_LIMIT (counted first: far cheaper than fetching them)."""
+    if queryset.order_by()[: REPLAY_LIMIT + 1].count() > REPLAY_LIMIT:
+        return None
+    return list(queryset)
+
+
+def all_fills_for_replay() -> list[tuple] | None:
+    """Every fill, in booking order; None past REPLAY_LIMIT."""
+    return _bounded(_fills())
 
 
 def signal_trades(*, signal: Any) -> list[TradePnl] | None:
@@ -133,26 +140,26 @@ def signal_trades(*, signal: Any) -> list[TradePnl] | None:
     own = list(Fill.objects.filter(order__signal_id=signal.pk).values_list("id", "order__symbol", "order__account_id"))
     if not own:
         return []
-    last_id = max(fid for fid, _, _ in own)
-    symbols = {s for _, s, _ in own}
-    accounts = {a for _, _, a in own}
-    rows = list(
+    rows = _bounded(
         _fills(
             order__strategy_id=signal.strategy_id,
-            order__symbol__in=symbols,
-            order__account_id__in=accounts,
-            id__lte=last_id,
-        )[: REPLAY_LIMIT + 1]
+            order__symbol__in={s for _, s, _ in own},
+            order__account_id__in={a for _, _, a in own},
+            id__lte=max(fid for fid, _, _ in own),
+        )
     )
-    if len(rows) > REPLAY_LIMIT:
+    if rows is None:
         return None
     return [t for t in replay(rows) if t.signal_id == signal.pk]
 
 
-def pnl_curves(*, by: str) -> dict[int, list[tuple[datetime, Decimal]]]:
+def pnl_curves(*, by: str, rows: list[tuple] | None = None) -> dict[int, list[tuple[datetime, Decimal]]] | None:
     """Cumulative net realised P&L (after fees) after each fill, per strategy (`by` =
-    "strategy") or per account ("account": its net position, every strategy together)."""
-    rows = list(_fills()[:REPLAY_LIMIT])
+    "strategy") or per account ("account": its net position, every strategy together);
+    None past REPLAY_LIMIT fills. `rows`: the fills already read (`all_fills_for_replay`)."""
+    rows = all_fills_for_replay() if rows is None else rows
+    if rows is None:
+        return None
     curves: dict[int, list[tuple[datetime, Decimal]]] = {}
     totals: dict[int, Decimal] = {}
     for trade in replay(rows, by_strategy=by == "strategy"):
@@ -160,6 +167,53 @@ def pnl_curves(*, by: str) -> dict[int, list[tuple[datetime, Decimal]]]:
         totals[owner] = totals.get(owner, ZERO) + trade.net
         curves.setdefault(owner, []).append((trade.at, totals[owner]))
     return curves
+
+
+Curves = dict[int, list[tuple[datetime, float]]]
+
+
+def pnl_curves_cached(*, points: int = 400) -> dict[str, Curves | None]:
+    """{"strategy": curves, "account": curves}, each thinned to about `points` per owner
+    (None past REPLAY_LIMIT fills), kept in Redis until a new fill is booked (fills are only
+    ever added), so the dashboard replays the history once, not on every view."""
+    import json
+
+    from tvtrader.redisconn import key, redis_client
+
+    latest = Fill.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    cache_key = key("pnl", "curves", latest)
+    try:
+        cached = redis_client().get(cache_key)
+    except Exception:
+        cached = None
+    if cached:
+        return {
+            by: None
+            if data is None
+            else {int(o): [(datetime.fromisoformat(t), v) for t, v in pts] for o, pts in data.items()}
+            for by, data in json.loads(cached).items()
+        }
+    rows = all_fills_for_replay()
+    result: dict[str, Curves | None] = {}
+    for by in ("strategy", "account"):
+        curves = None if rows is None else pnl_curves(by=by, rows=rows)
+        if curves is None:
+            result[by] = None
+            continue
+        result[by] = {}
+        for owner, pts in curves.items():
+            stride = max(1, len(pts) // points)
+            kept = pts[::stride] + ([pts[-1]] if (len(pts) - 1) % stride else [])
+            result[by][owner] = [(t, float(v)) for t, v in kept]
+    try:
+        payload = {
+            by: None if c is None else {o: [(t.isoformat(), v) for t, v in p] for o, p in c.items()}
+            for by, c in result.items()
+        }
+        redis_client().set(cache_key, json.dumps(payload), ex=3600)
+    except Exception:
+        pass
+    return result
 
 
 def with_marks(positions):

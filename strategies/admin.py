@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from signals.alert_message import PASSPHRASE_PLACEHOLDER, STRATEGY_PASSPHRASE_PLACEHOLDER, alert_message
 from signals.services import signal_send_test
 
 from .admin_site import killswitch_url
@@ -26,52 +27,45 @@ AUDIT_PANEL_ROWS = 50
 
 
 def alert_templates(strategy: Strategy) -> list[dict[str, str]]:
-    """The messages to paste into TradingView's alert dialog. Every value is quoted, so the
-    body stays valid JSON (and arrives as application/json) even when a placeholder comes out
-    empty; numeric strings are accepted by the webhook."""
-    passphrase = "YOUR_STRATEGY_PASSPHRASE" if strategy.passphrase_hash else "YOUR_WEBHOOK_PASSPHRASE"
-    pine_strategy = {
-        "passphrase": passphrase,
-        "strategy_id": strategy.strategy_id,
-        "action": "{{strategy.order.action}}",
-        "ticker": "{{ticker}}",
-        "exchange": "{{exchange}}",
-        "price": "{{close}}",
-        "volume": "{{strategy.order.contracts}}",
-        "timeframe": "{{interval}}",
-        "bar_time": "{{time}}",
-        "fired_at": "{{timenow}}",
-        "order_id": "{{strategy.order.id}}",
-        "comment": "{{strategy.order.comment}}",
-        "market_position": "{{strategy.market_position}}",
-        "market_position_size": "{{strategy.market_position_size}}",
-        "prev_market_position": "{{strategy.prev_market_position}}",
-    }
-    indicator = {
-        "passphrase": passphrase,
-        "strategy_id": strategy.strategy_id,
-        "action": "buy",
-        "ticker": "{{ticker}}",
-        "exchange": "{{exchange}}",
-        "price": "{{close}}",
-        "volume": f"{strategy.size_value.normalize():f}" if strategy.size_value else "0.01",
-        "timeframe": "{{interval}}",
-        "bar_time": "{{time}}",
-        "fired_at": "{{timenow}}",
-    }
+    """The messages to paste into TradingView's alert dialog (`signals.alert_message`, the
+    one source the README, the docs and the installer show too)."""
+    passphrase = STRATEGY_PASSPHRASE_PLACEHOLDER if strategy.passphrase_hash else PASSPHRASE_PLACEHOLDER
+    volume = f"{strategy.size_value.normalize():f}" if strategy.size_value else "0.01"
     return [
         {
             "id": "tv-alert-strategy",
             "title": "Pine strategy alert (one alert covers every order)",
-            "text": json.dumps(pine_strategy, indent=2),
+            "text": alert_message(strategy_id=strategy.strategy_id, passphrase=passphrase, kind="strategy"),
         },
         {
             "id": "tv-alert-indicator",
             "title": 'Indicator / alertcondition alert (one alert per action: change "buy" to '
             "sell, close_long, close_short or close_all)",
-            "text": json.dumps(indicator, indent=2),
+            "text": alert_message(
+                strategy_id=strategy.strategy_id, passphrase=passphrase, kind="indicator", volume=volume
+            ),
         },
     ]
+
+
+def strategy_pnl_chart(strategy: Strategy):
+    """This strategy's running net realised P&L (the dashboard's curve, alone)."""
+    from execution import pnl
+
+    from . import charts
+
+    curves = pnl.pnl_curves_cached()["strategy"]
+    if curves is None:
+        points, empty = [], f"Not drawn: more than {pnl.REPLAY_LIMIT:,} fills (totals: Positions)."
+    else:
+        points, empty = curves.get(strategy.pk, []), "No fill yet."
+    return charts.line_chart(
+        title=f"Net realised P&L of {strategy.strategy_id}",
+        unit="quote",
+        series=[(strategy.strategy_id, "#417690", points)],
+        step_lines=True,
+        empty_text=empty,
+    )
 
 
 @admin.register(Strategy)
@@ -182,6 +176,7 @@ class StrategyAdmin(admin.ModelAdmin):
         if obj is not None:
             extra["alert_templates"] = alert_templates(obj)
             extra["webhook_url"] = request.build_absolute_uri(reverse("tv-webhook"))
+            extra["pnl_chart"] = strategy_pnl_chart(obj)
             extra["audit_entries"] = list(
                 AuditEntry.objects.filter(strategy=obj).order_by("-at", "-id")[:AUDIT_PANEL_ROWS]
             )

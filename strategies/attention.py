@@ -182,9 +182,16 @@ def stuck_signals(ctx: AttentionContext) -> Iterable[Attention]:
 
 @attention_check("reconcile_drift")
 def reconcile_drift(ctx: AttentionContext) -> Iterable[Attention]:
+    from execution.models import ExchangeAccount
     from execution.selectors import reconciliation_drift
 
-    for entry in reconciliation_drift():
+    entries = reconciliation_drift()
+    labels = set(
+        ExchangeAccount.objects.filter(label__in=[e["account"] for e in entries]).values_list("label", flat=True)
+    )
+    for entry in entries:
+        if entry["account"] not in labels:
+            continue  # the account was removed (or renamed) since: its next check cannot come
         lines = entry["lines"]
         at = datetime.fromisoformat(entry["at"]) if entry.get("at") else None
         when = f" (reconciled {local_time(at)})" if at else ""
@@ -209,27 +216,37 @@ def _signal_refusal_label(reason: str) -> str:
     return reason.split(":", 1)[0][:60] or "rejected"
 
 
-def refusals_since(*, since: datetime, baseline: dict[str, int] | None = None) -> Counter:
-    """Refused alerts since `since`, by reason label: requests refused before they became
-    signals (counted per day and source: `baseline` holds the counts already seen of the
-    rows that existed then) and signals recorded as rejected."""
+def refusals_read(*, since: datetime) -> tuple[list[tuple], list[tuple]]:
+    """Refusals since `since`, read once: requests refused before they became signals
+    (rows counted per day and source: pk, reason, count, last_seen) and signals recorded as
+    rejected (received_at, reason)."""
     from signals.models import Signal, WebhookRejection
 
-    baseline = baseline or {}
-    counts: Counter = Counter()
-    for pk, reason, n in WebhookRejection.objects.filter(last_seen__gt=since, day__gte=since.date()).values_list(
-        "pk", "reason", "count"
-    ):
-        new = n - baseline.get(str(pk), 0)
-        if new > 0:
-            counts[REFUSAL_LABELS.get(reason, reason)] += new
-    reasons = (
+    counted = list(
+        WebhookRejection.objects.filter(last_seen__gt=since, day__gte=since.date()).values_list(
+            "pk", "reason", "count", "last_seen"
+        )
+    )
+    rejected = list(
         Signal.objects.filter(status=Signal.Status.REJECTED, received_at__gt=since)
         .order_by("-id")
-        .values_list("reason", flat=True)[:5000]
+        .values_list("received_at", "reason")[:5000]
     )
-    for reason in reasons:
-        counts[_signal_refusal_label(reason or "")] += 1
+    return counted, rejected
+
+
+def refusals_count(rows: tuple[list[tuple], list[tuple]], *, since: datetime, baseline: dict[str, int]) -> Counter:
+    """Refused alerts after `since`, by reason label. `baseline` holds the counts already
+    seen of the rows that existed at `since` (a row counts a whole day)."""
+    counted, rejected = rows
+    counts: Counter = Counter()
+    for pk, reason, n, last_seen in counted:
+        new = n - baseline.get(str(pk), 0)
+        if last_seen > since and new > 0:
+            counts[REFUSAL_LABELS.get(reason, reason)] += new
+    for received_at, reason in rejected:
+        if received_at > since:
+            counts[_signal_refusal_label(reason or "")] += 1
     return counts
 
 
@@ -264,15 +281,18 @@ def _last_refusal(code: str, *, now: datetime) -> str:
 def refused_alerts(ctx: AttentionContext) -> Iterable[Attention]:
     from .models import OperatorMark
 
-    today = refusals_since(since=_day_start(ctx.now) - timedelta(microseconds=1))
     mark = None
     if ctx.user is not None and getattr(ctx.user, "pk", None):
         mark = OperatorMark.objects.filter(user_id=ctx.user.pk, key="refusals").first()
+    day_start = _day_start(ctx.now) - timedelta(microseconds=1)
+    look_since = mark.at if mark is not None else ctx.now - UNSEEN_HORIZON
+    rows = refusals_read(since=min(day_start, look_since))
+    today = refusals_count(rows, since=day_start, baseline={})
     if mark is not None:
-        unseen = refusals_since(since=mark.at, baseline=mark.data.get("rows", {}))
+        unseen = refusals_count(rows, since=mark.at, baseline=mark.data.get("rows", {}))
         looked = f"since you last looked ({local_time(mark.at)})"
     else:
-        unseen = refusals_since(since=ctx.now - UNSEEN_HORIZON)
+        unseen = refusals_count(rows, since=look_since, baseline={})
         looked = "in the last 7 days (never marked as seen)"
     by_code = {label: code for code, label in REFUSAL_LABELS.items()}
     for label in sorted(set(today) | set(unseen), key=lambda lb: (-unseen[lb], -today[lb], lb)):

@@ -269,8 +269,15 @@ def pnl_charts() -> tuple[Any, Any]:
     from . import charts
 
     def chart(curves, names, what):
+        if curves is None:
+            return charts.line_chart(
+                title=f"Net realised P&L per {what}",
+                unit="quote",
+                series=[],
+                empty_text=f"Not drawn: more than {pnl.REPLAY_LIMIT:,} fills (totals: Positions).",
+            )
         series = [
-            (names.get(owner, f"#{owner}"), PALETTE[i % len(PALETTE)], [(t, float(v)) for t, v in points])
+            (names.get(owner, f"#{owner}"), PALETTE[i % len(PALETTE)], points)
             for i, (owner, points) in enumerate(sorted(curves.items(), key=lambda kv: names.get(kv[0], "")))
         ]
         return charts.line_chart(
@@ -281,8 +288,8 @@ def pnl_charts() -> tuple[Any, Any]:
             empty_text="No fill yet.",
         )
 
-    by_strategy = pnl.pnl_curves(by="strategy")
-    by_account = pnl.pnl_curves(by="account")
-    strategy_names = dict(Strategy.objects.filter(pk__in=by_strategy).values_list("pk", "strategy_id"))
-    account_names = dict(ExchangeAccount.objects.filter(pk__in=by_account).values_list("pk", "label"))
+    curves = pnl.pnl_curves_cached()
+    by_strategy, by_account = curves["strategy"], curves["account"]
+    strategy_names = dict(Strategy.objects.filter(pk__in=by_strategy or []).values_list("pk", "strategy_id"))
+    account_names = dict(ExchangeAccount.objects.filter(pk__in=by_account or []).values_list("pk", "label"))
     return chart(by_strategy, strategy_names, "strategy"), chart(by_account, account_names, "account")

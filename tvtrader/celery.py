@@ -52,6 +52,8 @@ app.conf.task_routes = {
     "execution.execute_signal": {"queue": "orders"},
     # Telegram/Discord deliveries: their own queue, so a slow or dead channel never delays an order.
     "notifications.deliver": {"queue": "notifications"},
+    # Telegram commands: a long poll holds a notifications thread, never an order's.
+    "ops.telegram_poll": {"queue": "notifications"},
 }
 app.conf.beat_schedule = {
     # The Signal table is the outbox: anything committed but never started is re-queued.
@@ -66,4 +68,8 @@ app.conf.beat_schedule = {
     "ops-check-silence": {"task": "ops.check_silence", "schedule": 300.0},
     # TLS certificates of CERTIFICATE_CHECK_HOSTS (nothing to do when unset).
     "ops-check-certificates": {"task": "ops.check_certificates", "schedule": 6 * 3600.0},
+    # Telegram commands from the owner's chat (nothing to do unless TELEGRAM_COMMAND_CHAT_IDS
+    # is set); one long poll at a time, so this is how soon a new poll starts after one ends.
+    # Expiring: polls queued while no worker ran are dropped, not run one after another.
+    "ops-telegram-poll": {"task": "ops.telegram_poll", "schedule": 3.0, "options": {"expires": 10}},
 }

@@ -381,6 +381,12 @@ SPECTACULAR_SETTINGS = {
 TELEGRAM_BOT_TOKEN = env("TELEGRAM_BOT_TOKEN", default="")
 TELEGRAM_CHAT_ID = env("TELEGRAM_CHAT_ID", default="")
 TELEGRAM_API_URL = env("TELEGRAM_API_URL", default="https://api.telegram.org").rstrip("/")
+# Telegram commands (/status, /positions, /halt, /halt_all, /resume) are obeyed only from these
+# chat ids (comma-separated; your private chat with the bot: send it /start, then read the id
+# from a refused reply or the log). Empty: commands are off. docs/operations.md.
+TELEGRAM_COMMAND_CHAT_IDS = env.list("TELEGRAM_COMMAND_CHAT_IDS", default=[])
+# Long polling: how long one getUpdates call waits for a command.
+TELEGRAM_POLL_SECONDS = env.int("TELEGRAM_POLL_SECONDS", default=20)
 # Discord: a channel webhook URL (Server settings > Integrations > Webhooks).
 DISCORD_WEBHOOK_URL = env("DISCORD_WEBHOOK_URL", default="")
 # Per channel: at most this many messages a minute (Telegram allows about 20/min in a group,

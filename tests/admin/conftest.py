@@ -61,12 +61,18 @@ def strategy(db):
 
 @pytest.fixture(autouse=True)
 def _no_drift_or_failing_channels_from_other_tests():
-    """The dashboard reads reconcile drift and failing notification channels from Redis,
-    which tests share: each console test starts with neither."""
+    """The dashboard reads reconcile drift, failing notification channels and its cached
+    P&L curves from Redis, which tests share: each console test starts with none."""
     from execution.selectors import RECONCILE_DRIFT_KEY
     from tvtrader.ops.notifications import DELIVERY_STATUS_KEY
     from tvtrader.redisconn import key, redis_client
 
-    redis_client().delete(key(RECONCILE_DRIFT_KEY), key(DELIVERY_STATUS_KEY))
+    def clean():
+        client = redis_client()
+        client.delete(key(RECONCILE_DRIFT_KEY), key(DELIVERY_STATUS_KEY))
+        for cached in client.scan_iter(match=key("pnl", "curves", "*")):
+            client.delete(cached)
+
+    clean()
     yield
-    redis_client().delete(key(RECONCILE_DRIFT_KEY), key(DELIVERY_STATUS_KEY))
+    clean()

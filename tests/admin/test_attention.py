@@ -67,6 +67,13 @@ def test_the_periodic_reconcile_task_records_drift_for_the_dashboard(admin_clien
     assert f"Drift on account {account.label}" in attention(admin_client)["drift"][0].title
 
 
+def test_drift_of_an_account_removed_since_is_not_listed(admin_client, db):
+    from execution.reconcile import AccountReport, Difference, reports_record
+
+    reports_record([AccountReport(account="gone", differences=[Difference("position", "BTC/USDT:USDT", "0", "1")])])
+    assert "drift" not in attention(admin_client)
+
+
 def test_refused_alerts_are_listed_by_reason_today_and_since_last_look(admin_client, client, settings, db):
     settings.WEBHOOK_IP_ALLOWLIST_ENABLED = False
     StrategyFactory(strategy_id="demo")

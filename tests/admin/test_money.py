@@ -139,3 +139,30 @@ def test_export_with_a_bad_filter_says_so_instead_of_failing(admin_client, db):
 def test_export_needs_a_console_login(client, db):
     response = client.get(reverse("admin:signals_signal_export_csv"))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_past_the_replay_limit_pnl_is_not_guessed(admin_client, strategy, history, monkeypatch):
+    monkeypatch.setattr(pnl, "REPLAY_LIMIT", 3)
+    page = admin_client.get(reverse("admin:signals_signal_change", args=[history[3].pk])).content.decode()
+    assert "P&amp;L not computed" in page and 'id="tv-signal-realised"' not in page
+    dashboard = admin_client.get(reverse("admin:index")).content.decode()
+    assert "Not drawn: more than 3 fills" in dashboard
+
+
+def test_the_dashboards_curves_are_replayed_once_per_new_fill(
+    admin_client, strategy, history, django_assert_max_num_queries
+):
+    admin_client.get(reverse("admin:index"))
+    cached = pnl.pnl_curves_cached()
+    assert [round(v, 2) for _, v in cached["strategy"][strategy.pk]] == [-0.65, 9.02, -1.94, 17.43]
+    assert round(cached["account"][strategy.account_id][-1][1], 2) == 17.43
+    with django_assert_max_num_queries(1):  # the latest fill's id, then Redis
+        pnl.pnl_curves_cached()
+    trade(strategy, "sell", "0.01", "63500")
+    assert len(pnl.pnl_curves_cached()["strategy"][strategy.pk]) == 5
+
+
+def test_strategy_page_draws_its_own_pnl_curve(admin_client, strategy, history):
+    page = admin_client.get(reverse("admin:strategies_strategy_change", args=[strategy.pk])).content.decode()
+    section = page.split('id="tv-pnl"')[1].split("</fieldset>")[0]
+    assert "<polyline" in section and 'data-y-max="20"' in section

@@ -353,3 +353,25 @@ def test_admin_2fa_install_step_lists_exactly_the_superusers_without_an_authenti
     assert "otpauth://totp/" in capsys.readouterr().out
     call_command("shell", "-v", "0", "-c", code)
     assert capsys.readouterr().out.split() == []  # a re-run enrols nobody twice
+
+
+def test_the_installers_alert_message_is_the_generated_one_and_goes_through_the_webhook(
+    installed, client, settings, db
+):
+    import json
+    import textwrap
+
+    from signals.alert_message import alert_message
+    from tests.factories import StrategyFactory
+    from tests.signals.test_alert_template import send
+
+    root, first, _, _ = installed
+    passphrase = read_env_file(root / "etc/tvtrader/tvtrader.env")["WEBHOOK_PASSPHRASE"]
+    after = first.stdout.split("admin shows its own, and an indicator variant):\n", 1)[1]
+    shown = textwrap.dedent(after.split("\n  Secrets and settings:", 1)[0])
+    assert shown == alert_message(passphrase=passphrase)
+    assert json.loads(shown)["passphrase"] == passphrase
+
+    settings.WEBHOOK_PASSPHRASE = passphrase
+    StrategyFactory(strategy_id="demo")
+    assert send(client, shown, passphrase).strategy_key == "demo"

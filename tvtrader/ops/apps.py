@@ -8,4 +8,7 @@ class OpsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401  (connects to the engine's events)
+        from . import (
+            receivers,  # noqa: F401  (connects to the engine's events)
+            telegram,  # noqa: F401  (registers the ops.telegram_poll task)
+        )
