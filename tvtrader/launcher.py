@@ -16,6 +16,11 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PY = sys.executable
+# Pool threads send (a thread waits on the venue's reply to its create, nothing longer: fills
+# are followed elsewhere), so 20 cover 20 creates in flight at once. Each thread keeps a
+# PostgreSQL connection: 20 + 4 followers + the web workers stay under 30 for the stack
+# (docs/execution.md, "Worker pool").
+WORKER_CONCURRENCY = "20"
 
 
 def manage(*args: str) -> None:
@@ -90,7 +95,7 @@ def main() -> int:
 
         bin_dir = Path(PY).parent
         # Prepare every pool thread at start-up (database connection, exchange client).
-        os.environ.setdefault("WORKER_PREWARM", os.environ.get("WORKER_CONCURRENCY", "64"))
+        os.environ.setdefault("WORKER_PREWARM", os.environ.get("WORKER_CONCURRENCY", WORKER_CONCURRENCY))
         spawn(
             "gunicorn",
             [
@@ -112,7 +117,7 @@ def main() -> int:
                 "-P",
                 "threads",
                 "-c",
-                os.environ.get("WORKER_CONCURRENCY", "64"),
+                os.environ.get("WORKER_CONCURRENCY", WORKER_CONCURRENCY),
                 "-Q",
                 "orders,default,notifications",
                 "--without-gossip",
