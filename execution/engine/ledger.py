@@ -9,14 +9,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce
+from django.db import transaction
 from django.utils import timezone
 
 from execution.exchanges import OrderState
 from execution.models import Fill, Order, Position
-from signals.models import Signal
+
+from . import statements
 
 BPS = Decimal("10000")
 STATUS_MAP = {
@@ -33,11 +32,12 @@ def order_apply_state(
 ) -> str:
     """Record a venue's view of an order: status, new fills (as deltas of the cumulative
     filled quantity, each a `Fill` row, idempotent), positions and the latency chain.
-    Returns the order's status afterwards."""
+    Returns the order's status afterwards. A few statements (engine.statements, "the
+    ledger"), not the ORM: this runs for every order, often twice (reply, then fill)."""
     now = timezone.now()
     position_fill: tuple[Decimal, Decimal, Decimal] | None = None
     with transaction.atomic():
-        current = Order.objects.select_for_update().get(pk=order.pk)
+        current = statements.order_lock(order.pk)
         updates: dict[str, Any] = {}
         if state.exchange_order_id and not current.exchange_order_id:
             updates["exchange_order_id"] = state.exchange_order_id[:64]
@@ -55,16 +55,16 @@ def order_apply_state(
             total_cost = (state.average or current.avg_price or Decimal("0")) * state.filled
             fill_price = (total_cost - prior_cost) / delta if total_cost else (state.average or Decimal("0"))
             fee_delta = max(state.fee - current.fee, Decimal("0"))
-            Fill.objects.get_or_create(
-                order=current,
-                trade_id=f"{state.exchange_order_id or current.client_order_id}:{state.filled}",
-                defaults={
-                    "qty": delta,
-                    "price": fill_price,
-                    "fee": fee_delta,
-                    "fee_currency": state.fee_currency,
-                    "filled_at": now,
-                },
+            statements.fill_insert(
+                Fill(
+                    order_id=current.pk,
+                    trade_id=f"{state.exchange_order_id or current.client_order_id}:{state.filled}",
+                    qty=delta,
+                    price=fill_price,
+                    fee=fee_delta,
+                    fee_currency=state.fee_currency,
+                    filled_at=now,
+                )
             )
             updates.update(
                 filled_qty=state.filled,
@@ -103,12 +103,7 @@ def order_apply_state(
                 updates["reason"] = state.reason[:2000]
         elif current.status == Order.Status.UNKNOWN:
             updates["status"] = status
-        if updates:
-            Order.objects.filter(pk=current.pk).update(**updates)
-        signal_updates: dict[str, Any] = {"acked_at": Coalesce(F("acked_at"), now)}
-        if delta > 0:
-            signal_updates["first_fill_at"] = Coalesce(F("first_fill_at"), now)
-        Signal.objects.filter(pk=current.signal_id).update(**signal_updates)
+        statements.order_and_signal_update(order=current, updates=updates, now=now, first_fill=delta > 0)
         if position_fill is not None:
             # Last, right before the commit: the account-level position row of a symbol is
             # shared by every strategy trading it, so its lock must be held as briefly as possible.
@@ -119,19 +114,6 @@ def order_apply_state(
 def redact(info: dict[str, Any]) -> dict[str, Any]:
     hidden = ("key", "secret", "sign", "passphrase", "password", "token")
     return {k: ("[redacted]" if any(h in str(k).lower() for h in hidden) else v) for k, v in list(info.items())[:60]}
-
-
-def _position_row(account_id: int, strategy_id: int | None, symbol: str) -> Position:
-    lookup = {"account_id": account_id, "strategy_id": strategy_id, "symbol": symbol}
-    row = Position.objects.select_for_update().filter(**lookup).first()
-    if row is None:
-        try:
-            with transaction.atomic():
-                Position.objects.create(**lookup)
-        except IntegrityError:
-            pass
-        row = Position.objects.select_for_update().get(**lookup)
-    return row
 
 
 def fee_in_quote(symbol: str, fee: Decimal, currency: str, price: Decimal) -> Decimal:
@@ -153,8 +135,10 @@ def _position_apply(order: Order, qty: Decimal, price: Decimal, fee: Decimal = D
     """Apply one fill (and its fee, in the quote currency) to the account's net position and
     to the strategy's share of it."""
     signed = qty if order.side == "buy" else -qty
+    rows = statements.positions_lock(account_id=order.account_id, strategy_id=order.strategy_id, symbol=order.symbol)
+    changed: list[Position] = []
     for strategy_id in (None, order.strategy_id):
-        row = _position_row(order.account_id, strategy_id, order.symbol)
+        row = rows[strategy_id]
         old = row.qty
         new = old + signed
         if old == 0 or (old > 0) == (signed > 0):
@@ -171,4 +155,5 @@ def _position_apply(order: Order, qty: Decimal, price: Decimal, fee: Decimal = D
                 row.avg_price = price  # flipped through zero: the rest opened at this price
         row.qty = new
         row.fees_paid += fee
-        row.save(update_fields=["qty", "avg_price", "realized_pnl", "fees_paid", "updated_at"])
+        changed.append(row)
+    statements.positions_save(changed)
