@@ -50,6 +50,8 @@ class Run:
     handed_off: bool = False
     gateway: Gateway | None = None
     send_phase: Any = None
+    #: (first fill, last fill) of the run's orders, written with the final status (claim.finish).
+    fill_times: tuple[Any, Any] | None = None
 
     @property
     def strategy(self) -> Strategy:

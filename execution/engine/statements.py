@@ -221,6 +221,45 @@ def signal_claim(*, signal_id: int, now: datetime, lease_until: datetime, owner:
     return loaded
 
 
+@cache
+def _finish_sql(vendor: str, with_reason: bool, with_fills: bool) -> tuple[str, Any]:
+    cols = _columns(Signal, "s", SIGNAL_SKIPPED)
+    quote = connection.ops.quote_name
+    returning = ", ".join(quote(Signal._meta.get_field(name).column) for name in cols[1])
+    sets = "status = %s, finished_at = %s, lease_until = NULL"
+    if with_reason:
+        sets += ", reason = %s"
+    if with_fills:
+        sets += ", first_fill_at = COALESCE(first_fill_at, %s), filled_at = %s"
+    return (
+        f"UPDATE {Signal._meta.db_table} SET {sets} WHERE id = %s AND status = %s AND attempts = %s"
+        f" RETURNING {returning}",
+        cols,
+    )
+
+
+def signal_finish(signal: Signal, *, token: int, status: str, now: datetime, reason: str, fill_times) -> bool:
+    """Set the final status (and `reason` when given, and the fill times (first, last) when
+    given) only while the run holding `token` owns the signal, and refresh `signal` from
+    the row as written, in one statement. False (nothing written) when not owned."""
+    sql, cols = _finish_sql(connection.vendor, bool(reason), fill_times is not None)
+    params: list[Any] = [status, now]
+    if reason:
+        params.append(reason)
+    if fill_times is not None:
+        params += list(fill_times)
+    params += [signal.pk, Signal.Status.PROCESSING, token]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    written = _build(Signal, cols[1], cols[2], row)
+    for attname in cols[1]:
+        setattr(signal, attname, getattr(written, attname))
+    return True
+
+
 # --- orders ---------------------------------------------------------------------------------
 
 
