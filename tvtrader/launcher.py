@@ -17,10 +17,10 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 PY = sys.executable
 # Pool threads send (a thread waits on the venue's reply to its create, nothing longer: fills
-# are followed elsewhere), so 20 cover 20 creates in flight at once. Each thread keeps a
-# PostgreSQL connection: 20 + 4 followers + the web workers stay under 30 for the stack
-# (docs/execution.md, "Worker pool").
-WORKER_CONCURRENCY = "20"
+# are followed elsewhere), so 22 cover 21 alerts at once on a slow venue with one thread to
+# spare. Each thread keeps a PostgreSQL connection: 22 + 4 followers + the web workers stay
+# within 30 for the stack (docs/execution.md, "Worker pool").
+WORKER_CONCURRENCY = "22"
 
 
 def manage(*args: str) -> None:
