@@ -31,6 +31,7 @@ bench-intake: $(VENV)/.installed
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
 
+# Whole chain, every traffic shape, on the default stack (bench/execution.py; docs/performance.md).
 bench-execution: $(VENV)/.installed
 	$(PY) bench/execution.py $(ARGS)
 
