@@ -56,6 +56,7 @@ bench-intake: $(VENV)/.installed-dev
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
 
+# Whole chain, every traffic shape, on the default stack (bench/execution.py; docs/performance.md).
 bench-execution: $(VENV)/.installed-dev
 	$(PY) bench/execution.py $(ARGS)
 

@@ -1,14 +1,16 @@
 """gunicorn settings shared by `make run` and the systemd unit.
 
 Sync workers: measured on a 2-core box they beat gthread and ASGI for this short,
-database-bound view (docs/performance.md). About cores + 1 workers.
+database-bound view (docs/performance.md). One per core, at least two (one answers while
+another waits on the database): a third on two cores only competed with the worker for
+the CPU, and held one more PostgreSQL connection.
 """
 
 import multiprocessing
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() + 1))
+workers = int(os.environ.get("GUNICORN_WORKERS", max(2, multiprocessing.cpu_count())))
 worker_class = "sync"
 # Well under TradingView's 3 s cut-off is where the webhook lives; this only bounds a
 # stuck admin page.

@@ -396,7 +396,7 @@ LIVE_TRADING=false
 # Fernet keys for exchange credentials at rest, newest first (rotation: docs/deploy.md).
 CREDENTIALS_ENCRYPTION_KEYS=$CREDENTIALS_ENCRYPTION_KEYS
 
-WORKER_CONCURRENCY=64
+WORKER_CONCURRENCY=22
 WORKER_QUEUES=orders,default
 EOF
 render env - "$INSTALL_CONF" 0600 <<EOF

@@ -133,6 +133,12 @@ def _warm_on_start(**_kwargs) -> None:
         logger.info("event=worker_started gateways_warmed=%d signals_requeued=%d", warmed, requeued)
     except Exception:
         logger.exception("event=worker_start_hook_failed")
+    finally:
+        from django.db import connection
+
+        # This (main) thread takes no tasks: its connection would sit idle for CONN_MAX_AGE,
+        # one more of the stack's budget (docs/execution.md).
+        connection.close()
     threading.Thread(target=_when_warm, name="tvtrader-warm", daemon=True).start()
 
 

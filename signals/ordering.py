@@ -6,6 +6,12 @@ and BTCUSDT.P are one market; a close_all waits for every market and every marke
 a pending close_all; a strategy pinned to one symbol (symbol override) is one market.
 Different strategies never wait for each other.
 
+Except where waiting buys nothing: a plain entry (buy or sell) does not wait for an earlier
+entry of the same side once every order of that one is acknowledged by the venue (`passable`):
+its plan is the same whether that entry has filled or not. A close, a reversal, close_all, an
+alert carrying TradingView's market position, and a strategy with a maximum position or
+sizing from equity do depend on the resulting position, and wait for the fill.
+
 Arrival, not commit: when the database stalls, requests waiting in the web workers commit in
 whatever order it comes back. A signal whose commit lagged its arrival by more than
 INTAKE_LAG_SECONDS is therefore held until INTAKE_HOLD_SECONDS after its arrival: by then
@@ -18,6 +24,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 
 from .models import Signal
@@ -44,6 +51,32 @@ def earlier_pending_sql(sig: str, strat: str) -> str:
         f" AND (e.received_at < {sig}.received_at OR (e.received_at = {sig}.received_at AND e.id < {sig}.id))"
         f" AND ({sig}.action = 'close_all' OR {strat}.symbol_override <> '' OR e.action = 'close_all'"
         f" OR e.ticker IN ({market}, {market} || '.P'))"
+        f" AND NOT ({passable_sql(sig, strat)})"
+    )
+
+
+def passable_sql(sig: str, strat: str) -> str:
+    """The signal aliased `sig` need not wait for the earlier pending signal `e`: both are
+    entries of the same side without TradingView's market position, on a strategy with
+    neither a maximum position nor sizing from equity, on a derivatives account; and `e` is
+    being executed with every order of it an acknowledged entry (nothing still on its way
+    out, nothing closing). Then the position `sig` is planned on has `sig`'s side or is
+    flat whether `e` has filled or not (had it been opposite, `e` would have closed it), so
+    the plan is the same: one entry leg of its own size."""
+    order = apps.get_model("execution", "Order")
+    account = apps.get_model("execution", "ExchangeAccount")
+    equity = apps.get_model("strategies", "Strategy").SizingMode.PERCENT_EQUITY
+    waiting = ", ".join(f"'{s}'" for s in (order.Status.PENDING, order.Status.SUBMITTING, order.Status.UNKNOWN))
+    return (
+        f"{sig}.action IN ('buy', 'sell') AND e.action = {sig}.action"
+        f" AND {sig}.market_position = '' AND e.market_position = ''"
+        f" AND {strat}.max_position IS NULL AND {strat}.sizing_mode <> '{equity}'"
+        f" AND e.status = '{Signal.Status.PROCESSING}'"
+        f" AND EXISTS (SELECT 1 FROM {account._meta.db_table} pa WHERE pa.id = {strat}.account_id"
+        f"  AND pa.market_type <> '{account.MarketType.SPOT}')"
+        f" AND EXISTS (SELECT 1 FROM {order._meta.db_table} po WHERE po.signal_id = e.id)"
+        f" AND NOT EXISTS (SELECT 1 FROM {order._meta.db_table} po WHERE po.signal_id = e.id"
+        f"  AND (po.purpose <> '{order.Purpose.OPEN}' OR po.status IN ({waiting})))"
     )
 
 

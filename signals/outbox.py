@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from strategies.models import Strategy
-from tvtrader.ops.logformat import logvalue
+from tvtrader.logformat import logvalue
 
 from . import ordering
 from .models import Signal
@@ -182,9 +182,14 @@ def next_in_line(signal: Signal) -> list[tuple[int, str]]:
     one of its market (by arrival), or, when it was a close_all or the strategy is pinned to
     one symbol, the next one of every market. [(id, strategy key)]."""
     pending = Signal.objects.filter(strategy_id=signal.strategy_id, status=Signal.Status.ACCEPTED).exclude(pk=signal.pk)
-    everything = signal.action == "close_all" or bool(
-        Strategy.objects.filter(pk=signal.strategy_id).exclude(symbol_override="").exists()
+    # The engine's signal carries its strategy already (a query fewer per finished signal).
+    strategy = Signal._meta.get_field("strategy").get_cached_value(signal, default=None)
+    pinned = (
+        bool(strategy.symbol_override)
+        if strategy is not None
+        else Strategy.objects.filter(pk=signal.strategy_id).exclude(symbol_override="").exists()
     )
+    everything = signal.action == "close_all" or pinned
     if not everything:
         key = ordering.market_key(signal.ticker)
         pending = pending.filter(Q(ticker__in=[key, f"{key}.P"]) | Q(action="close_all"))

@@ -203,7 +203,7 @@ class GunicornProcess:
             "GUNICORN_BIND": f"127.0.0.1:{self.port}",
             "DJANGO_SETTINGS_MODULE": "tvtrader.settings",
         }
-        if workers:  # otherwise deploy/gunicorn.conf.py decides (cores + 1)
+        if workers:  # otherwise deploy/gunicorn.conf.py decides (one per core, at least 2)
             self.env["GUNICORN_WORKERS"] = str(workers)
         self.proc: subprocess.Popen | None = None
 

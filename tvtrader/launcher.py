@@ -23,11 +23,14 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PY = sys.executable
+# Pool threads send (a thread waits on the venue's reply to its create, nothing longer: fills
+# are followed elsewhere), so 22 cover 21 alerts at once on a slow venue with one thread to
+# spare. Each thread keeps a PostgreSQL connection: 22 + 4 followers + the web workers stay
+# within 30 for the stack (docs/execution.md, "Worker pool").
+WORKER_CONCURRENCY = "22"
+TRIAL_WORKER_CONCURRENCY = WORKER_CONCURRENCY
 
 
-# A trial: a few threads are plenty for paper trading and start in a moment; the systemd
-# unit runs 64 (deploy/templates/tvtrader-worker.service).
-TRIAL_WORKER_CONCURRENCY = "8"
 LATER_LOGIN = "admin (password set at first run; `manage.py changepassword admin` to reset)"
 
 

@@ -310,7 +310,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "kv": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"},
-        "json": {"()": "tvtrader.ops.logformat.JsonFormatter"},
+        "json": {"()": "tvtrader.logformat.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -14,7 +14,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -147,14 +146,14 @@ def release(run: Run) -> None:
 def finish(run: Run, status: str, reason: str = "") -> bool:
     """Set the signal's final status (only while this run owns it), log it and tell the
     rest of the install. Returns False when the run no longer owned the signal."""
-    updates: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "lease_until": None}
-    if reason:
-        updates["reason"] = reason[:2000]
-    if not owned(run).update(**updates):
+    signal = run.signal
+    # One statement: the conditional update returns the row as it now is (the signal's
+    # latency chain included, for the notification), no second read.
+    if not statements.signal_finish(
+        signal, token=run.token, status=status, now=timezone.now(), reason=reason[:2000], fill_times=run.fill_times
+    ):
         logger.warning(run.log("signal_finish_skipped", note="not owned by this worker any more"))
         return False
-    signal = run.signal
-    signal.refresh_from_db()
     level = logging.INFO if status in (Signal.Status.EXECUTED, Signal.Status.SKIPPED) else logging.WARNING
     logger.log(level, run.log(f"signal_{status}", reason=reason or "-"))
     events.emit(events.signal_finished, alert=signal)

@@ -21,8 +21,6 @@ import logging
 from typing import Protocol
 
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
-from django.db.models import F
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from execution.exchanges import GatewayError, Misconfigured, gateway_for
@@ -122,7 +120,8 @@ def run_stages(run: Run, host: Host = INLINE) -> None:
             finish(run, Signal.Status.FAILED, f"internal error during execution: {type(exc).__name__}: {exc}")
     if run.handed_off:
         return  # whoever follows its order carries the run on
-    run.signal.refresh_from_db(fields=["status"])
+    if not run.signal.is_terminal:  # finish() sets it when this run finished the signal
+        run.signal.refresh_from_db(fields=["status"])
     if run.signal.is_terminal:
         host.finished(run.signal)
 
@@ -219,12 +218,16 @@ def _stages(run: Run, host: Host) -> None:
                     closed_at=timezone.now(),
                 )
                 order.refresh_from_db()
-        if _order_drive(run, gateway, order, host, fresh=order.status == Order.Status.PENDING) == "handed_off":
+        # A final order never changes again (the ledger only moves orders forward): one just
+        # loaded needs no second read.
+        fresh = order.status == Order.Status.PENDING or order.is_terminal
+        if _order_drive(run, gateway, order, host, fresh=fresh) == "handed_off":
             run.handed_off = True
             return
         previous = order
 
-    orders = list(_legs(signal).order_by("leg"))
+    if not all(o.is_terminal for o in orders):  # else they are as just read: final
+        orders = list(_legs(signal).order_by("leg"))
     if any(not o.is_terminal for o in orders):
         # Unresolved: left leased; the worker tries again shortly, else the sweeper does.
         logger.info(
@@ -267,7 +270,8 @@ def finish_from_orders(run: Run, orders: list[Order]) -> None:
     fills = [o for o in orders if o.filled_qty > 0]
     first = min((o.first_fill_at for o in fills if o.first_fill_at), default=None)
     last = max((o.last_fill_at for o in fills if o.last_fill_at), default=None)
-    Signal.objects.filter(pk=run.pk).update(first_fill_at=Coalesce(F("first_fill_at"), first), filled_at=last)
+    # Written with the final status, in the same statement (claim.finish).
+    run.fill_times = (first, last)
     if orders and all(o.status == Order.Status.FILLED for o in orders):
         finish(run, Signal.Status.EXECUTED)
     elif fills:

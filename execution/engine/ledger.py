@@ -10,16 +10,15 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from execution.exchanges import OrderState
 from execution.models import Fill, Order, Position
-from signals.models import Signal
 
-from . import breakers
+from . import breakers, statements
 
 BPS = Decimal("10000")
 PROTECTION_LETTERS = {"stop_loss": "s", "take_profit": "t", "trailing_stop": "r"}
@@ -50,13 +49,14 @@ def order_apply_state(
 ) -> str:
     """Record a venue's view of an order: status, new fills (as deltas of the cumulative
     filled quantity, each a `Fill` row, idempotent), positions and the latency chain.
-    Returns the order's status afterwards."""
+    Returns the order's status afterwards. A few statements (engine.statements, "the
+    ledger"), not the ORM: this runs for every order, often twice (reply, then fill)."""
     now = timezone.now()
     position_fill: tuple[Decimal, Decimal, Decimal] | None = None
     to_place: list[int] = []
     to_cancel: list[int] = []
     with transaction.atomic():
-        current = Order.objects.select_for_update().get(pk=order.pk)
+        current = statements.order_lock(order.pk)
         updates: dict[str, Any] = {}
         if state.exchange_order_id and not current.exchange_order_id:
             updates["exchange_order_id"] = state.exchange_order_id[:64]
@@ -74,16 +74,16 @@ def order_apply_state(
             total_cost = (state.average or current.avg_price or Decimal("0")) * state.filled
             fill_price = (total_cost - prior_cost) / delta if total_cost else (state.average or Decimal("0"))
             fee_delta = max(state.fee - current.fee, Decimal("0"))
-            Fill.objects.get_or_create(
-                order=current,
-                trade_id=f"{state.exchange_order_id or current.client_order_id}:{state.filled}",
-                defaults={
-                    "qty": delta,
-                    "price": fill_price,
-                    "fee": fee_delta,
-                    "fee_currency": state.fee_currency,
-                    "filled_at": now,
-                },
+            statements.fill_insert(
+                Fill(
+                    order_id=current.pk,
+                    trade_id=f"{state.exchange_order_id or current.client_order_id}:{state.filled}",
+                    qty=delta,
+                    price=fill_price,
+                    fee=fee_delta,
+                    fee_currency=state.fee_currency,
+                    filled_at=now,
+                )
             )
             updates.update(
                 filled_qty=state.filled,
@@ -124,12 +124,7 @@ def order_apply_state(
                 updates["reason"] = f"closed by {PROTECTION_WORDS[current.protection]}"
         elif current.status == Order.Status.UNKNOWN:
             updates["status"] = status
-        if updates:
-            Order.objects.filter(pk=current.pk).update(**updates)
-        signal_updates: dict[str, Any] = {"acked_at": Coalesce(F("acked_at"), now)}
-        if delta > 0:
-            signal_updates["first_fill_at"] = Coalesce(F("first_fill_at"), now)
-        Signal.objects.filter(pk=current.signal_id).update(**signal_updates)
+        statements.order_and_signal_update(order=current, updates=updates, now=now, first_fill=delta > 0)
         if delta > 0 and book_positions and current.protection_spec and not current.protection:
             to_place = _protection_intent(current, filled=state.filled, average=updates["avg_price"], now=now)
         if position_fill is not None:
@@ -264,19 +259,6 @@ def redact(info: dict[str, Any]) -> dict[str, Any]:
     return {k: ("[redacted]" if any(h in str(k).lower() for h in hidden) else v) for k, v in list(info.items())[:60]}
 
 
-def _position_row(account_id: int, strategy_id: int | None, symbol: str) -> Position:
-    lookup = {"account_id": account_id, "strategy_id": strategy_id, "symbol": symbol}
-    row = Position.objects.select_for_update().filter(**lookup).first()
-    if row is None:
-        try:
-            with transaction.atomic():
-                Position.objects.create(**lookup)
-        except IntegrityError:
-            pass
-        row = Position.objects.select_for_update().get(**lookup)
-    return row
-
-
 def fee_in_quote(symbol: str, fee: Decimal, currency: str, price: Decimal) -> Decimal:
     """A fill's fee in the market's quote (or settlement) currency: as is, or valued at the
     fill's price when taken in the base coin; 0 for any other currency (no price for it)."""
@@ -299,8 +281,10 @@ def _position_apply(order: Order, qty: Decimal, price: Decimal, fee: Decimal = D
     breakers' losing trades and daily loss)."""
     signed = qty if order.side == "buy" else -qty
     realized: Decimal | None = None
+    rows = statements.positions_lock(account_id=order.account_id, strategy_id=order.strategy_id, symbol=order.symbol)
+    changed: list[Position] = []
     for strategy_id in (None, order.strategy_id):
-        row = _position_row(order.account_id, strategy_id, order.symbol)
+        row = rows[strategy_id]
         old = row.qty
         new = old + signed
         if old == 0 or (old > 0) == (signed > 0):
@@ -320,7 +304,8 @@ def _position_apply(order: Order, qty: Decimal, price: Decimal, fee: Decimal = D
                 row.avg_price = price  # flipped through zero: the rest opened at this price
         row.qty = new
         row.fees_paid += fee
-        row.save(update_fields=["qty", "avg_price", "realized_pnl", "fees_paid", "updated_at"])
+        changed.append(row)
+    statements.positions_save(changed)
     if realized is not None:
         Order.objects.filter(pk=order.pk).update(
             realized_pnl=Coalesce(F("realized_pnl"), Decimal("0")) + (realized - fee)

@@ -17,6 +17,9 @@ FOLLOW_YIELD_MAX_SECONDS = 2.0
 SEND_QUIET_SECONDS = 0.02
 
 _lock = threading.Lock()
+# Notified when the last run that may send ends, so a waiting follow-up wakes on that (and
+# once more when the quiet period is over) instead of polling every few milliseconds.
+_idle = threading.Condition(_lock)
 _sends_in_progress = 0
 _last_send_activity = 0.0
 stopping = threading.Event()
@@ -43,6 +46,8 @@ class SendPhase:
             with _lock:
                 _sends_in_progress -= 1
                 _last_send_activity = time.monotonic()
+                if _sends_in_progress == 0:
+                    _idle.notify_all()
 
     def __exit__(self, *_exc) -> None:
         self.end()
@@ -52,9 +57,15 @@ def sends_first(max_wait: float = FOLLOW_YIELD_MAX_SECONDS) -> None:
     """Wait (bounded) while this process has orders on their way out, and a little after the
     last one (the next alert of a burst is usually a few milliseconds behind)."""
     deadline = time.monotonic() + max_wait
-    while (
-        time.monotonic() < deadline
-        and not stopping.is_set()
-        and (_sends_in_progress > 0 or time.monotonic() - _last_send_activity < SEND_QUIET_SECONDS)
-    ):
-        time.sleep(0.005)
+    with _idle:
+        while not stopping.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if _sends_in_progress > 0:
+                _idle.wait(deadline - now)
+                continue
+            quiet_left = SEND_QUIET_SECONDS - (now - _last_send_activity)
+            if quiet_left <= 0:
+                return
+            _idle.wait(min(quiet_left, deadline - now))

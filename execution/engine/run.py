@@ -52,6 +52,8 @@ class Run:
     send_phase: Any = None
     #: Read the kill switches again before every later send (a breaker engaged one).
     recheck: bool = False
+    #: (first fill, last fill) of the run's orders, written with the final status (claim.finish).
+    fill_times: tuple[Any, Any] | None = None
 
     @property
     def strategy(self) -> Strategy:

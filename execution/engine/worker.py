@@ -296,10 +296,11 @@ class Worker:
 
     def _record_reply(self, watch: _Watch, parked: _Parked, reply, streamed: OrderState | None = None) -> None:
         order, state, sent_at, acked_at = reply
-        if not _is_final(state) and not _is_final(streamed):
+        if not _is_final(state) and not _is_final(streamed) and watch.signal_id not in self.waiters:
             # An acknowledgement alone is not urgent next to an order still on its way out:
-            # during a burst it is recorded once the sends pause. A final state is (whatever
-            # waits behind this signal waits for it), so it is recorded at once.
+            # during a burst it is recorded once the sends pause. A final state is, and so is
+            # an acknowledgement something here waits for (an entry behind an entry may go
+            # once it is recorded: signals.ordering), so those are recorded at once.
             pacing.sends_first()
         close_old_connections()
         send.record_sent_for(signal_id=watch.signal_id, strategy_key=parked.strategy_key, order=order, sent_at=sent_at)
@@ -329,8 +330,18 @@ class Worker:
             self.carry_on(watch.signal_id)
         elif status in (Order.Status.SUBMITTING, Order.Status.UNKNOWN):
             self.carry_on(watch.signal_id)  # the run resolves it
-        elif not from_stream:
-            self._schedule_poll(watch, streamed=not watch.paper and _streams().is_healthy(watch.account_id))
+        else:
+            # Acknowledged: what waits for this signal may not need its fill (signals.ordering);
+            # each waiter claims again, and waits again if it does.
+            self._wake_waiters(watch.signal_id)
+            if not from_stream:
+                self._schedule_poll(watch, streamed=not watch.paper and _streams().is_healthy(watch.account_id))
+
+    def _wake_waiters(self, signal_id: int) -> None:
+        with self.lock:
+            waiting = self.waiters.pop(signal_id, set())
+        for waiter in sorted(waiting):
+            self._submit(self.run_signal, waiter)
 
     def _schedule_poll(self, watch: _Watch, *, streamed: bool) -> None:
         delay = FOLLOW_BACKOFF[min(watch.polls, len(FOLLOW_BACKOFF) - 1)]

@@ -26,7 +26,7 @@ from execution.models import ExchangeAccount
 from signals.models import Signal
 from tests.factories import ExchangeAccountFactory, SignalFactory, StrategyFactory
 from tvtrader.api.services import api_token_create
-from tvtrader.ops.logformat import JsonFormatter
+from tvtrader.logformat import JsonFormatter
 from tvtrader.ops.watchdogs import SILENT_SET_KEY, silence_check_and_notify
 from tvtrader.redisconn import key
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from signals.models import Signal, WebhookRejection
 from tests.conftest import alert_body
 from tests.factories import StrategyFactory
-from tvtrader.ops.logformat import parse_pairs
+from tvtrader.logformat import parse_pairs
 
 pytestmark = pytest.mark.django_db
 
