@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from signals.services import signal_send_test
@@ -19,8 +20,12 @@ from .admin_site import killswitch_url
 from .admin_tools import FastListMixin
 from .breakers import BREAKER_FIELDS
 from .forms import SizingPreviewForm, StrategyAdminForm
-from .models import AuditEntry, Strategy, TradingControl
+from .models import AuditEntry, Strategy, Subscription, TradingControl
 from .services import audit_record, strategy_audit_changes, strategy_snapshot
+from .subscriptions import subscriptions_sync
+from .switches import actor_name
+
+SUBSCRIPTION_AUDITED = ("account_id", "enabled", "halted", *Subscription.OVERRIDABLE)
 
 AUDIT_PANEL_ROWS = 50
 
@@ -74,9 +79,25 @@ def alert_templates(strategy: Strategy) -> list[dict[str, str]]:
     ]
 
 
+class SubscriptionInline(admin.TabularInline):
+    """The accounts the strategy trades on. Empty settings take the strategy's; the strategy's
+    own account is always subscribed (strategies.subscriptions)."""
+
+    model = Subscription
+    extra = 0
+    fields = ("account", "enabled", "halted", "halt_reason", "sizing_mode", "size_value", "max_position", "leverage")
+    readonly_fields = ("halt_reason",)
+    autocomplete_fields = ()
+    verbose_name = "account subscription"
+    verbose_name_plural = (
+        "Account subscriptions — one alert trades on every enabled one (empty settings: the strategy's)"
+    )
+
+
 @admin.register(Strategy)
 class StrategyAdmin(admin.ModelAdmin):
     form = StrategyAdminForm
+    inlines = (SubscriptionInline,)
     list_display = ("strategy_id", "name", "state_badge", "account", "sizing", "order_type", "passphrase_state")
     list_filter = ("enabled", "halted", "account")
     list_select_related = ("account",)
@@ -175,6 +196,60 @@ class StrategyAdmin(admin.ModelAdmin):
             )
         else:
             strategy_audit_changes(before=before, strategy=obj, actor=request.user)
+        request._tv_previous_account_id = before.get("account_id") if before else None
+
+    def save_formset(self, request, form, formset, change):
+        """Subscriptions: every change audited (who, old, new), like the strategy's settings."""
+        before = {
+            sub.pk: {f: getattr(sub, f) for f in SUBSCRIPTION_AUDITED}
+            for sub in Subscription.objects.filter(strategy=form.instance)
+        }
+        super().save_formset(request, form, formset, change)
+        for sub in formset.new_objects:
+            audit_record(
+                actor=request.user,
+                target_type="subscription",
+                target_id=str(sub.pk),
+                field="created",
+                old="",
+                new=f"account {sub.account.label}",
+                strategy=form.instance,
+            )
+        for sub, _fields in formset.changed_objects:
+            if before.get(sub.pk, {}).get("halted") != sub.halted:  # the subscription's kill switch
+                Subscription.objects.filter(pk=sub.pk).update(
+                    halted_at=timezone.now() if sub.halted else None,
+                    halted_by=actor_name(request.user) if sub.halted else "",
+                    halt_reason="",
+                )
+            for field in SUBSCRIPTION_AUDITED:
+                old, new = before.get(sub.pk, {}).get(field), getattr(sub, field)
+                if old != new:
+                    audit_record(
+                        actor=request.user,
+                        target_type="subscription",
+                        target_id=str(sub.pk),
+                        field=field,
+                        old=old,
+                        new=new,
+                        strategy=form.instance,
+                    )
+        for sub in formset.deleted_objects:
+            audit_record(
+                actor=request.user,
+                target_type="subscription",
+                target_id=str(sub.pk),
+                field="deleted",
+                old=f"account {sub.account.label}",
+                new="",
+                strategy=form.instance,
+            )
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        subscriptions_sync(
+            strategy=form.instance, previous_account_id=getattr(request, "_tv_previous_account_id", None)
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self.get_object(request, object_id)

@@ -144,7 +144,12 @@ def strategy_rows(*, now: datetime | None = None) -> tuple[list[StrategyRow], bo
     }
     latencies = latency_percentiles(since=since)
     positions: dict[int, list[dict[str, Any]]] = {}
-    for pos in Position.objects.filter(strategy__isnull=False).exclude(qty=0).order_by("symbol"):
+    for pos in (
+        Position.objects.filter(strategy__isnull=False)
+        .exclude(qty=0)
+        .select_related("account")
+        .order_by("account__label", "symbol")
+    ):
         positions.setdefault(pos.strategy_id, []).append(pos)
 
     rows = []

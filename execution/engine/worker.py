@@ -137,6 +137,10 @@ class _HostView:
     def retry(self, run: Run, seconds: float, reason: str) -> None:
         self._worker.retry(run, seconds, reason)
 
+    def fanned_out(self, signal_ids: list[int]) -> None:
+        for signal_id in signal_ids:  # in parallel, each on a pool thread of its own
+            self._worker._submit(self._worker.run_signal, signal_id)
+
 
 class Worker:
     def __init__(self) -> None:

@@ -121,7 +121,7 @@ class StrategyViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Strategies by their `strategy_id`. PATCH edits settings (validated like the admin,
     every change audited); the kill switch has its own verbs."""
 
-    queryset = Strategy.objects.select_related("account")
+    queryset = Strategy.objects.select_related("account").prefetch_related("subscriptions__account")
     serializer_class = serializers.StrategySerializer
     pagination_class = IdCursorPagination
     lookup_field = "strategy_id"
