@@ -47,6 +47,9 @@ COPIED = (
     "is_test",
     "fired_at",
     "received_at",
+    # The alert's own commit: a child is never held as a lagging commit (signals.ordering)
+    # for the time its fan-out took.
+    "committed_at",
 )
 
 
@@ -68,7 +71,8 @@ def signal_fan_out(run: Run) -> list[int]:
             parent_id=signal.pk,
             subscription_id=sub.pk,
             status=Signal.Status.ACCEPTED,
-            committed_at=now,
+            started_at=None,
+            enqueued_at=now,
             content_type="fan-out",
             **{field: getattr(signal, field) for field in COPIED},
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.utils.http import int_to_base36
 
 from execution.models import Order, PaperOrder, Position
 from signals.models import Signal
@@ -62,7 +63,7 @@ def test_one_alert_executes_once_on_each_subscription_with_its_own_size(emu, sub
         assert kid.status == Signal.Status.EXECUTED, (name, kid.reason)
         [order] = Order.objects.filter(signal=kid)
         assert order.account == account and order.filled_qty == sizes[name]
-        assert order.client_order_id.endswith(f"s{kid.subscription_id}l1")
+        assert order.client_order_id.endswith(f"{int_to_base36(parent.pk)}s{int_to_base36(kid.subscription_id)}l1")
         assert Position.objects.get(account=account, strategy=strategy, symbol=BTC).qty == sizes[name]
     assert len(creates(emu, "bybit")) == 1 and len(creates(emu, "binance")) == 1
     assert emu.position("BTCUSDT", account=KEY, venue="bybit").size == Decimal("0.01")

@@ -161,3 +161,20 @@ def test_subscriptions_edited_in_the_admin_are_audited_and_fan_out(admin_client)
     assert own.halted and own.halted_by == "admin"
     fields = set(AuditEntry.objects.filter(target_type="subscription").values_list("field", flat=True))
     assert {"created", "halted"} <= fields
+
+
+def test_an_operators_flatten_closes_the_strategy_on_every_account():
+    from execution.services import strategy_flatten
+    from strategies.services import strategy_halt
+
+    strategy = StrategyFactory(strategy_id="demo")
+    _fan(strategy, {"sizing_mode": "multiplier", "size_value": 2})
+    _run(strategy)
+    assert Position.objects.filter(strategy=strategy).exclude(qty=0).count() == 2
+    strategy_halt(strategy=strategy, actor="alice")
+    strategy.refresh_from_db()
+    flatten = strategy_flatten(strategy=strategy, actor="alice")
+    signal_execute(signal_id=flatten.pk)
+    kids = list(Signal.objects.filter(parent=flatten))
+    assert len(kids) == 2 and all(k.status == Signal.Status.EXECUTED for k in kids), [k.reason for k in kids]
+    assert not Position.objects.filter(strategy=strategy).exclude(qty=0).exists()
