@@ -16,6 +16,8 @@ Scenarios (targets from issue 3):
   4. the same 200 with the account limited to 10 orders/s: never more than 10 in any
      second at the exchange, all placed in the time that allows (≈ 19 s) and no longer
   5. worker RSS at rest and after the 200-burst
+  6. fan-out (issue 15): one alert to a strategy subscribed on 10 accounts — the spread
+     between the first and the last account's order at the exchange, p50 ≤ 15 ms
 Uses its own PostgreSQL database (tvtrader_bench_exec, or $BENCH_DATABASE) and Redis database 10
 (or $BENCH_REDIS_URL).
 `--exchange bitget|okx` runs the same scenarios against that venue's emulated API (default
@@ -134,10 +136,92 @@ def burst_timeline(answers: list[dict], seen: dict[str, float]) -> dict[str, tup
     }
 
 
+def fanout_scenario(*, args, env, emu_url: str, web: str, alert, rounds: int = 20, accounts: int = 10) -> dict:
+    """Scenario 6: one alert → `accounts` subscriptions of one strategy (each account its own
+    row, all on the emulator). Per alert: the spread between the first and the last
+    account's create at the exchange, and alert → first / last create."""
+    from decimal import Decimal
+
+    from execution.engine.plan import client_order_id_for
+    from execution.models import ExchangeAccount
+    from signals.models import Signal
+    from strategies.models import Strategy, Subscription
+    from strategies.subscriptions import subscriptions_sync
+
+    rows = []
+    for i in range(accounts):
+        account = ExchangeAccount(
+            label=f"bench-fan-{i}",
+            exchange=args.exchange,
+            mode="testnet",
+            market_type="linear",
+            base_url=emu_url,
+            max_orders_per_second=Decimal("1000"),
+        )
+        account.set_credentials(
+            api_key=KEY, api_secret=SECRET, api_password=PASSPHRASE if args.exchange in ("bitget", "okx") else None
+        )
+        account.save()
+        rows.append(account)
+    strategy = Strategy.objects.create(
+        strategy_id="bench-fan", account=rows[0], sizing_mode="fixed_quote", size_value=Decimal("100")
+    )
+    subs = [Subscription.objects.create(strategy=strategy, account=a) for a in rows]
+    subscriptions_sync(strategy=strategy)
+    time.sleep(2)  # the worker loads the new accounts' markets on first use: one warm-up alert below
+    post_sequential(web, [alert("bench-fan", "BTC", 65000)], pause=0)
+    time.sleep(2)
+    # One alert at a time, each sent once the last one is done on every account: the spread
+    # of one fan-out, not a backlog (each account's runs of a market wait for that account's
+    # earlier ones, as they should).
+    answers = []
+    for _ in range(rounds):
+        [answer] = post_sequential(web, [alert("bench-fan", "BTC", 65000)], pause=0)
+        answers.append(answer)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pending = Signal.objects.filter(status__in=Signal.PENDING_STATUSES)
+            if (
+                not pending.filter(pk=answer["signal_id"]).exists()
+                and not pending.filter(parent_id=answer["signal_id"]).exists()
+            ):
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)
+    seen = creates(emu_url)
+    spreads, firsts, lasts, complete = [], [], [], 0
+    for answer in answers:
+        times = [
+            seen.get(client_order_id_for(signal_id=answer["signal_id"], leg=1, subscription_id=sub.pk)) for sub in subs
+        ]
+        times = [t for t in times if t is not None]
+        if len(times) != accounts:
+            continue
+        complete += 1
+        spreads.append((max(times) - min(times)) * 1000)
+        firsts.append((min(times) - answer["sent_wall"]) * 1000)
+        lasts.append((max(times) - answer["sent_wall"]) * 1000)
+    result = {
+        "fanout_alerts": len(answers),
+        "fanout_complete": complete,
+        "fanout_spread_p50_ms": round(percentile(spreads, 50), 1) if spreads else None,
+        "fanout_spread_p95_ms": round(percentile(spreads, 95), 1) if spreads else None,
+        "fanout_first_p50_ms": round(percentile(firsts, 50), 1) if firsts else None,
+        "fanout_last_p50_ms": round(percentile(lasts, 50), 1) if lasts else None,
+    }
+    print(
+        f"6. fan-out to {accounts} accounts (n={len(answers)}, {complete} with every account's order): first → last "
+        f"account's order p50 {result['fanout_spread_p50_ms']} ms, p95 {result['fanout_spread_p95_ms']} ms   "
+        f"[target p50 ≤ 15]; alert → first order p50 {result['fanout_first_p50_ms']} ms, → last "
+        f"{result['fanout_last_p50_ms']} ms"
+    )
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--single", type=int, default=100, help="number of single alerts")
-    parser.add_argument("--scenarios", default="1234", help="which scenarios to run, e.g. 13 (default: all)")
+    parser.add_argument("--scenarios", default="12346", help="which scenarios to run, e.g. 13 (default: all)")
     parser.add_argument(
         "--workers",
         type=int,
@@ -413,6 +497,8 @@ def main() -> int:
                 "   rate slot taken → request at the exchange: p50 {p50} ms, p99 {p99} ms, max {max} ms "
                 "(what the {guard} ms guard covers)".format(guard=guard_ms(), **results["limited_slot_to_venue_ms"])
             )
+        if "6" in args.scenarios:
+            results.update(fanout_scenario(args=args, env=env, emu_url=emu_url, web=web, alert=alert))
         if "worker_rss_mb_after_burst" in results:
             print(
                 f"5. worker RSS: {results['worker_rss_mb_at_rest']:.0f} MB at rest, "

@@ -11,7 +11,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from signals.services import signal_send_test
@@ -21,9 +20,8 @@ from .admin_tools import FastListMixin
 from .breakers import BREAKER_FIELDS
 from .forms import SizingPreviewForm, StrategyAdminForm
 from .models import AuditEntry, Strategy, Subscription, TradingControl
-from .services import audit_record, strategy_audit_changes, strategy_snapshot
+from .services import audit_record, strategy_audit_changes, strategy_snapshot, subscription_switch
 from .subscriptions import subscriptions_sync
-from .switches import actor_name
 
 SUBSCRIPTION_AUDITED = ("account_id", "enabled", "halted", *Subscription.OVERRIDABLE)
 
@@ -216,13 +214,14 @@ class StrategyAdmin(admin.ModelAdmin):
                 strategy=form.instance,
             )
         for sub, _fields in formset.changed_objects:
-            if before.get(sub.pk, {}).get("halted") != sub.halted:  # the subscription's kill switch
-                Subscription.objects.filter(pk=sub.pk).update(
-                    halted_at=timezone.now() if sub.halted else None,
-                    halted_by=actor_name(request.user) if sub.halted else "",
-                    halt_reason="",
-                )
+            if before.get(sub.pk, {}).get("halted") != sub.halted:
+                # The subscription's kill switch goes through its verb (audit, who and when,
+                # notification), like every other switch.
+                Subscription.objects.filter(pk=sub.pk).update(halted=not sub.halted)
+                subscription_switch(subscription=sub, engage=sub.halted, actor=request.user, reason="from the admin")
             for field in SUBSCRIPTION_AUDITED:
+                if field == "halted":
+                    continue
                 old, new = before.get(sub.pk, {}).get(field), getattr(sub, field)
                 if old != new:
                     audit_record(

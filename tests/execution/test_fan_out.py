@@ -44,7 +44,7 @@ def children_of(parent_id: int) -> dict[str, Signal]:
         kids = list(Signal.objects.filter(parent_id=parent_id).select_related("subscription__account"))
         return kids if len(kids) == 3 and all(k.is_terminal for k in kids) else None
 
-    return {k.subscription.account.label: k for k in wait_for(done, timeout=30, message="every account's run")}
+    return {k.subscription.account.label: k for k in wait_for(done, timeout=60, message="every account's run")}
 
 
 def creates(emu, venue: str) -> list:

@@ -17,7 +17,7 @@ from strategies.dashboard import strategy_rows
 from strategies.models import AuditEntry, Subscription
 from strategies.services import account_halt
 from strategies.subscriptions import subscriptions_sync
-from tests.api.conftest import api_user, read_api, read_token  # noqa: F401 (fixtures)
+from tests.api.conftest import api_user, control_api, control_token, read_api, read_token  # noqa: F401
 from tests.factories import ExchangeAccountFactory, SignalFactory, StrategyFactory
 
 pytestmark = pytest.mark.django_db
@@ -178,3 +178,19 @@ def test_an_operators_flatten_closes_the_strategy_on_every_account():
     kids = list(Signal.objects.filter(parent=flatten))
     assert len(kids) == 2 and all(k.status == Signal.Status.EXECUTED for k in kids), [k.reason for k in kids]
     assert not Position.objects.filter(strategy=strategy).exclude(qty=0).exists()
+
+
+def test_a_subscriptions_switch_through_the_api_is_audited_and_stops_that_account_only(control_api):  # noqa: F811
+    strategy = StrategyFactory(strategy_id="demo")
+    (other,) = _fan(strategy, {})
+    sub = Subscription.objects.get(strategy=strategy, account=other)
+    url = f"/api/strategies/{strategy.strategy_id}/subscriptions/{sub.pk}/kill/"
+    answer = control_api.post(url, {"reason": "exchange maintenance"}, format="json")
+    assert answer.json() == {"changed": True, "halted": True}
+    audit = AuditEntry.objects.get(target_type="subscription", field="halted")
+    assert audit.note == "exchange maintenance" and "my-bot" in audit.actor
+    parent = _run(strategy)
+    kids = {k.subscription.account_id: k.status for k in parent.children.select_related("subscription")}
+    assert kids == {strategy.account_id: Signal.Status.EXECUTED, other.pk: Signal.Status.BLOCKED}
+    assert control_api.post(url.replace("/kill/", "/resume/")).json() == {"changed": True, "halted": False}
+    assert control_api.post(f"/api/strategies/{strategy.strategy_id}/subscriptions/999999/kill/").status_code == 404
