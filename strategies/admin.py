@@ -18,7 +18,7 @@ from signals.services import signal_send_test
 from .admin_site import killswitch_url
 from .admin_tools import FastListMixin
 from .breakers import BREAKER_FIELDS
-from .forms import SizingPreviewForm, StrategyAdminForm
+from .forms import SizingPreviewForm, StrategyAdminForm, SubscriptionForm
 from .models import AuditEntry, Strategy, Subscription, TradingControl
 from .services import audit_record, strategy_audit_changes, strategy_snapshot, subscription_switch
 from .subscriptions import subscriptions_sync
@@ -82,6 +82,7 @@ class SubscriptionInline(admin.TabularInline):
     own account is always subscribed (strategies.subscriptions)."""
 
     model = Subscription
+    form = SubscriptionForm
     extra = 0
     fields = ("account", "enabled", "halted", "halt_reason", "sizing_mode", "size_value", "max_position", "leverage")
     readonly_fields = ("halt_reason",)

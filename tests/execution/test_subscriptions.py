@@ -127,6 +127,49 @@ def test_timeline_dashboard_and_api_show_each_account(admin_client, read_api):  
     }
 
 
+def _admin_post_data(admin_client, strategy, own, other, **second) -> dict:
+    url = reverse("admin:strategies_strategy_change", args=[strategy.pk])
+    form = admin_client.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k not in ("account",)}
+    data.update(
+        {
+            "account": strategy.account_id,
+            "allowed_actions": strategy.allowed_actions,
+            "subscriptions-TOTAL_FORMS": "2",
+            "subscriptions-INITIAL_FORMS": "1",
+            "subscriptions-0-id": own.pk,
+            "subscriptions-0-strategy": strategy.pk,
+            "subscriptions-0-account": strategy.account_id,
+            "subscriptions-0-enabled": "on",
+            "subscriptions-1-strategy": strategy.pk,
+            "subscriptions-1-account": other.pk,
+            "subscriptions-1-enabled": "on",
+        }
+    )
+    data.update({f"subscriptions-1-{k}": v for k, v in second.items()})
+    return data
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        ({"sizing_mode": "multiplier"}, "multiplier"),
+        ({"sizing_mode": "fixed_base"}, "size value above zero"),
+        ({"sizing_mode": "percent_equity", "size_value": "150"}, "at most 100"),
+        ({"leverage": "150"}, "at most 100x"),
+    ],
+)
+def test_a_subscription_the_validator_refuses_is_not_saved(admin_client, second, message):
+    strategy = StrategyFactory(strategy_id="demo")
+    subscriptions_sync(strategy=strategy)
+    own = Subscription.objects.get(strategy=strategy)
+    url = reverse("admin:strategies_strategy_change", args=[strategy.pk])
+    response = admin_client.post(url, _admin_post_data(admin_client, strategy, own, ExchangeAccountFactory(), **second))
+    assert response.status_code == 200
+    assert message in str(response.context["inline_admin_formsets"][0].formset.errors)
+    assert Subscription.objects.filter(strategy=strategy).count() == 1
+
+
 def test_subscriptions_edited_in_the_admin_are_audited_and_fan_out(admin_client):
     strategy = StrategyFactory(strategy_id="demo")
     subscriptions_sync(strategy=strategy)
