@@ -12,5 +12,5 @@ def queue_name_for_account(account_id: int | None) -> str:
 
 
 def queue_for_signal(signal_id: int) -> str:
-    account_id = Signal.objects.filter(pk=signal_id).values_list("strategy__account_id", flat=True).first()
-    return queue_name_for_account(account_id)
+    row = Signal.objects.filter(pk=signal_id).values_list("subscription__account_id", "strategy__account_id").first()
+    return queue_name_for_account((row[0] or row[1]) if row else None)

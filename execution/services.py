@@ -71,7 +71,9 @@ def strategy_flatten(*, strategy: Strategy, actor: Any) -> Signal | None:
     or None when the strategy holds nothing."""
     if strategy.account_id is None:
         return None
-    positions = Position.objects.filter(strategy=strategy, account_id=strategy.account_id).exclude(qty=0)
+    positions = Position.objects.filter(strategy=strategy).exclude(qty=0)
+    if not strategy.fans_out:  # otherwise the close_all fans out to every account it holds on
+        positions = positions.filter(account_id=strategy.account_id)
     first = positions.first()
     if first is None:
         return None
@@ -253,10 +255,25 @@ def strategy_sizing_preview(
     volume = Decimal(str(volume)) if volume is not None else Decimal("0.01")
     signal = Signal(strategy=strategy, strategy_key=strategy.strategy_id, action=action, ticker=ticker,
                     price=price, volume=volume)  # fmt: skip
-    results = [_preview_one(strategy=strategy, account=strategy.account, signal=signal)] if strategy.account_id else []
+    results = [
+        _preview_one(strategy=effective, account=effective.account, signal=signal)
+        for effective in _subscribed(strategy)
+    ]
     if not results:
         return {"ok": False, "reason": "the strategy has no exchange account", "subscriptions": []}
     return {"ok": all(r["ok"] for r in results), "price": str(price.normalize()), "subscriptions": results}
+
+
+def _subscribed(strategy: Strategy) -> list[Strategy]:
+    """The strategy as each run of an alert sees it: on its own account, or, when it fans
+    out, on each enabled subscription (strategies.subscriptions)."""
+    if not strategy.fans_out:
+        return [strategy] if strategy.account_id else []
+    from strategies.models import Subscription
+    from strategies.subscriptions import effective_strategy
+
+    subs = Subscription.objects.filter(strategy=strategy, enabled=True).select_related("account").order_by("id")
+    return [effective_strategy(strategy, sub) for sub in subs]
 
 
 def _preview_one(*, strategy: Strategy, account: ExchangeAccount, signal: Signal) -> dict:

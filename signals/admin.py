@@ -197,7 +197,7 @@ class SignalAdmin(CsvExportMixin, FastListMixin, admin.ModelAdmin):
     inlines = (OrderInline,)
     actions = ("replay_on_paper",)
     fieldsets = (
-        (None, {"fields": ("summary", "reason_explained", "timeline")}),
+        (None, {"fields": ("summary", "reason_explained", "timeline", "accounts_table")}),
         (
             "Alert",
             {
@@ -233,6 +233,7 @@ class SignalAdmin(CsvExportMixin, FastListMixin, admin.ModelAdmin):
             "summary",
             "reason_explained",
             "timeline",
+            "accounts_table",
             "raw_body_pre",
             "payload_pre",
             "fills_table",
@@ -338,6 +339,51 @@ class SignalAdmin(CsvExportMixin, FastListMixin, admin.ModelAdmin):
             else "",
             "filled" if obj.filled_at else "sent",
             total,
+        )
+
+    @admin.display(description="Accounts")
+    def accounts_table(self, obj):
+        """An alert fanned out to several accounts: each account's run, its legs and outcome.
+        A run on one account: the alert it belongs to."""
+        if obj.parent_id:
+            sub = obj.subscription
+            return format_html(
+                'Run on account <strong>{}</strong> of alert <a href="{}">#{}</a>.',
+                sub.account.label if sub else "?",
+                reverse("admin:signals_signal_change", args=[obj.parent_id]),
+                obj.parent_id,
+            )
+        children = list(obj.children.select_related("subscription__account").order_by("id"))
+        if not children:
+            return "This strategy's own account (see the orders below)."
+        orders: dict[int, list[Order]] = {}
+        for order in Order.objects.filter(signal__parent=obj).defer("replies").order_by("signal_id", "leg"):
+            orders.setdefault(order.signal_id, []).append(order)
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:signals_signal_change", args=[child.pk]),
+                    child.pk,
+                    child.subscription.account.label if child.subscription_id else "?",
+                    status_badge(child.status, child.get_status_display()),
+                    "; ".join(
+                        f"{o.side} {plain(o.requested_qty)} {o.symbol} → {o.get_status_display().lower()}"
+                        + (f" {plain(o.filled_qty)} @ {plain(o.avg_price)}" if o.filled_qty else "")
+                        for o in orders.get(child.pk, [])
+                    )
+                    or "–",
+                    ms_between(child.received_at, child.sent_at),
+                    child.reason[:120],
+                )
+                for child in children
+            ),
+        )
+        return format_html(
+            '<table class="tv-mini" id="tv-accounts"><thead><tr><th>Run</th><th>Account</th><th>Outcome</th>'
+            "<th>Legs</th><th>Alert → sent</th><th>Reason</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
         )
 
     @admin.display(description="Body as received (passphrase redacted)")

@@ -16,6 +16,7 @@ class Signal(models.Model):
         FAILED = "failed", "Failed"
         REJECTED = "rejected", "Rejected"
         BLOCKED = "blocked", "Blocked (strategy halted)"
+        FANNED_OUT = "fanned_out", "Sent to each subscription"
 
     PENDING_STATUSES = (Status.ACCEPTED, Status.PROCESSING)
     TERMINAL_STATUSES = (
@@ -25,6 +26,7 @@ class Signal(models.Model):
         Status.FAILED,
         Status.REJECTED,
         Status.BLOCKED,
+        Status.FANNED_OUT,
     )
 
     strategy = models.ForeignKey(
@@ -71,6 +73,12 @@ class Signal(models.Model):
     is_test = models.BooleanField(
         default=False, help_text="A test or replay signal: always executed on paper, whatever the account."
     )
+    # Fan-out (a strategy on several accounts): the alert's signal is the parent; each enabled
+    # subscription gets one child signal, run by the engine like any signal on that account.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    subscription = models.ForeignKey(
+        "strategies.Subscription", null=True, blank=True, on_delete=models.PROTECT, related_name="signals"
+    )
     dedup_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
     duplicate_count = models.PositiveIntegerField(default=0)
     last_duplicate_at = models.DateTimeField(null=True, blank=True)
@@ -112,6 +120,10 @@ class Signal(models.Model):
             models.Index(fields=["status", "-id"], name="signal_status_recent"),
             models.Index(fields=["tv_order_id"], name="signal_tv_order_id"),
             models.Index(fields=["id"], condition=models.Q(is_test=True), name="signal_test_only"),
+        ]
+        constraints = [
+            # Exactly once per subscription: a fan-out run again (a crash mid-way) finds its children.
+            models.UniqueConstraint(fields=["parent", "subscription"], name="signal_one_child_per_subscription"),
         ]
 
     def __str__(self) -> str:

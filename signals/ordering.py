@@ -4,7 +4,9 @@ Within a strategy, a signal waits for every pending signal of the same market th
 before it (by `received_at`, the moment the webhook saw the request, then by id) — BTCUSDT
 and BTCUSDT.P are one market; a close_all waits for every market and every market waits for
 a pending close_all; a strategy pinned to one symbol (symbol override) is one market.
-Different strategies never wait for each other.
+Different strategies never wait for each other, and an alert fanned out to several accounts
+orders per (account, strategy, market): a subscription's run waits only for that
+subscription's earlier runs, never for another account's.
 
 Except where waiting buys nothing: a plain entry (buy or sell) does not wait for an earlier
 entry of the same side once every order of that one is acknowledged by the venue (`passable`):
@@ -47,6 +49,8 @@ def earlier_pending_sql(sig: str, strat: str) -> str:
     market = _MARKET.format(s=sig)
     return (
         f"FROM {Signal._meta.db_table} e WHERE e.strategy_id = {sig}.strategy_id AND e.id <> {sig}.id"
+        f" AND (e.subscription_id = {sig}.subscription_id"
+        f" OR (e.subscription_id IS NULL AND {sig}.subscription_id IS NULL))"
         " AND e.status IN (%s, %s)"
         f" AND (e.received_at < {sig}.received_at OR (e.received_at = {sig}.received_at AND e.id < {sig}.id))"
         f" AND ({sig}.action = 'close_all' OR {strat}.symbol_override <> '' OR e.action = 'close_all'"

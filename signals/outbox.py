@@ -181,7 +181,9 @@ def next_in_line(signal: Signal) -> list[tuple[int, str]]:
     """The signals that may be waiting for `signal` now that it is final: the next pending
     one of its market (by arrival), or, when it was a close_all or the strategy is pinned to
     one symbol, the next one of every market. [(id, strategy key)]."""
-    pending = Signal.objects.filter(strategy_id=signal.strategy_id, status=Signal.Status.ACCEPTED).exclude(pk=signal.pk)
+    pending = Signal.objects.filter(
+        strategy_id=signal.strategy_id, subscription_id=signal.subscription_id, status=Signal.Status.ACCEPTED
+    ).exclude(pk=signal.pk)
     # The engine's signal carries its strategy already (a query fewer per finished signal).
     strategy = Signal._meta.get_field("strategy").get_cached_value(signal, default=None)
     pinned = (

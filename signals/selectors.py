@@ -35,7 +35,7 @@ def _intake_strategy_sql() -> str:
 
         _INTAKE_STRATEGY_SQL = (
             "SELECT s.id, s.strategy_id, s.enabled, s.halted, s.passphrase_hash, s.allowed_actions,"
-            " s.max_signal_age_seconds, s.dedup_window_seconds, s.account_id,"
+            " s.max_signal_age_seconds, s.dedup_window_seconds, s.account_id, s.fans_out,"
             " a.halted AS account_halted, a.label AS account_label,"
             f" EXISTS (SELECT 1 FROM {TradingControl._meta.db_table} g WHERE g.id = 1 AND g.halted) AS global_halted"
             f" FROM {Strategy._meta.db_table} s"

@@ -476,6 +476,7 @@ def _decide(strategy: Strategy, alert: payload_mod.Alert, received_at: datetime)
         strategy_enabled=strategy.enabled,
         account_halted=strategy.account_halted,
         account_label=strategy.account_label or "",
+        fans_out=strategy.fans_out,
     )
     if halted:
         return Signal.Status.BLOCKED, f"blocked: {halted}", 200

@@ -19,9 +19,12 @@ from signals.services import signal_send_test
 from .admin_site import killswitch_url
 from .admin_tools import FastListMixin
 from .breakers import BREAKER_FIELDS
-from .forms import SizingPreviewForm, StrategyAdminForm
-from .models import AuditEntry, Strategy, TradingControl
-from .services import audit_record, strategy_audit_changes, strategy_snapshot
+from .forms import SizingPreviewForm, StrategyAdminForm, SubscriptionForm
+from .models import AuditEntry, Strategy, Subscription, TradingControl
+from .services import audit_record, strategy_audit_changes, strategy_snapshot, subscription_switch
+from .subscriptions import subscriptions_sync
+
+SUBSCRIPTION_AUDITED = ("account_id", "enabled", "halted", *Subscription.OVERRIDABLE)
 
 AUDIT_PANEL_ROWS = 50
 
@@ -68,9 +71,26 @@ def strategy_pnl_chart(strategy: Strategy):
     )
 
 
+class SubscriptionInline(admin.TabularInline):
+    """The accounts the strategy trades on. Empty settings take the strategy's; the strategy's
+    own account is always subscribed (strategies.subscriptions)."""
+
+    model = Subscription
+    form = SubscriptionForm
+    extra = 0
+    fields = ("account", "enabled", "halted", "halt_reason", "sizing_mode", "size_value", "max_position", "leverage")
+    readonly_fields = ("halt_reason",)
+    autocomplete_fields = ()
+    verbose_name = "account subscription"
+    verbose_name_plural = (
+        "Account subscriptions — one alert trades on every enabled one (empty settings: the strategy's)"
+    )
+
+
 @admin.register(Strategy)
 class StrategyAdmin(admin.ModelAdmin):
     form = StrategyAdminForm
+    inlines = (SubscriptionInline,)
     list_display = ("strategy_id", "name", "state_badge", "account", "sizing", "order_type", "passphrase_state")
     list_filter = ("enabled", "halted", "account")
     list_select_related = ("account",)
@@ -169,6 +189,61 @@ class StrategyAdmin(admin.ModelAdmin):
             )
         else:
             strategy_audit_changes(before=before, strategy=obj, actor=request.user)
+        request._tv_previous_account_id = before.get("account_id") if before else None
+
+    def save_formset(self, request, form, formset, change):
+        """Subscriptions: every change audited (who, old, new), like the strategy's settings."""
+        before = {
+            sub.pk: {f: getattr(sub, f) for f in SUBSCRIPTION_AUDITED}
+            for sub in Subscription.objects.filter(strategy=form.instance)
+        }
+        super().save_formset(request, form, formset, change)
+        for sub in formset.new_objects:
+            audit_record(
+                actor=request.user,
+                target_type="subscription",
+                target_id=str(sub.pk),
+                field="created",
+                old="",
+                new=f"account {sub.account.label}",
+                strategy=form.instance,
+            )
+        for sub, _fields in formset.changed_objects:
+            if before.get(sub.pk, {}).get("halted") != sub.halted:
+                # The subscription's kill switch goes through its verb (audit, who and when,
+                # notification), like every other switch.
+                Subscription.objects.filter(pk=sub.pk).update(halted=not sub.halted)
+                subscription_switch(subscription=sub, engage=sub.halted, actor=request.user, reason="from the admin")
+            for field in SUBSCRIPTION_AUDITED:
+                if field == "halted":
+                    continue
+                old, new = before.get(sub.pk, {}).get(field), getattr(sub, field)
+                if old != new:
+                    audit_record(
+                        actor=request.user,
+                        target_type="subscription",
+                        target_id=str(sub.pk),
+                        field=field,
+                        old=old,
+                        new=new,
+                        strategy=form.instance,
+                    )
+        for sub in formset.deleted_objects:
+            audit_record(
+                actor=request.user,
+                target_type="subscription",
+                target_id=str(sub.pk),
+                field="deleted",
+                old=f"account {sub.account.label}",
+                new="",
+                strategy=form.instance,
+            )
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        subscriptions_sync(
+            strategy=form.instance, previous_account_id=getattr(request, "_tv_previous_account_id", None)
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self.get_object(request, object_id)

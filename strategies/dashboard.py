@@ -142,7 +142,12 @@ def strategy_rows(*, now: datetime | None = None) -> tuple[list[StrategyRow], bo
     positions: dict[int, list[dict[str, Any]]] = {}
     from execution import pnl
 
-    for pos in pnl.with_marks(Position.objects.filter(strategy__isnull=False).exclude(qty=0).order_by("symbol")):
+    for pos in pnl.with_marks(
+        Position.objects.filter(strategy__isnull=False)
+        .exclude(qty=0)
+        .select_related("account")
+        .order_by("account__label", "symbol")
+    ):
         positions.setdefault(pos.strategy_id, []).append(pos)
 
     rows = []

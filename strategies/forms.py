@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django import forms
 
-from .models import ACTIONS, Strategy
+from .models import ACTIONS, Strategy, Subscription
 from .validation import passphrase_error, strategy_settings_errors
 
 
@@ -45,6 +45,39 @@ class SizingPreviewForm(forms.Form):
         super().__init__(*args, **kwargs)
         for field in self.fields.values():
             field.widget.attrs["form"] = "tv-preview"
+
+
+class SubscriptionForm(forms.ModelForm):
+    """One account subscription in the strategy's page: its settings, as a run on it would
+    see them, go through the one settings validator (strategies.validation)."""
+
+    class Meta:
+        model = Subscription
+        fields = ("account", "enabled", "halted", "sizing_mode", "size_value", "max_position", "leverage")
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors or cleaned.get("DELETE") or not cleaned.get("account"):
+            return cleaned
+        from .subscriptions import effective_strategy
+
+        sub = self.instance
+        for field in ("account", "enabled", "sizing_mode", "size_value", "max_position", "leverage"):
+            setattr(sub, field, cleaned.get(field))
+        if sub.sizing_mode == Subscription.SizingMode.MULTIPLIER and not (sub.size_value and sub.size_value > 0):
+            raise forms.ValidationError({"size_value": "A multiplier of the alert's volume needs a value above zero."})
+        strategy = getattr(sub, "strategy", None) if sub.strategy_id else None
+        if strategy is None:
+            return cleaned
+        problems = strategy_settings_errors(effective_strategy(strategy, sub))
+        own = {
+            k: v
+            for k, v in problems.items()
+            if k in ("size_value", "sizing_mode", "max_position", "leverage", "account")
+        }
+        if own:
+            raise forms.ValidationError(own)
+        return cleaned
 
 
 class StrategyAdminForm(forms.ModelForm):

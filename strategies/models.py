@@ -152,6 +152,12 @@ class Strategy(BreakerLimits):
         default=Unprotected.FLATTEN,
         help_text="What to do with a position whose protective order the exchange refused.",
     )
+    fans_out = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Kept by strategies.subscriptions: an alert runs once per enabled subscription (True), or"
+        " directly on the strategy's own account with its own settings, as before subscriptions (False).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -171,6 +177,61 @@ class Strategy(BreakerLimits):
 
     def check_passphrase(self, raw: str) -> bool:
         return verify_passphrase(raw, self.passphrase_hash)
+
+
+class Subscription(models.Model):
+    """One exchange account a strategy trades on, with its own switch and sizing. An empty
+    setting takes the strategy's (strategies.subscriptions.effective_strategy): a field added
+    to the strategy later (e.g. protective orders) is overridden by adding the same name here
+    and to OVERRIDABLE."""
+
+    class SizingMode(models.TextChoices):
+        STRATEGY = "", "As the strategy"
+        SIGNAL = "signal", "Signal volume (base quantity from the alert)"
+        MULTIPLIER = "multiplier", "Multiplier of the alert's volume"
+        FIXED_BASE = "fixed_base", "Fixed base quantity"
+        FIXED_QUOTE = "fixed_quote", "Fixed quote amount (e.g. 100 USDT)"
+        PERCENT_EQUITY = "percent_equity", "Percent of account equity"
+
+    strategy = models.ForeignKey(Strategy, on_delete=models.CASCADE, related_name="subscriptions")
+    account = models.ForeignKey("execution.ExchangeAccount", on_delete=models.PROTECT, related_name="subscriptions")
+    enabled = models.BooleanField(default=True, help_text="Disabled: alerts are not sent to this account.")
+    halted = models.BooleanField(default=False, help_text="Kill switch of this subscription only.")
+    halted_at = models.DateTimeField(null=True, blank=True)
+    halted_by = models.CharField(max_length=150, blank=True)
+    halt_reason = models.CharField(max_length=255, blank=True)
+    sizing_mode = models.CharField(max_length=16, choices=SizingMode.choices, default="", blank=True)
+    size_value = models.DecimalField(
+        max_digits=30,
+        decimal_places=12,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Base quantity, quote amount, percent or multiplier, depending on the sizing mode.",
+    )
+    max_position = models.DecimalField(
+        max_digits=30, decimal_places=12, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    leverage = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(200)]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["strategy", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["strategy", "account"], name="subscription_unique_account_per_strategy")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.strategy_id} on {self.account_id}"
+
+    #: Settings a subscription may set for itself; empty (None or "") means the strategy's.
+    OVERRIDABLE = ("sizing_mode", "size_value", "max_position", "leverage")
+
+    @property
+    def overrides(self) -> dict:
+        return {f: getattr(self, f) for f in self.OVERRIDABLE if getattr(self, f) not in (None, "")}
 
 
 def hash_passphrase(raw: str) -> str:

@@ -86,6 +86,26 @@ def strategy_resume(*, strategy: Strategy, actor: Any, reason: str = "") -> bool
     return changed
 
 
+def subscription_switch(*, subscription, engage: bool, actor: Any, reason: str = "") -> bool:
+    """Engage or release the kill switch of one of a strategy's account subscriptions: that
+    account's runs of the strategy's alerts are blocked; the other accounts trade on."""
+    changed = _switch_set(
+        model=type(subscription),
+        pk=subscription.pk,
+        engage=engage,
+        actor=actor,
+        reason=reason,
+        scope="subscription",
+        target=f"{subscription.strategy.strategy_id}@{subscription.account.label}",
+        strategy=subscription.strategy,
+    )
+    subscription.refresh_from_db()
+    from .subscriptions import subscriptions_sync
+
+    subscriptions_sync(strategy=subscription.strategy)
+    return changed
+
+
 def account_halt(*, account: ExchangeAccount, actor: Any, reason: str = "") -> bool:
     """Engage the kill switch of every strategy trading on `account`."""
     changed = _switch_set(

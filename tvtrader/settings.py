@@ -290,6 +290,9 @@ ORDER_RATE_GUARD_MS = env.int("ORDER_RATE_GUARD_MS", default=50)
 # (from its stream, or a poll) and carry their runs on, so the Celery pool threads only send
 # (docs/execution.md). Each holds a database connection.
 EXECUTION_FOLLOW_THREADS = env.int("EXECUTION_FOLLOW_THREADS", default=4)
+# Threads that start the runs of an alert fanned out to several accounts, all at once
+# (docs/execution.md, "One strategy, many accounts").
+EXECUTION_FANOUT_THREADS = env.int("EXECUTION_FANOUT_THREADS", default=10)
 # Arrival order under a stalled database (engine/statements.py): a signal whose commit lagged
 # its arrival by more than INTAKE_LAG_SECONDS waits until INTAKE_HOLD_SECONDS after its
 # arrival before it may run, so every alert that arrived before it has been recorded (or

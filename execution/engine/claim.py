@@ -22,6 +22,7 @@ from django.utils import timezone
 from execution import events
 from execution.exchanges import SendAborted
 from signals.models import Signal
+from strategies.subscriptions import effective_strategy
 from tvtrader.processes import lease_owner
 
 from . import statements
@@ -95,15 +96,30 @@ def claim(signal_id: int) -> Claimed:
                 held_until = hold_end
         logger.info(event_line(signal, "signal_not_claimed", status=signal.status, waits_for=loaded.blocked_by or "-"))
         return Claimed(blocked_by=loaded.blocked_by, held_until=held_until)
+    subscribed = _on_subscription(signal)
     return Claimed(
         run=Run(
             signal=signal,
             token=signal.attempts,
             first=signal.attempts == 1,
             global_halted=loaded.global_halted,
-            positions=loaded.positions,
+            # A fanned-out alert's run trades its subscription's account: the claim's
+            # snapshot read the strategy's own account, so read them when planning.
+            positions=None if subscribed else loaded.positions,
         )
     )
+
+
+def _on_subscription(signal: Signal) -> bool:
+    """A fanned-out alert's child runs on its subscription: its strategy becomes the
+    strategy as that subscription sees it (its account, its own settings)."""
+    if signal.subscription_id is None:
+        return False
+    from strategies.models import Subscription
+
+    subscription = Subscription.objects.select_related("account").get(pk=signal.subscription_id)
+    Signal._meta.get_field("strategy").set_cached_value(signal, effective_strategy(signal.strategy, subscription))
+    return True
 
 
 def resume(signal_id: int, *, token: int) -> Run | None:
@@ -113,6 +129,7 @@ def resume(signal_id: int, *, token: int) -> Run | None:
     loaded = _load_or_claim(signal_id, claim=False)
     if loaded is None or loaded.signal.is_terminal:
         return None
+    _on_subscription(loaded.signal)
     return Run(signal=loaded.signal, token=token, first=False, global_halted=loaded.global_halted)
 
 
@@ -154,7 +171,11 @@ def finish(run: Run, status: str, reason: str = "") -> bool:
     ):
         logger.warning(run.log("signal_finish_skipped", note="not owned by this worker any more"))
         return False
-    level = logging.INFO if status in (Signal.Status.EXECUTED, Signal.Status.SKIPPED) else logging.WARNING
+    level = (
+        logging.INFO
+        if status in (Signal.Status.EXECUTED, Signal.Status.SKIPPED, Signal.Status.FANNED_OUT)
+        else logging.WARNING
+    )
     logger.log(level, run.log(f"signal_{status}", reason=reason or "-"))
     events.emit(events.signal_finished, alert=signal)
     return True

@@ -32,6 +32,7 @@ from strategies.validation import strategy_settings_errors
 from . import claim as claims
 from . import protect, send, statements  # noqa: F401  (protect: registers the ledger's protection listener)
 from .claim import LeaseLost, extend_lease, finish, leave_for_later
+from .fanout import signal_fan_out
 from .follow import order_follow
 from .plan import NothingToDo, PlanError, legs_as_orders, protection_attach, signal_plan
 from .run import RetryLater, Run
@@ -58,6 +59,9 @@ class Host(Protocol):
         """The run stopped on something temporary (the database, the exchange): try it again
         in `seconds` (its lease is kept meanwhile)."""
 
+    def fanned_out(self, signal_ids: list[int]) -> None:
+        """An alert was fanned out (engine.fanout): start each of its children now."""
+
 
 class Inline:
     defer_replies = False
@@ -70,6 +74,13 @@ class Inline:
 
     def retry(self, run: Run, seconds: float, reason: str) -> None:
         return None  # the lease runs out and the sweeper brings the signal back
+
+    def fanned_out(self, signal_ids: list[int]) -> None:
+        for signal_id in signal_ids:  # one after the other here; each stands alone
+            try:
+                execute(signal_id, host=self)
+            except Exception:
+                logger.exception("event=fan_out_child_failed signal=%s (the sweeper brings it back)", signal_id)
 
 
 INLINE = Inline()
@@ -140,6 +151,9 @@ def _stages(run: Run, host: Host) -> None:
         if run.first or not _legs(signal).exclude(status__in=Order.TERMINAL_STATUSES).exists():
             finish(run, Signal.Status.BLOCKED, reason)
             return
+    if signal.subscription_id is None and strategy.fans_out:
+        host.fanned_out(signal_fan_out(run))
+        return
     if account is None:
         finish(run, Signal.Status.FAILED, "this strategy has no exchange account configured")
         return

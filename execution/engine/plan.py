@@ -61,9 +61,12 @@ def _install_tag() -> str:
     return _install_tag_cache
 
 
-def client_order_id_for(*, signal_id: int, leg: int) -> str:
-    """Deterministic: `tv` + install tag + signal id (base 36) + `l` + leg. Letters and
+def client_order_id_for(*, signal_id: int, leg: int, subscription_id: int | None = None) -> str:
+    """Deterministic: `tv` + install tag + signal id (base 36) + `l` + leg; for a fanned-out
+    alert, the alert's signal id + `s` + subscription id (base 36) + `l` + leg. Letters and
     digits only, at most 32 characters: valid on Bybit, Binance, OKX and Bitget."""
+    if subscription_id is not None:
+        return f"tv{_install_tag()}{int_to_base36(signal_id)}s{int_to_base36(subscription_id)}l{leg}"
     return f"tv{_install_tag()}{int_to_base36(signal_id)}l{leg}"
 
 
@@ -73,7 +76,9 @@ def client_order_id_for(*, signal_id: int, leg: int) -> str:
 def entry_size(*, strategy, signal_volume: Decimal, price: Decimal, equity: Decimal | None) -> Decimal:
     mode = strategy.sizing_mode
     if mode == "signal":
-        return signal_volume
+        # A subscription sized as a multiple of the alert's volume (strategies.subscriptions).
+        multiplier = getattr(strategy, "size_multiplier", None)
+        return signal_volume * Decimal(multiplier) if multiplier else signal_volume
     value = Decimal(strategy.size_value or 0)
     if value <= 0:
         raise PlanError(f"sizing mode {mode} needs a size value greater than 0")
@@ -287,7 +292,11 @@ def legs_as_orders(*, signal, strategy, account, legs: list[Leg]) -> list[Order]
             account=account,
             leg=i,
             purpose=leg.purpose,
-            client_order_id=client_order_id_for(signal_id=signal.pk, leg=i),
+            client_order_id=(
+                client_order_id_for(signal_id=signal.parent_id, leg=i, subscription_id=signal.subscription_id)
+                if signal.parent_id
+                else client_order_id_for(signal_id=signal.pk, leg=i)
+            ),
             symbol=leg.symbol,
             side=leg.side,
             order_type=leg.order_type,

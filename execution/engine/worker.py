@@ -137,6 +137,9 @@ class _HostView:
     def retry(self, run: Run, seconds: float, reason: str) -> None:
         self._worker.retry(run, seconds, reason)
 
+    def fanned_out(self, signal_ids: list[int]) -> None:
+        self._worker.fan_out(signal_ids)
+
 
 class Worker:
     def __init__(self) -> None:
@@ -145,6 +148,11 @@ class Worker:
             max_workers=settings.EXECUTION_FOLLOW_THREADS, thread_name_prefix="tvtrader-follow"
         )
         self.timer = _Timer()
+        # An alert's runs on its subscriptions start together, each sending like a run on the
+        # Celery pool (its reply recorded by a follower), never queued behind follow-ups.
+        self.fanout_pool = ThreadPoolExecutor(
+            max_workers=settings.EXECUTION_FANOUT_THREADS, thread_name_prefix="tvtrader-fanout"
+        )
         self.watched: dict[str, _Watch] = {}
         self.parked: dict[int, _Parked] = {}
         self.waiters: dict[int, set[int]] = {}
@@ -184,6 +192,18 @@ class Worker:
                 again = False
         if again:  # finished between our claim and now
             self._submit(self.run_signal, signal_id)
+
+    def fan_out(self, signal_ids: list[int]) -> None:
+        """Start the runs of a fanned-out alert (engine.fanout) at once, in parallel."""
+        for signal_id in signal_ids:
+            try:
+                self.fanout_pool.submit(self._guarded, self._run_child, signal_id)
+            except RuntimeError:  # shut down: the sweeper brings them back
+                return
+
+    def _run_child(self, signal_id: int) -> None:
+        close_old_connections()
+        self.run_signal(signal_id, on_pool=True)
 
     def _submit(self, fn, *args, **kwargs) -> None:
         try:

@@ -43,6 +43,19 @@ def _strategy_post_data(strategy: Strategy, **overrides) -> dict:
         "expected_interval_minutes": "",
         "new_passphrase": "",
     }
+    # The account subscriptions table, as the page sends it (each existing row unchanged).
+    subs = list(strategy.subscriptions.all()) if strategy.pk else []
+    data.update({"subscriptions-TOTAL_FORMS": str(len(subs)), "subscriptions-INITIAL_FORMS": str(len(subs))})
+    for i, sub in enumerate(subs):
+        data.update(
+            {
+                f"subscriptions-{i}-id": sub.pk,
+                f"subscriptions-{i}-strategy": strategy.pk,
+                f"subscriptions-{i}-account": sub.account_id,
+                f"subscriptions-{i}-enabled": "on" if sub.enabled else "",
+                f"subscriptions-{i}-sizing_mode": sub.sizing_mode,
+            }
+        )
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
 

@@ -82,3 +82,19 @@ def test_strategy_page_shows_the_preview(admin_client):
     assert "would send buy 0.015 BTC ≈ 975.00 USDT, 9.8 % of equity" in html
     bad = admin_client.get(reverse("admin:strategies_strategy_change", args=[strategy.pk]), {"preview_price": "x"})
     assert bad.status_code == 200 and "Enter a number" in bad.content.decode()
+
+
+def test_preview_shows_each_subscription_with_its_own_size():
+    from strategies.models import Subscription
+    from strategies.subscriptions import subscriptions_sync
+    from tests.factories import ExchangeAccountFactory
+
+    strategy = _strategy(sizing_mode="signal", size_value=None)
+    shadow = ExchangeAccountFactory(label="shadow")
+    Subscription.objects.create(strategy=strategy, account=strategy.account)
+    Subscription.objects.create(strategy=strategy, account=shadow, sizing_mode="multiplier", size_value=3)
+    subscriptions_sync(strategy=strategy)
+    preview = strategy_sizing_preview(strategy=strategy, action="buy", price=Decimal("65000"), volume=Decimal("0.01"))
+    sizes = {sub["account"]: sub["legs"][0]["qty"] for sub in preview["subscriptions"]}
+    assert sizes == {strategy.account.label: "0.01", "shadow": "0.03"}
+    assert preview["subscriptions"][1]["text"] == "shadow: would send buy 0.03 BTC ≈ 1,950.00 USDT, 19.5 % of equity"

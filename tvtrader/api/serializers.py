@@ -12,7 +12,8 @@ from signals.models import Signal
 from strategies.breakers import BREAKER_FIELDS
 from strategies.forms import market_errors
 from strategies.halts import strategy_halt_reason, trading_state
-from strategies.models import ACTIONS, Strategy, TradingControl
+from strategies.models import ACTIONS, Strategy, Subscription, TradingControl
+from strategies.subscriptions import subscriptions_sync
 from strategies.validation import passphrase_error, strategy_settings_errors
 
 
@@ -57,16 +58,48 @@ class SignalSerializer(serializers.ModelSerializer):
             "filled_at",
             "finished_at",
             "attempts",
+            "parent",
+            "subscription",
         ]
         read_only_fields = fields
 
 
 class SignalDetailSerializer(SignalSerializer):
     orders = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    accounts = serializers.SerializerMethodField(
+        help_text="An alert fanned out to several accounts: each account's run (its signal id, account, status,"
+        " reason, orders)."
+    )
 
     class Meta(SignalSerializer.Meta):
-        fields = SignalSerializer.Meta.fields + ["payload", "orders"]
+        fields = SignalSerializer.Meta.fields + ["payload", "orders", "accounts"]
         read_only_fields = fields
+
+    def get_accounts(self, obj: Signal) -> list[dict]:
+        children = obj.children.select_related("subscription__account").prefetch_related("orders").order_by("id")
+        return [
+            {
+                "signal": child.pk,
+                "account": child.subscription.account.label if child.subscription_id else None,
+                "status": child.status,
+                "reason": child.reason,
+                "sent_at": child.sent_at,
+                "orders": [
+                    {
+                        "id": o.pk,
+                        "client_order_id": o.client_order_id,
+                        "side": o.side,
+                        "symbol": o.symbol,
+                        "requested_qty": str(o.requested_qty),
+                        "filled_qty": str(o.filled_qty),
+                        "avg_price": str(o.avg_price) if o.avg_price is not None else None,
+                        "status": o.status,
+                    }
+                    for o in sorted(child.orders.all(), key=lambda o: o.leg)
+                ],
+            }
+            for child in children
+        ]
 
 
 class OrderSerializer(serializers.ModelSerializer):
@@ -172,6 +205,35 @@ class AccountSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class SubscriptionSerializer(serializers.ModelSerializer):
+    """One account the strategy trades on: its switch, its own settings (null/"" = the
+    strategy's) and the strategy's positions and P&L on that account."""
+
+    account = serializers.CharField(source="account.label", read_only=True)
+    account_id = serializers.IntegerField(read_only=True)
+    positions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Subscription
+        fields = ["id", "account", "account_id", "enabled", "halted", "halted_at", "halted_by", "halt_reason"]
+        fields += ["sizing_mode", "size_value", "max_position", "leverage", "positions"]
+        read_only_fields = fields
+
+    def get_positions(self, obj: Subscription) -> list[dict]:
+        rows = Position.objects.filter(account_id=obj.account_id, strategy_id=obj.strategy_id).order_by("symbol")
+        return [
+            {
+                "symbol": p.symbol,
+                "qty": str(p.qty),
+                "avg_price": str(p.avg_price) if p.avg_price is not None else None,
+                "realized_pnl": str(p.realized_pnl),
+                "fees_paid": str(p.fees_paid),
+                "net_realized_pnl": str(p.net_realized_pnl),
+            }
+            for p in rows
+        ]
+
+
 STRATEGY_EDITABLE = [
     "name",
     "description",
@@ -210,6 +272,7 @@ class StrategySerializer(serializers.ModelSerializer):
         " whitespace); empty removes it.",
     )
     has_passphrase = serializers.SerializerMethodField()
+    subscriptions = SubscriptionSerializer(many=True, read_only=True)
     trading_state = serializers.SerializerMethodField(
         help_text="halted / disabled / no account / live / paper / testnet"
     )
@@ -222,7 +285,7 @@ class StrategySerializer(serializers.ModelSerializer):
         fields = ["id", "strategy_id"] + STRATEGY_EDITABLE
         fields += ["passphrase", "has_passphrase", "trading_state", "blocked_because"]
         fields += ["halted", "halted_at", "halted_by", "halt_reason"]
-        fields += ["created_at", "updated_at"]
+        fields += ["subscriptions", "created_at", "updated_at"]
         read_only_fields = ["id", "strategy_id", "halted", "halted_at", "halted_by", "halt_reason"]
         read_only_fields += ["created_at", "updated_at"]
 
@@ -267,11 +330,13 @@ class StrategySerializer(serializers.ModelSerializer):
 
     def update(self, instance: Strategy, validated_data: dict) -> Strategy:
         passphrase = validated_data.pop("passphrase", None)
+        previous_account_id = instance.account_id
         for key, value in validated_data.items():
             setattr(instance, key, value)
         if passphrase is not None:
             instance.set_passphrase(passphrase)
         instance.save()
+        subscriptions_sync(strategy=instance, previous_account_id=previous_account_id)
         return instance
 
 

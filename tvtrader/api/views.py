@@ -17,7 +17,7 @@ from signals.models import Signal
 from signals.selectors import health_report
 from signals.services import signal_send_test
 from strategies import services as strategy_services
-from strategies.models import Strategy, TradingControl
+from strategies.models import Strategy, Subscription, TradingControl
 
 from . import filters, serializers
 from .models import ApiToken
@@ -136,7 +136,7 @@ class StrategyViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Strategies by their `strategy_id`. PATCH edits settings (validated like the admin,
     every change audited); the kill switch has its own verbs."""
 
-    queryset = Strategy.objects.select_related("account")
+    queryset = Strategy.objects.select_related("account").prefetch_related("subscriptions__account")
     serializer_class = serializers.StrategySerializer
     pagination_class = IdCursorPagination
     lookup_field = "strategy_id"
@@ -177,6 +177,46 @@ class StrategyViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
         body.is_valid(raise_exception=True)
         changed = strategy_services.strategy_resume(
             strategy=strategy, actor=actor_for(request), reason=body.validated_data["reason"]
+        )
+        return _switch_response(changed, False)
+
+    def _subscription(self, sub_id: str):
+        from django.shortcuts import get_object_or_404
+
+        return get_object_or_404(
+            Subscription.objects.select_related("strategy", "account"), pk=sub_id, strategy=self.get_object()
+        )
+
+    @_switch_schema
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"subscriptions/(?P<sub_id>[0-9]{1,12})/kill",
+        permission_classes=[ControlScope],
+    )
+    def subscription_kill(self, request, strategy_id=None, sub_id=None):
+        """Engage the kill switch of one account subscription: that account stops; the others trade on."""
+        subscription = self._subscription(sub_id)
+        body = serializers.SwitchRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        changed = strategy_services.subscription_switch(
+            subscription=subscription, engage=True, actor=actor_for(request), reason=body.validated_data["reason"]
+        )
+        return _switch_response(changed, True)
+
+    @_switch_schema
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"subscriptions/(?P<sub_id>[0-9]{1,12})/resume",
+        permission_classes=[ControlScope],
+    )
+    def subscription_resume(self, request, strategy_id=None, sub_id=None):
+        subscription = self._subscription(sub_id)
+        body = serializers.SwitchRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        changed = strategy_services.subscription_switch(
+            subscription=subscription, engage=False, actor=actor_for(request), reason=body.validated_data["reason"]
         )
         return _switch_response(changed, False)
 

@@ -11,6 +11,9 @@ from execution import events
 def _signal_finished(sender, *, alert, **_kwargs) -> None:
     from .notifications import notify_signal_outcome
 
+    if alert.status == "fanned_out":
+        return  # each account's run is notified on its own
+
     notify_signal_outcome(signal=alert)
 
 
