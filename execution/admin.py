@@ -221,6 +221,7 @@ class OrderAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
         "symbol",
         "side",
         "purpose",
+        "protection_col",
         "requested_qty",
         "filled_qty",
         "avg_price",
@@ -236,6 +237,7 @@ class OrderAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
         "account",
         choices_filter("side", "side", list(Order.Side.choices)),
         "purpose",
+        "protection",
         ("created_at", admin.DateFieldListFilter),
     )
     list_select_related = ("strategy", "account")
@@ -266,6 +268,12 @@ class OrderAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Signal", ordering="signal_id")
     def signal_col(self, obj):
         return _signal_link(obj.signal_id)
+
+    @admin.display(description="Protection", ordering="protection")
+    def protection_col(self, obj):
+        if not obj.protection:
+            return "–"
+        return f"{obj.get_protection_display()} {obj.level}".strip()
 
     @admin.display(description="Fee")
     def fee_col(self, obj):
@@ -335,6 +343,7 @@ class PositionAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "realized_pnl",
         "fees_paid",
         "net_pnl",
+        "protection",
         "updated_at",
     )
     list_filter = ("account", "strategy")
@@ -348,6 +357,18 @@ class PositionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Net realized P&L")
     def net_pnl(self, obj):
         return obj.net_realized_pnl
+
+    @admin.display(description="Stop / take / trailing")
+    def protection(self, obj):
+        from .selectors import position_protection
+
+        guards = position_protection(obj)
+        if not guards:
+            return "–" if obj.strategy_id is None or not obj.qty else "none"
+        return " · ".join(
+            f"{Order.Protection(g['kind']).label} {g['level']}" + ("" if g["status"] == "open" else f" ({g['status']})")
+            for g in guards
+        )
 
 
 @admin.register(PaperBalance)

@@ -235,6 +235,21 @@ def attention_items(*, rows: list[StrategyRow], health: dict[str, Any], now: dat
                 "url": "signals/signal/?stuck=yes",
             }
         )
+    from execution.selectors import protection_refused
+
+    refused = protection_refused(since=now - timedelta(days=1))
+    if refused:
+        items.append(
+            {
+                "level": "error",
+                "title": f"{len(refused)} protective order(s) refused in the last 24 h",
+                "detail": "A stop-loss / take-profit / trailing stop could not be placed; the position was "
+                "flattened or left unprotected per the strategy's setting. "
+                + "; ".join(f"{o.strategy.strategy_id} {o.symbol} {o.get_protection_display()}: {o.reason[:120]}"
+                            for o in refused[:3]),
+                "url": "execution/order/?status__exact=rejected&protection__exact=" + refused[0].protection,
+            }
+        )  # fmt: skip
     for drift in reconciliation_drift():
         items.append({"level": "error", "title": "Position drift", "detail": str(drift)})
     for row in rows:

@@ -360,3 +360,125 @@ def protection_sweep(*, limit: int = 500) -> dict[str, int]:
     finally:
         _sweep_lock.release()
     return counts
+
+
+# --- reconcile ------------------------------------------------------------------------------------
+
+
+def _latest_entry(*, account_id: int, strategy_id: int, symbol: str, long: bool) -> Order | None:
+    return (
+        Order.objects.filter(
+            account_id=account_id,
+            strategy_id=strategy_id,
+            symbol=symbol,
+            protection="",
+            purpose=Order.Purpose.OPEN,
+            side="buy" if long else "sell",
+            filled_qty__gt=0,
+        )
+        .select_related("signal")
+        .order_by("-id")
+        .first()
+    )
+
+
+def protection_gaps(*, account) -> list[dict]:
+    """Per strategy position on `account` whose latest entry asked for protection: each kind
+    whose live protective orders do not cover the position exactly (missing, smaller or
+    larger). Each gap: strategy_id, symbol, kind, held, covered, entry (the Order)."""
+    gaps = []
+    positions = Position.objects.filter(account=account, strategy__isnull=False).exclude(qty=0)
+    for position in positions:
+        long = position.qty > 0
+        entry = _latest_entry(account_id=account.pk, strategy_id=position.strategy_id, symbol=position.symbol,
+                              long=long)  # fmt: skip
+        if entry is None or not entry.protection_spec:
+            continue
+        live = Order.objects.filter(
+            account=account,
+            strategy_id=position.strategy_id,
+            symbol=position.symbol,
+            side="sell" if long else "buy",
+            status__in=LIVE_STATUSES,
+            cancel_requested_at=None,
+        )
+        for kind in entry.protection_spec:
+            covered = sum((o.requested_qty for o in live.filter(protection=kind)), Decimal("0"))
+            if covered != abs(position.qty):
+                gaps.append(
+                    {
+                        "strategy_id": position.strategy_id,
+                        "symbol": position.symbol,
+                        "kind": kind,
+                        "held": abs(position.qty),
+                        "covered": covered,
+                        "entry": entry,
+                        "average": position.avg_price or entry.avg_price,
+                    }
+                )
+    return gaps
+
+
+def protection_restore(*, gap: dict) -> str:
+    """Place one protective order covering the whole position (reconcile --fix), then cancel
+    the others of its kind on that position once it is live. Returns its status."""
+    entry: Order = gap["entry"]
+    kind = gap["kind"]
+    now = timezone.now()
+    with transaction.atomic():
+        Order.objects.select_for_update().get(pk=entry.pk)
+        generation = 1 + max(
+            Order.objects.filter(protects_id=entry.pk, protection=kind).values_list("generation", flat=True),
+            default=0,
+        )
+        leg = 1 + max(Order.objects.filter(signal_id=entry.signal_id).values_list("leg", flat=True), default=100)
+        level = entry.protection_spec[kind]
+        long = entry.side == "buy"
+        trigger = trail_percent = trail_distance = None
+        if "price" in level:
+            trigger = Decimal(level["price"])
+        elif kind == "trailing_stop":
+            trail_percent = Decimal(level["percent"]) if "percent" in level else None
+            trail_distance = Decimal(level["distance"]) if "distance" in level else None
+        else:
+            ratio = Decimal(level["percent"]) / Decimal(100)
+            trigger = gap["average"] * (1 + (-ratio if (kind == "stop_loss") == long else ratio))
+        order = Order.objects.create(
+            signal_id=entry.signal_id,
+            strategy_id=entry.strategy_id,
+            account_id=entry.account_id,
+            leg=leg,
+            purpose=Order.Purpose.CLOSE,
+            protection=kind,
+            protects_id=entry.pk,
+            generation=generation,
+            client_order_id=ledger.protective_client_id(entry, kind, generation),
+            symbol=entry.symbol,
+            side="sell" if long else "buy",
+            order_type="market",
+            reduce_only=True,
+            requested_qty=gap["held"],
+            trigger_price=trigger,
+            trail_percent=trail_percent,
+            trail_distance=trail_distance,
+            signal_price=trigger or gap["average"],
+            reason="placed by reconcile --fix",
+            created_at=now,
+        )
+    status = protective_place(order_id=order.pk)
+    if status in LIVE_STATUSES:
+        others = (
+            Order.objects.filter(
+                account_id=entry.account_id,
+                strategy_id=entry.strategy_id,
+                symbol=entry.symbol,
+                protection=kind,
+                status__in=LIVE_STATUSES,
+            )
+            .exclude(pk=order.pk)
+            .values_list("pk", flat=True)
+        )
+        for other in list(others):
+            Order.objects.filter(pk=other).update(cancel_requested_at=timezone.now())
+            protective_cancel(order_id=other, reason="replaced by reconcile --fix")
+    return status
