@@ -16,10 +16,14 @@ Scenarios (targets from issue 3):
   4. the same 200 with the account limited to 10 orders/s: never more than 10 in any
      second at the exchange, all placed in the time that allows (≈ 19 s) and no longer
   5. worker RSS at rest and after the 200-burst
+  6. protective orders (issue 14): single alerts on a strategy with a 2 % stop-loss and 4 %
+     take-profit: alert → entry at the exchange, and entry fill known → stop-loss at the
+     exchange (p50/p99)   [target: the stop live within 50 ms of the fill being known]
 Uses its own PostgreSQL database (tvtrader_bench_exec, or $BENCH_DATABASE) and Redis database 10
 (or $BENCH_REDIS_URL).
-`--exchange bitget|okx` runs the same scenarios against that venue's emulated API (default
-bybit), e.g. `make bench-execution ARGS="--exchange okx --scenarios 1"`.
+`--exchange binanceusdm|bitget|okx` runs the same scenarios against that venue's emulated API
+(default bybit), e.g. `make bench-execution ARGS="--exchange okx --scenarios 1"`; scenario 6
+needs bybit or binanceusdm (where protective orders are wired).
 """
 
 from __future__ import annotations
@@ -137,7 +141,7 @@ def burst_timeline(answers: list[dict], seen: dict[str, float]) -> dict[str, tup
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--single", type=int, default=100, help="number of single alerts")
-    parser.add_argument("--scenarios", default="1234", help="which scenarios to run, e.g. 13 (default: all)")
+    parser.add_argument("--scenarios", default="12346", help="which scenarios to run, e.g. 13 (default: all)")
     parser.add_argument(
         "--workers",
         type=int,
@@ -146,7 +150,9 @@ def main() -> int:
     )
     parser.add_argument("--pause", type=float, default=0.2, help="seconds between single alerts")
     parser.add_argument("--concurrency", default=os.environ.get("WORKER_CONCURRENCY", "64"))
-    parser.add_argument("--exchange", choices=("bybit", "bitget", "okx"), default="bybit", help="venue to emulate")
+    parser.add_argument(
+        "--exchange", choices=("bybit", "binanceusdm", "bitget", "okx"), default="bybit", help="venue to emulate"
+    )
     args = parser.parse_args()
 
     env = prepare_environment(os.environ.get("BENCH_DATABASE", "tvtrader_bench_exec"), redis_db=10)
@@ -268,7 +274,7 @@ def main() -> int:
                     "passphrase": passphrase,
                     "action": "buy",
                     "ticker": f"{base}USDT.P",
-                    "exchange": args.exchange.upper(),
+                    "exchange": {"binanceusdm": "BINANCE"}.get(args.exchange, args.exchange.upper()),
                     "price": str(price),
                     "volume": 1,
                     "strategy_id": strategy,
@@ -413,6 +419,59 @@ def main() -> int:
                 "   rate slot taken → request at the exchange: p50 {p50} ms, p99 {p99} ms, max {max} ms "
                 "(what the {guard} ms guard covers)".format(guard=guard_ms(), **results["limited_slot_to_venue_ms"])
             )
+        # 6. protective orders: entry filled → stop live at the exchange
+        if "6" in args.scenarios and args.exchange in ("bybit", "binanceusdm"):
+            ExchangeAccount.objects.filter(pk=account.pk).update(max_orders_per_second=Decimal("1000"))
+            Strategy.objects.create(
+                strategy_id="benchprot",
+                account=account,
+                sizing_mode="fixed_quote",
+                size_value=Decimal("100"),
+                stop_loss_percent=Decimal("2"),
+                take_profit_percent=Decimal("4"),
+            )
+            count = min(args.single, 50)
+            # One alert per market at a time: each entry opens a fresh position with its own stop.
+            bodies = [alert("benchprot", markets[i % 25].base, markets[i % 25].price) for i in range(count)]
+            answers = post_sequential(web, bodies, pause=max(args.pause, 0.2))
+            ids = [a["signal_id"] for a in answers]
+            wait_done(ids)
+            deadline = time.monotonic() + 20
+            stops = Order.objects.filter(signal_id__in=ids, protection="stop_loss")
+            while time.monotonic() < deadline and stops.filter(status__in=["pending", "submitting"]).exists():
+                time.sleep(0.2)
+            seen = creates(emu_url)
+            entry_at = {}
+            fill_known = {}
+            for signal_id, cid, first_fill in Order.objects.filter(signal_id__in=ids, leg=1).values_list(
+                "signal_id", "client_order_id", "first_fill_at"
+            ):
+                entry_at[signal_id] = seen.get(cid)
+                fill_known[signal_id] = first_fill.timestamp() if first_fill else None
+            sent_lat = [
+                (entry_at[a["signal_id"]] - a["sent_wall"]) * 1000 for a in answers if entry_at.get(a["signal_id"])
+            ]
+            stop_lat = []
+            live = 0
+            for signal_id, cid, status in stops.values_list("signal_id", "client_order_id", "status"):
+                live += status == "open"
+                if cid in seen and fill_known.get(signal_id):
+                    stop_lat.append((seen[cid] - fill_known[signal_id]) * 1000)
+            results.update(
+                protect_alert_to_entry_p50_ms=percentile(sent_lat, 50),
+                protect_alert_to_entry_p99_ms=percentile(sent_lat, 99),
+                protect_fill_to_stop_p50_ms=percentile(stop_lat, 50) if stop_lat else None,
+                protect_fill_to_stop_p99_ms=percentile(stop_lat, 99) if stop_lat else None,
+                protect_stops_live=live,
+            )
+            print(
+                f"6. protective orders (n={len(ids)}, {live} stops live): alert → entry at exchange p50 "
+                f"{results['protect_alert_to_entry_p50_ms']:.1f} ms, p99 {results['protect_alert_to_entry_p99_ms']:.1f} "
+                f"ms; entry fill known → stop-loss at exchange p50 {results['protect_fill_to_stop_p50_ms']:.1f} ms, "
+                f"p99 {results['protect_fill_to_stop_p99_ms']:.1f} ms   [target ≤ 50]"
+            )
+        elif "6" in args.scenarios:
+            print(f"6. protective orders: not wired for {args.exchange} (bybit and binanceusdm only)")
         if "worker_rss_mb_after_burst" in results:
             print(
                 f"5. worker RSS: {results['worker_rss_mb_at_rest']:.0f} MB at rest, "

@@ -80,7 +80,7 @@ def protection_after_commit(*, place: list[int], cancel: list[int]) -> None:
             logger.exception("event=protective_cancel_failed order_id=%s", order_id)
     for order_id in place:
         try:
-            protective_place(order_id=order_id)
+            protective_place(order_id=order_id, fresh=True)
         except Exception:
             logger.exception("event=protective_place_failed order_id=%s", order_id)
 
@@ -88,21 +88,18 @@ def protection_after_commit(*, place: list[int], cancel: list[int]) -> None:
 ledger.protection_listener_set(protection_after_commit)
 
 
-def _round_trigger(order: Order, gateway) -> None:
+def _round_trigger(order: Order, gateway) -> Decimal | None:
     """The trigger on the market's price grid, rounded towards the entry (a stop a tick
-    tighter, never looser)."""
+    tighter, never looser); written with the send's claim."""
     if order.trigger_price is None:
-        return
+        return None
     try:
         market = gateway.market(order.symbol)
     except GatewayError:
-        return
+        return order.trigger_price
     entry = order.protects.avg_price if order.protects_id else None
     up = entry is not None and order.trigger_price < entry
-    rounded = market.round_price(order.trigger_price, up=up)
-    if rounded != order.trigger_price:
-        Order.objects.filter(pk=order.pk).update(trigger_price=rounded, signal_price=rounded)
-        order.trigger_price = rounded
+    return market.round_price(order.trigger_price, up=up)
 
 
 def _still_guarding(order: Order) -> bool:
@@ -114,22 +111,23 @@ def _still_guarding(order: Order) -> bool:
     return held < 0 if order.side == "buy" else held > 0
 
 
-def protective_place(*, order_id: int, resend: bool = False) -> str:
+def protective_place(*, order_id: int, resend: bool = False, fresh: bool = False) -> str:
     """Send one protective order (PENDING; or with `resend` an UNKNOWN one proven never
-    received). Returns its status afterwards."""
+    received). `fresh`: written by the fill just committed (its position is not re-read:
+    a close racing it cancels it through the ledger). Returns its status afterwards."""
     order = _load(order_id)
     if order is None or not order.protection:
         return ""
     wanted = (Order.Status.UNKNOWN, Order.Status.SUBMITTING) if resend else (Order.Status.PENDING,)
     if order.status not in wanted or order.cancel_requested_at is not None:
         return order.status
-    if _book(order) and not _still_guarding(order):
+    if not fresh and _book(order) and not _still_guarding(order):
         Order.objects.filter(pk=order.pk, status__in=wanted).update(
             status=Order.Status.CANCELLED, reason="not sent: the position it guards is closed", closed_at=timezone.now()
         )
         return Order.Status.CANCELLED
     gateway = _gateway(order)
-    _round_trigger(order, gateway)
+    trigger = _round_trigger(order, gateway)
     account = order.account
     sent: dict[str, object] = {}
 
@@ -141,10 +139,12 @@ def protective_place(*, order_id: int, resend: bool = False) -> str:
         now = timezone.now()
         claimed = (
             Order.objects.filter(pk=order.pk, status__in=wanted, submit_count=order.submit_count)
-            .update(status=Order.Status.SUBMITTING, submit_count=F("submit_count") + 1, submitted_at=now)
+            .update(status=Order.Status.SUBMITTING, submit_count=F("submit_count") + 1, submitted_at=now,
+                    trigger_price=trigger, signal_price=trigger if trigger is not None else order.signal_price)
         )  # fmt: skip
         if not claimed:
             raise SendAborted("the protective order moved on meanwhile")
+        order.trigger_price = trigger
         sent["at"] = now
 
     try:
@@ -153,7 +153,7 @@ def protective_place(*, order_id: int, resend: bool = False) -> str:
             kind=order.protection,
             side=order.side,
             qty=order.requested_qty,
-            trigger_price=order.trigger_price,
+            trigger_price=trigger,
             trail_percent=order.trail_percent,
             trail_distance=order.trail_distance,
             client_order_id=order.client_order_id,
