@@ -256,6 +256,7 @@ class OrderAdmin(CsvExportMixin, FastListMixin, ReadOnlyMixin, admin.ModelAdmin)
         "symbol",
         "side",
         "purpose",
+        "protection_col",
         "qty_col",
         "avg_price",
         "slippage_bps",
@@ -270,6 +271,7 @@ class OrderAdmin(CsvExportMixin, FastListMixin, ReadOnlyMixin, admin.ModelAdmin)
         "account",
         choices_filter("side", "side", list(Order.Side.choices)),
         "purpose",
+        "protection",
         ("created_at", admin.DateFieldListFilter),
     )
     list_select_related = ("strategy", "account")
@@ -304,6 +306,12 @@ class OrderAdmin(CsvExportMixin, FastListMixin, ReadOnlyMixin, admin.ModelAdmin)
     @admin.display(description="Filled / requested")
     def qty_col(self, obj):
         return f"{plain_number(obj.filled_qty)} / {plain_number(obj.requested_qty)}"
+
+    @admin.display(description="Protection", ordering="protection")
+    def protection_col(self, obj):
+        if not obj.protection:
+            return "–"
+        return f"{obj.get_protection_display()} {obj.level}".strip()
 
     @admin.display(description="Fee")
     def fee_col(self, obj):
@@ -403,6 +411,7 @@ class PositionAdmin(CsvExportMixin, ReadOnlyMixin, admin.ModelAdmin):
         "net_pnl",
         "realised_col",
         "fees_col",
+        "protection",
         "account",
         "updated_at",
     )
@@ -458,6 +467,18 @@ class PositionAdmin(CsvExportMixin, ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Fees paid", ordering="fees_paid")
     def fees_col(self, obj):
         return plain_number(obj.fees_paid)
+
+    @admin.display(description="Stop / take / trailing")
+    def protection(self, obj):
+        from .selectors import position_protection
+
+        guards = position_protection(obj)
+        if not guards:
+            return "–" if obj.strategy_id is None or not obj.qty else "none"
+        return " · ".join(
+            f"{Order.Protection(g['kind']).label} {g['level']}" + ("" if g["status"] == "open" else f" ({g['status']})")
+            for g in guards
+        )
 
 
 @admin.register(PaperBalance)

@@ -266,6 +266,10 @@ class Order(models.Model):
             models.Index(fields=["exchange_order_id"], name="order_exchange_order_id"),
             models.Index(fields=["symbol"], name="order_symbol"),
             models.Index(fields=["created_at"], name="order_created_at"),
+            # The admin's protection filter, newest first.
+            models.Index(
+                fields=["protection", "-id"], condition=~models.Q(protection=""), name="order_protection_recent"
+            ),
             # The protection sweeper: protective orders not final yet.
             models.Index(
                 fields=["status", "id"],

@@ -2,8 +2,10 @@
 
 Per account: orders in `unknown`/`submitting` are resolved by client order id; orders we think
 are open are checked; positions are compared symbol by symbol; open orders the exchange has
-that we never placed are reported. With `fix`, the exchange's truth is adopted (position rows
-set to the exchange's quantity) and every change is written to the audit trail.
+that we never placed are reported; protective orders (stop-loss, take-profit, trailing stop)
+are looked at, and a position whose protection is missing or wrong-sized is reported. With
+`fix`, the exchange's truth is adopted (position rows set to the exchange's quantity),
+missing protection is placed again, and every change is written to the audit trail.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
+from .engine import protect
 from .engine.ledger import order_apply_state
 from .exchanges import GatewayError, gateway_for
 from .models import ExchangeAccount, Order, Position
@@ -75,6 +78,7 @@ def account_reconcile(*, account: ExchangeAccount, fix: bool = False, actor: Any
             )
             | Q(status__in=[Order.Status.OPEN, Order.Status.PARTIALLY_FILLED])
         )
+        .filter(protection="")
         .select_related("signal")
     )
     for order in pending:
@@ -117,6 +121,20 @@ def account_reconcile(*, account: ExchangeAccount, fix: bool = False, actor: Any
             order_apply_state(order=order, state=state, book_positions=True)
             report.differences.append(
                 Difference("order", order.client_order_id, ours, theirs, "adopted the exchange's state", resolved=True)
+            )
+
+    # 1b. Protective orders not final: fired (booked), cancelled, unclear (resolved by client id).
+    protective = (
+        Order.objects.filter(account=account)
+        .exclude(protection="")
+        .exclude(status__in=[*Order.TERMINAL_STATUSES, Order.Status.PENDING])
+        .values_list("pk", "client_order_id", "status")
+    )
+    for order_id, client_order_id, status in list(protective):
+        after = protect.protective_refresh(order_id=order_id)
+        if after != status:
+            report.differences.append(
+                Difference("protective", client_order_id, status, after, "adopted the exchange's state", resolved=True)
             )
 
     # 2. Open orders at the exchange that we did not place (or no longer track).
@@ -177,6 +195,24 @@ def account_reconcile(*, account: ExchangeAccount, fix: bool = False, actor: Any
             )
             diff.resolved = True
         report.differences.append(diff)
+    # 4. Positions whose protection is missing or wrong-sized at the exchange.
+    for gap in protect.protection_gaps(account=account):
+        word = gap["kind"].replace("_", " ")
+        subject = f"{gap['symbol']} {word}"
+        diff = Difference(
+            "protection",
+            subject,
+            f"position {_fmt(gap['held'])}",
+            f"covered {_fmt(gap['covered'])}",
+            "placed again for the whole position" if fix else "missing or wrong-sized (restore with --fix)",
+        )
+        if fix:
+            status = protect.protection_restore(gap=gap)
+            diff.resolved = status in protect.LIVE_STATUSES
+            if not diff.resolved:
+                diff.action = f"could not be placed again ({status})"
+        report.differences.append(diff)
+
     for diff in report.unresolved:
         logger.warning(
             "event=reconcile_drift account=%s kind=%s subject=%s ours=%s theirs=%s",

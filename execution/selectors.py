@@ -63,4 +63,57 @@ def reconciliation_drift_store(*, account: str, lines: list[str], at: str) -> No
         pass
 
 
-__all__: list[Any] = ["cached_market", "reconciliation_drift", "reconciliation_drift_store"]
+def position_protection(position) -> list[dict[str, Any]]:
+    """The protective orders guarding a strategy's position now (live at the exchange, or
+    on their way there): kind, level in words, trigger, trail, quantity, status."""
+    from .models import Order
+
+    if position.strategy_id is None or not position.qty:
+        return []
+    side = "sell" if position.qty > 0 else "buy"
+    rows = (
+        Order.objects.filter(
+            account_id=position.account_id, strategy_id=position.strategy_id, symbol=position.symbol, side=side
+        )
+        .exclude(protection="")
+        .filter(
+            status__in=[Order.Status.PENDING, Order.Status.SUBMITTING, Order.Status.OPEN, Order.Status.UNKNOWN],
+            cancel_requested_at=None,
+        )
+        .order_by("protection", "-generation")
+    )
+    return [
+        {
+            "kind": o.protection,
+            "level": o.level,
+            "trigger_price": o.trigger_price,
+            "trail_percent": o.trail_percent,
+            "trail_distance": o.trail_distance,
+            "qty": o.requested_qty,
+            "status": o.status,
+            "client_order_id": o.client_order_id,
+        }
+        for o in rows
+    ]
+
+
+def protection_refused(*, since) -> list:
+    """Protective orders the exchange refused (or never took) since `since`: each left a
+    position unprotected until flattened or fixed (the dashboard lists them)."""
+    from .models import Order
+
+    return list(
+        Order.objects.filter(status=Order.Status.REJECTED, closed_at__gte=since)
+        .exclude(protection="")
+        .select_related("strategy")
+        .order_by("-id")[:20]
+    )
+
+
+__all__: list[Any] = [
+    "cached_market",
+    "position_protection",
+    "protection_refused",
+    "reconciliation_drift",
+    "reconciliation_drift_store",
+]

@@ -26,11 +26,15 @@ logger = logging.getLogger("tvtrader.execution")
 
 
 def strategy_cancel_open_orders(*, strategy: Strategy, actor: Any) -> int:
-    """Cancel every open order of `strategy` at the exchange; returns how many."""
+    """Cancel every open order of `strategy` at the exchange; returns how many. Protective
+    orders (stop-loss, take-profit, trailing stop) stay: they only ever reduce a position,
+    and go with it when it is flattened."""
     cancelled = 0
-    open_orders = Order.objects.filter(
-        strategy=strategy, status__in=[Order.Status.OPEN, Order.Status.PARTIALLY_FILLED]
-    ).select_related("account", "signal")
+    open_orders = (
+        Order.objects.filter(strategy=strategy, status__in=[Order.Status.OPEN, Order.Status.PARTIALLY_FILLED])
+        .filter(protection="")
+        .select_related("account", "signal")
+    )
     for order in open_orders:
         gateway = gateway_for(order.account, scratch=order.signal.is_test)
         try:

@@ -114,6 +114,7 @@ class OrderInline(admin.TabularInline):
         "order_link",
         "leg",
         "purpose",
+        "protection_col",
         "client_order_id",
         "symbol",
         "side",
@@ -137,6 +138,10 @@ class OrderInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Protection")
+    def protection_col(self, obj):
+        return f"{obj.get_protection_display()} {obj.level}".strip() if obj.protection else "–"
 
     @admin.display(description="Order")
     def order_link(self, obj):
@@ -329,7 +334,7 @@ class SignalAdmin(CsvExportMixin, FastListMixin, admin.ModelAdmin):
             ((cls, label, delta, when) for label, when, delta, cls in rows),
         )
         return format_html(
-            '<ol class="tv-timeline" id="tv-timeline">{}</ol>{}<p>Received → {}: <strong>{}</strong></p>',
+            '<ol class="tv-timeline" id="tv-timeline">{}</ol>{}<p>Received → {}: <strong>{}</strong></p>{}',
             items,
             mark_safe(
                 '<p class="help" id="tv-fired-note">TradingView\'s fired time ({{timenow}}) is cut to the '
@@ -339,6 +344,29 @@ class SignalAdmin(CsvExportMixin, FastListMixin, admin.ModelAdmin):
             else "",
             "filled" if obj.filled_at else "sent",
             total,
+            self._protective_legs(obj),
+        )
+
+    def _protective_legs(self, obj):
+        """The stop-loss / take-profit / trailing stop placed for the signal's entry: when
+        each went live after the fill, and how it ended (closed by stop-loss, cancelled…)."""
+        legs = list(obj.orders.exclude(protection="").select_related("protects").order_by("leg"))
+        if not legs:
+            return ""
+        rows = []
+        for leg in legs:
+            fill = leg.protects.last_fill_at if leg.protects_id else None
+            live = f"live +{ms_between(fill, leg.acked_at)} after the fill" if fill and leg.acked_at else ""
+            outcome = leg.reason or leg.get_status_display().lower()
+            rows.append((f"{leg.get_protection_display()} {leg.level}", f"{leg.requested_qty.normalize():f}",
+                         live, outcome))  # fmt: skip
+        return format_html(
+            '<h4>Protective orders</h4><ol class="tv-timeline" id="tv-protection">{}</ol>',
+            format_html_join(
+                "",
+                '<li><span class="tv-step">{}</span><span class="tv-delta">{}</span><span>{} {}</span></li>',
+                rows,
+            ),
         )
 
     @admin.display(description="Accounts")

@@ -314,6 +314,28 @@ def refused_alerts(ctx: AttentionContext) -> Iterable[Attention]:
         )
 
 
+@attention_check("protection_refused")
+def refused_protection(ctx: AttentionContext) -> Iterable[Attention]:
+    from execution.selectors import protection_refused
+
+    refused = protection_refused(since=ctx.now - timedelta(days=1))
+    if refused:
+        yield Attention(
+            "protection-refused",
+            "error",
+            f"{len(refused)} protective order(s) refused in the last 24 h",
+            "A stop-loss / take-profit / trailing stop could not be placed; the position was flattened or "
+            "left unprotected per the strategy's setting. "
+            + "; ".join(
+                f"{o.strategy.strategy_id} {o.symbol} {o.get_protection_display()}: {o.reason[:120]}"
+                for o in refused[:3]
+            ),
+            _admin_url(
+                "execution_order_changelist", query=f"status__exact=rejected&protection__exact={refused[0].protection}"
+            ),
+        )
+
+
 @attention_check("notifications")
 def failing_notifications(ctx: AttentionContext) -> Iterable[Attention]:
     from tvtrader.ops.models import NotificationTarget

@@ -80,7 +80,7 @@ def protection_after_commit(*, place: list[int], cancel: list[int]) -> None:
             logger.exception("event=protective_cancel_failed order_id=%s", order_id)
     for order_id in place:
         try:
-            protective_place(order_id=order_id)
+            protective_place(order_id=order_id, fresh=True)
         except Exception:
             logger.exception("event=protective_place_failed order_id=%s", order_id)
 
@@ -88,21 +88,18 @@ def protection_after_commit(*, place: list[int], cancel: list[int]) -> None:
 ledger.protection_listener_set(protection_after_commit)
 
 
-def _round_trigger(order: Order, gateway) -> None:
+def _round_trigger(order: Order, gateway) -> Decimal | None:
     """The trigger on the market's price grid, rounded towards the entry (a stop a tick
-    tighter, never looser)."""
+    tighter, never looser); written with the send's claim."""
     if order.trigger_price is None:
-        return
+        return None
     try:
         market = gateway.market(order.symbol)
     except GatewayError:
-        return
+        return order.trigger_price
     entry = order.protects.avg_price if order.protects_id else None
     up = entry is not None and order.trigger_price < entry
-    rounded = market.round_price(order.trigger_price, up=up)
-    if rounded != order.trigger_price:
-        Order.objects.filter(pk=order.pk).update(trigger_price=rounded, signal_price=rounded)
-        order.trigger_price = rounded
+    return market.round_price(order.trigger_price, up=up)
 
 
 def _still_guarding(order: Order) -> bool:
@@ -114,22 +111,23 @@ def _still_guarding(order: Order) -> bool:
     return held < 0 if order.side == "buy" else held > 0
 
 
-def protective_place(*, order_id: int, resend: bool = False) -> str:
+def protective_place(*, order_id: int, resend: bool = False, fresh: bool = False) -> str:
     """Send one protective order (PENDING; or with `resend` an UNKNOWN one proven never
-    received). Returns its status afterwards."""
+    received). `fresh`: written by the fill just committed (its position is not re-read:
+    a close racing it cancels it through the ledger). Returns its status afterwards."""
     order = _load(order_id)
     if order is None or not order.protection:
         return ""
     wanted = (Order.Status.UNKNOWN, Order.Status.SUBMITTING) if resend else (Order.Status.PENDING,)
     if order.status not in wanted or order.cancel_requested_at is not None:
         return order.status
-    if _book(order) and not _still_guarding(order):
+    if not fresh and _book(order) and not _still_guarding(order):
         Order.objects.filter(pk=order.pk, status__in=wanted).update(
             status=Order.Status.CANCELLED, reason="not sent: the position it guards is closed", closed_at=timezone.now()
         )
         return Order.Status.CANCELLED
     gateway = _gateway(order)
-    _round_trigger(order, gateway)
+    trigger = _round_trigger(order, gateway)
     account = order.account
     sent: dict[str, object] = {}
 
@@ -141,10 +139,12 @@ def protective_place(*, order_id: int, resend: bool = False) -> str:
         now = timezone.now()
         claimed = (
             Order.objects.filter(pk=order.pk, status__in=wanted, submit_count=order.submit_count)
-            .update(status=Order.Status.SUBMITTING, submit_count=F("submit_count") + 1, submitted_at=now)
+            .update(status=Order.Status.SUBMITTING, submit_count=F("submit_count") + 1, submitted_at=now,
+                    trigger_price=trigger, signal_price=trigger if trigger is not None else order.signal_price)
         )  # fmt: skip
         if not claimed:
             raise SendAborted("the protective order moved on meanwhile")
+        order.trigger_price = trigger
         sent["at"] = now
 
     try:
@@ -153,7 +153,7 @@ def protective_place(*, order_id: int, resend: bool = False) -> str:
             kind=order.protection,
             side=order.side,
             qty=order.requested_qty,
-            trigger_price=order.trigger_price,
+            trigger_price=trigger,
             trail_percent=order.trail_percent,
             trail_distance=order.trail_distance,
             client_order_id=order.client_order_id,
@@ -360,3 +360,125 @@ def protection_sweep(*, limit: int = 500) -> dict[str, int]:
     finally:
         _sweep_lock.release()
     return counts
+
+
+# --- reconcile ------------------------------------------------------------------------------------
+
+
+def _latest_entry(*, account_id: int, strategy_id: int, symbol: str, long: bool) -> Order | None:
+    return (
+        Order.objects.filter(
+            account_id=account_id,
+            strategy_id=strategy_id,
+            symbol=symbol,
+            protection="",
+            purpose=Order.Purpose.OPEN,
+            side="buy" if long else "sell",
+            filled_qty__gt=0,
+        )
+        .select_related("signal")
+        .order_by("-id")
+        .first()
+    )
+
+
+def protection_gaps(*, account) -> list[dict]:
+    """Per strategy position on `account` whose latest entry asked for protection: each kind
+    whose live protective orders do not cover the position exactly (missing, smaller or
+    larger). Each gap: strategy_id, symbol, kind, held, covered, entry (the Order)."""
+    gaps = []
+    positions = Position.objects.filter(account=account, strategy__isnull=False).exclude(qty=0)
+    for position in positions:
+        long = position.qty > 0
+        entry = _latest_entry(account_id=account.pk, strategy_id=position.strategy_id, symbol=position.symbol,
+                              long=long)  # fmt: skip
+        if entry is None or not entry.protection_spec:
+            continue
+        live = Order.objects.filter(
+            account=account,
+            strategy_id=position.strategy_id,
+            symbol=position.symbol,
+            side="sell" if long else "buy",
+            status__in=LIVE_STATUSES,
+            cancel_requested_at=None,
+        )
+        for kind in entry.protection_spec:
+            covered = sum((o.requested_qty for o in live.filter(protection=kind)), Decimal("0"))
+            if covered != abs(position.qty):
+                gaps.append(
+                    {
+                        "strategy_id": position.strategy_id,
+                        "symbol": position.symbol,
+                        "kind": kind,
+                        "held": abs(position.qty),
+                        "covered": covered,
+                        "entry": entry,
+                        "average": position.avg_price or entry.avg_price,
+                    }
+                )
+    return gaps
+
+
+def protection_restore(*, gap: dict) -> str:
+    """Place one protective order covering the whole position (reconcile --fix), then cancel
+    the others of its kind on that position once it is live. Returns its status."""
+    entry: Order = gap["entry"]
+    kind = gap["kind"]
+    now = timezone.now()
+    with transaction.atomic():
+        Order.objects.select_for_update().get(pk=entry.pk)
+        generation = 1 + max(
+            Order.objects.filter(protects_id=entry.pk, protection=kind).values_list("generation", flat=True),
+            default=0,
+        )
+        leg = 1 + max(Order.objects.filter(signal_id=entry.signal_id).values_list("leg", flat=True), default=100)
+        level = entry.protection_spec[kind]
+        long = entry.side == "buy"
+        trigger = trail_percent = trail_distance = None
+        if "price" in level:
+            trigger = Decimal(level["price"])
+        elif kind == "trailing_stop":
+            trail_percent = Decimal(level["percent"]) if "percent" in level else None
+            trail_distance = Decimal(level["distance"]) if "distance" in level else None
+        else:
+            ratio = Decimal(level["percent"]) / Decimal(100)
+            trigger = gap["average"] * (1 + (-ratio if (kind == "stop_loss") == long else ratio))
+        order = Order.objects.create(
+            signal_id=entry.signal_id,
+            strategy_id=entry.strategy_id,
+            account_id=entry.account_id,
+            leg=leg,
+            purpose=Order.Purpose.CLOSE,
+            protection=kind,
+            protects_id=entry.pk,
+            generation=generation,
+            client_order_id=ledger.protective_client_id(entry, kind, generation),
+            symbol=entry.symbol,
+            side="sell" if long else "buy",
+            order_type="market",
+            reduce_only=True,
+            requested_qty=gap["held"],
+            trigger_price=trigger,
+            trail_percent=trail_percent,
+            trail_distance=trail_distance,
+            signal_price=trigger or gap["average"],
+            reason="placed by reconcile --fix",
+            created_at=now,
+        )
+    status = protective_place(order_id=order.pk)
+    if status in LIVE_STATUSES:
+        others = (
+            Order.objects.filter(
+                account_id=entry.account_id,
+                strategy_id=entry.strategy_id,
+                symbol=entry.symbol,
+                protection=kind,
+                status__in=LIVE_STATUSES,
+            )
+            .exclude(pk=order.pk)
+            .values_list("pk", flat=True)
+        )
+        for other in list(others):
+            Order.objects.filter(pk=other).update(cancel_requested_at=timezone.now())
+            protective_cancel(order_id=other, reason="replaced by reconcile --fix")
+    return status

@@ -257,6 +257,10 @@ class CcxtGateway(Gateway):
                 # a one-element batch-orders call).
                 createOrder="privatePostTradeOrder",
             )
+        elif self.exchange_id == "binanceusdm":
+            # Reconcile lists every open order of the account in one call; ccxt refuses that
+            # without a symbol unless told the (heavier) rate cost is understood.
+            options.update(warnOnFetchOpenOrdersWithoutSymbol=False)
         elif self.exchange_id == "bitget":
             options.update(
                 fetchMarkets={"types": ["spot"] if self.market_type == "spot" else ["swap"]},

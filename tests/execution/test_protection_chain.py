@@ -219,3 +219,29 @@ def test_a_worker_killed_between_the_fill_and_the_stop_leaves_the_position_prote
     )
     assert len(emu.orders(client_order_id=stop_id)) == 1
     assert finished(signal_id).status == Signal.Status.EXECUTED
+
+
+def test_reconcile_reports_missing_protection_and_fix_restores_it(emu, venue, strategy, send):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    signal = run(send, action="buy", volume=0.01, price=65000)
+    [stop] = protective(signal, "stop_loss")
+    # Someone cancels the stop on the exchange's website.
+    emu.engine.cancel(emu.engine.account(EMU_VENUE[venue], KEY), category="linear", symbol="BTCUSDT",
+                      order_id=stop.exchange_order_id)  # fmt: skip
+    out = StringIO()
+    with pytest.raises(SystemExit):
+        call_command("reconcile", stdout=out, stderr=StringIO())
+    report = out.getvalue()
+    assert "protection" in report and "stop loss" in report and "[UNRESOLVED]" in report
+    stop.refresh_from_db()
+    assert stop.status == Order.Status.CANCELLED  # the exchange's truth, adopted
+
+    call_command("reconcile", "--fix", stdout=StringIO(), stderr=StringIO())
+    restored = protective(signal, "stop_loss")[-1]
+    assert restored.pk != stop.pk and restored.status == Order.Status.OPEN, restored.reason
+    assert restored.requested_qty == Decimal("0.01")
+    assert at_exchange(emu, restored).status == "Untriggered"
+    call_command("reconcile", stdout=StringIO(), stderr=StringIO())  # in sync now: no SystemExit

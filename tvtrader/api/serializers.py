@@ -131,6 +131,13 @@ class OrderSerializer(serializers.ModelSerializer):
             "fee_currency",
             "slippage_bps",
             "reason",
+            "protection",
+            "protects",
+            "generation",
+            "trigger_price",
+            "trail_percent",
+            "trail_distance",
+            "cancel_requested_at",
             "submit_count",
             "lookup_count",
             "created_at",
@@ -160,6 +167,9 @@ class PositionSerializer(serializers.ModelSerializer):
     account = serializers.SlugRelatedField(slug_field="label", read_only=True)
     strategy = serializers.SlugRelatedField(slug_field="strategy_id", read_only=True)
     net_realized_pnl = serializers.DecimalField(max_digits=30, decimal_places=12, read_only=True)
+    protection = serializers.SerializerMethodField(
+        help_text="The stop-loss / take-profit / trailing stop orders guarding this (strategy) position."
+    )
 
     class Meta:
         model = Position
@@ -173,9 +183,19 @@ class PositionSerializer(serializers.ModelSerializer):
             "realized_pnl",
             "fees_paid",
             "net_realized_pnl",
+            "protection",
             "updated_at",
         ]
         read_only_fields = fields
+
+    def get_protection(self, obj) -> list[dict]:
+        from execution.selectors import position_protection
+
+        return [
+            {k: (str(v) if v is not None and k in ("trigger_price", "trail_percent", "trail_distance", "qty") else v)
+             for k, v in guard.items()}
+            for guard in position_protection(obj)
+        ]  # fmt: skip
 
 
 class AccountSerializer(serializers.ModelSerializer):
@@ -254,6 +274,11 @@ STRATEGY_EDITABLE = [
     "dedup_window_seconds",
     "expected_interval_minutes",
     *BREAKER_FIELDS,
+    "stop_loss_percent",
+    "take_profit_percent",
+    "trailing_stop_percent",
+    "alert_may_override_protection",
+    "unprotected_action",
 ]
 
 
