@@ -349,6 +349,32 @@ if [[ -z $CREDENTIALS_ENCRYPTION_KEYS ]]; then
         CREDENTIALS_ENCRYPTION_KEYS=$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')
     fi
 fi
+# What an operator switches by editing the file survives a re-run (the documented upgrade):
+# live trading, the worker's size, and any setting they added by hand.
+LIVE_TRADING=$(existing LIVE_TRADING)
+LIVE_TRADING=${LIVE_TRADING:-false}
+WORKER_CONCURRENCY=$(existing WORKER_CONCURRENCY)
+WORKER_CONCURRENCY=${WORKER_CONCURRENCY:-22}
+INSTALLER_KEYS="DJANGO_SETTINGS_MODULE DEBUG SECRET_KEY ALLOWED_HOSTS CSRF_TRUSTED_ORIGINS DATABASE_URL
+REDIS_PASSWORD REDIS_URL TVTRADER_VAR_DIR STATIC_ROOT GUNICORN_BIND WEBHOOK_PASSPHRASE
+WEBHOOK_IP_ALLOWLIST_ENABLED WEBHOOK_EXTRA_ALLOWED_IPS TRUSTED_PROXIES BEHIND_TLS_PROXY SECURE_SSL_REDIRECT
+SESSION_COOKIE_SECURE CSRF_COOKIE_SECURE SECURE_HSTS_SECONDS SECURE_HSTS_INCLUDE_SUBDOMAINS SECURE_HSTS_PRELOAD
+SILENCED_SYSTEM_CHECKS ADMIN_REQUIRE_2FA LIVE_TRADING CREDENTIALS_ENCRYPTION_KEYS WORKER_CONCURRENCY WORKER_QUEUES"
+operator_lines() { # the previous file's settings this installer does not write: kept as they were
+    local file
+    file=$(R "$ENV_FILE")
+    [[ -f $file ]] || return 0
+    python3 - "$file" $INSTALLER_KEYS <<'PY'
+import re, sys
+known = set(sys.argv[2:])
+lines = [ln for ln in open(sys.argv[1], encoding="utf-8").read().splitlines()
+         if re.match(r"[A-Za-z_][A-Za-z0-9_]*=", ln) and ln.split("=", 1)[0] not in known]
+if lines:
+    print("\n# Added by hand (kept by deploy/install.sh on every re-run):")
+    print("\n".join(lines))
+PY
+}
+OPERATOR_LINES=$(operator_lines)
 HOSTNAME_FOR_TV=${DOMAIN:-$PUBLIC_IP}
 ALLOWED_HOSTS=$HOSTNAME_FOR_TV,127.0.0.1,localhost
 CSRF_TRUSTED_ORIGINS=""
@@ -391,13 +417,15 @@ SILENCED_SYSTEM_CHECKS=security.W021
 # Second factor at admin login (deploy/install.sh --admin-2fa; enrol: manage.py admin_otp_enrol).
 ADMIN_REQUIRE_2FA=$ADMIN_2FA
 
-# Live trading stays off until you switch it on here and restart (systemctl restart tvtrader.target).
-LIVE_TRADING=false
+# Live trading stays off until you switch it on here and restart (systemctl restart tvtrader.target);
+# a re-run of the installer keeps what you set.
+LIVE_TRADING=$LIVE_TRADING
 # Fernet keys for exchange credentials at rest, newest first (rotation: docs/deploy.md).
 CREDENTIALS_ENCRYPTION_KEYS=$CREDENTIALS_ENCRYPTION_KEYS
 
-WORKER_CONCURRENCY=22
+WORKER_CONCURRENCY=$WORKER_CONCURRENCY
 WORKER_QUEUES=orders,default
+$OPERATOR_LINES
 EOF
 render env - "$INSTALL_CONF" 0600 <<EOF
 # Options deploy/install.sh was last run with; a re-run without options re-applies them.

@@ -375,3 +375,27 @@ def test_the_installers_alert_message_is_the_generated_one_and_goes_through_the_
     settings.WEBHOOK_PASSPHRASE = passphrase
     StrategyFactory(strategy_id="demo")
     assert send(client, shown, passphrase).strategy_key == "demo"
+
+
+def test_a_rerun_keeps_live_trading_and_settings_added_by_hand(tmp_path):
+    """The documented upgrade re-runs the installer without options: an operator who switched
+    live trading on (as docs/deploy.md says, by editing the env file) must not find it off."""
+    first = run_installer(tmp_path, "--operator-ips", "203.0.113.7", "--public-ip", "127.0.0.1")
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    env_file = tmp_path / "etc/tvtrader/tvtrader.env"
+    before = read_env_file(env_file)
+    assert before["LIVE_TRADING"] == "false"
+    text = env_file.read_text().replace("LIVE_TRADING=false", "LIVE_TRADING=true")
+    env_file.write_text(text.replace("WORKER_CONCURRENCY=22", "WORKER_CONCURRENCY=40") + "TELEGRAM_BOT_TOKEN=123:abc\n")
+
+    again = run_installer(tmp_path)
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    after = read_env_file(env_file)
+    assert after["LIVE_TRADING"] == "true"
+    assert after["WORKER_CONCURRENCY"] == "40"
+    assert after["TELEGRAM_BOT_TOKEN"] == "123:abc"
+    assert after["SECRET_KEY"] == before["SECRET_KEY"]
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    # A third run changes nothing more (the kept lines are not added twice).
+    third = run_installer(tmp_path)
+    assert third.returncode == 0 and env_file.read_text().count("TELEGRAM_BOT_TOKEN") == 1
