@@ -9,9 +9,7 @@ Skipped, saying why, when Chromium is not installed, unless TVTRADER_REQUIRE_SYS
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import urllib.request
 from datetime import timedelta
 from decimal import Decimal
@@ -21,7 +19,7 @@ from django.utils import timezone
 
 from execution.models import ExchangeAccount, Position
 from tests.admin.conftest import executed_signal
-from tests.admin.test_browser import CHROMEDRIVER, SCREENSHOTS, ensure_chromium
+from tests.admin.test_browser import SCREENSHOTS, ensure_chromium
 from tests.factories import StrategyFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -31,24 +29,14 @@ SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
 TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
 
 
-def chromium_or_skip() -> str:
-    if shutil.which("chromium") and os.path.exists(CHROMEDRIVER):
-        return shutil.which("chromium")
-    if os.environ.get("TVTRADER_REQUIRE_SYSTEM_TOOLS") == "1":
-        return ensure_chromium()
-    pytest.skip(
-        "Chromium and chromedriver are not installed (apt-get install chromium chromium-driver, or set "
-        "TVTRADER_REQUIRE_SYSTEM_TOOLS=1 to have the test install them)"
-    )
-
-
 @pytest.fixture
 def chromium(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = chromium_or_skip()
+    binary, chromedriver = ensure_chromium()  # skipped, or failed under TVTRADER_REQUIRE_SYSTEM_TOOLS=1
+    options.binary_location = binary
     for flag in (
         "--headless",
         "--no-sandbox",
@@ -62,7 +50,7 @@ def chromium(tmp_path):
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
