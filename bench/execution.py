@@ -22,7 +22,12 @@ Shapes (issue 13):
   many-markets  one strategy, 21 markets in turn, back to back
   burst21       21 alerts at once on 21 markets, the exchange holding each create 0.8 s
   burst200      50 strategies × 4 markets at once: acknowledgements and orders out
-  fan-out       one alert fanned out to many accounts (skipped while subscriptions do not exist)
+  fan-out       one alert to a strategy subscribed on 10 accounts, alerts one at a time: the
+                spread between the first and the last account's order out (issue 15: p50
+                ≤ 15 ms), and alert → first / last account's order
+  protect       entries of a strategy with a 2 % stop-loss and 4 % take-profit, one every
+                0.2 s: alert → entry out, and entry fill known → stop-loss out (issue 14:
+                within 50 ms; of the venues emulated here, only Bybit has them wired)
   rate-limit    the account limited to 10 orders/s, every core kept busy by spinning
                 processes meanwhile: the most creates in any second at the exchange
 Plus the whole stack's CPU per alert (gunicorn, worker, beat and the stack's PostgreSQL
@@ -65,8 +70,10 @@ from bench.common import (  # noqa: E402
 )
 
 KEY, SECRET, PASSPHRASE = "bench-key", "bench-secret", "bench-pass"
-SHAPES = ("cold-start", "one-market", "many-markets", "burst21", "burst200", "fan-out", "rate-limit")
+SHAPES = ("cold-start", "one-market", "many-markets", "burst21", "burst200", "fan-out", "protect", "rate-limit")
 RATE_LIMIT = 10
+FAN_OUT_ACCOUNTS, FAN_OUT_ALERTS = 10, 20
+PROTECT_ALERTS = 40
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -512,12 +519,160 @@ class Bench:
             "doubled": len(booked) - len({o["client_order_id"] for o in booked}),
         }
 
-    def fan_out(self) -> dict:
-        from django.apps import apps
+    # fan-out (issue 15) and protect (issue 14): markets 25–29 of the emulator, no other
+    # shape's (every strategy shares one position per market at the venue).
 
-        if not any(m.__name__.endswith("Subscription") for m in apps.get_models()):
-            return {"skipped": "subscriptions do not exist in this code yet: nothing to fan an alert out to"}
-        return {"skipped": "subscriptions exist, but this benchmark does not drive them yet"}
+    @staticmethod
+    def spare_markets() -> list:
+        from emulator.markets import default_markets
+
+        return default_markets()[25:]
+
+    def _fan_out_strategy(self) -> tuple[str, list[int]]:
+        """The strategy `fan` subscribed on FAN_OUT_ACCOUNTS accounts of the emulator (each its
+        own row and rate bucket, one API key), made once: the subscriptions' ids."""
+        from decimal import Decimal
+
+        from execution.models import ExchangeAccount
+        from strategies.models import Strategy, Subscription
+        from strategies.subscriptions import subscriptions_sync
+
+        strategy = Strategy.objects.filter(strategy_id="fan").first()
+        if strategy is None:
+            accounts = []
+            for i in range(FAN_OUT_ACCOUNTS):
+                account = ExchangeAccount(
+                    label=f"bench-fan-{i}",
+                    exchange=self.args.exchange,
+                    mode="testnet",
+                    market_type="linear",
+                    base_url=self.emu_url,
+                    max_orders_per_second=Decimal("1000"),
+                )
+                account.set_credentials(
+                    api_key=KEY,
+                    api_secret=SECRET,
+                    api_password=PASSPHRASE if self.args.exchange in ("bitget", "okx") else None,
+                )
+                account.save()
+                accounts.append(account)
+            strategy = Strategy.objects.create(
+                strategy_id="fan", account=accounts[0], sizing_mode="fixed_quote", size_value=Decimal("100")
+            )
+            for account in accounts:
+                Subscription.objects.get_or_create(strategy=strategy, account=account)
+            subscriptions_sync(strategy=strategy)
+        subs = list(Subscription.objects.filter(strategy=strategy, enabled=True).values_list("pk", flat=True))
+        return strategy.strategy_id, subs
+
+    def _fanned_out(self, parent_id: int, timeout: float = 60) -> str:
+        """Wait for the alert's signal and every child of it to finish; its status."""
+        from signals.models import Signal
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = Signal.objects.filter(pk=parent_id).values_list("status", flat=True).first()
+            # The children are written before the parent is finished: once it is, all exist.
+            if (
+                status not in Signal.PENDING_STATUSES
+                and not Signal.objects.filter(parent_id=parent_id, status__in=Signal.PENDING_STATUSES).exists()
+            ):
+                return status
+            time.sleep(0.02)
+        raise SystemExit(f"fan-out: signal {parent_id} and its children did not finish in {timeout} s")
+
+    def fan_out(self) -> dict:
+        """One alert to FAN_OUT_ACCOUNTS subscriptions, one alert at a time (each sent once the
+        previous one is done on every account: the spread of one fan-out, not a backlog). Per
+        alert: the spread between the first and the last account's create at the exchange,
+        and alert → first / last create. Issue 15's target: the spread's p50 ≤ 15 ms."""
+        from execution.engine.plan import client_order_id_for
+        from signals.models import Signal
+
+        key, subs = self._fan_out_strategy()
+        market = self.spare_markets()[0]
+        # Warm-up: each new account loads its markets and opens its client on first use.
+        [warm] = post_sequential(self.web, [self.alert(key, market)])
+        if self._fanned_out(warm["signal_id"]) != Signal.Status.FANNED_OUT:
+            return {"skipped": "this stack does not fan an alert out (no subscriptions in its code)"}
+        answers = []
+        for _ in range(FAN_OUT_ALERTS):
+            [answer] = post_sequential(self.web, [self.alert(key, market)])
+            answers.append(answer)
+            self._fanned_out(answer["signal_id"])
+        seen = creates(self.emu_url)
+        spreads, firsts, lasts = [], [], []
+        for a in answers:
+            times = [seen.get(client_order_id_for(signal_id=a["signal_id"], leg=1, subscription_id=s)) for s in subs]
+            if None in times:
+                continue
+            spreads.append((max(times) - min(times)) * 1000)
+            firsts.append((min(times) - a["sent_wall"]) * 1000)
+            lasts.append((max(times) - a["sent_wall"]) * 1000)
+        return {
+            "accounts": len(subs),
+            "alerts": len(answers),
+            "complete": len(spreads),
+            "spread_p50_ms": round(percentile(spreads, 50), 1),
+            "spread_p95_ms": round(percentile(spreads, 95), 1),
+            "first_out_p50_ms": round(percentile(firsts, 50), 1),
+            "last_out_p50_ms": round(percentile(lasts, 50), 1),
+        }
+
+    def protect(self) -> dict:
+        """Entries on a strategy with a 2 % stop-loss and a 4 % take-profit, one alert every
+        0.2 s over four markets: alert → entry at the exchange, and entry fill known (the app
+        recorded it) → stop-loss at the exchange. Issue 14's target: the stop live within
+        50 ms of the fill being known."""
+        from decimal import Decimal
+
+        from execution.exchanges.ccxt_gateway import CcxtGateway
+        from execution.models import Order
+        from strategies.models import Strategy
+
+        if self.args.exchange not in CcxtGateway.PROTECTIVE_VENUES:
+            return {"skipped": f"protective orders are not wired for {self.args.exchange}"}
+        key = "protect"
+        Strategy.objects.get_or_create(
+            strategy_id=key,
+            defaults=dict(
+                account=self.account,
+                sizing_mode="fixed_quote",
+                size_value=Decimal("100"),
+                stop_loss_percent=Decimal("2"),
+                take_profit_percent=Decimal("4"),
+            ),
+        )
+        markets = self.spare_markets()[1:5]
+        bodies = [self.alert(key, markets[i % len(markets)]) for i in range(PROTECT_ALERTS)]
+        answers = post_sequential(self.web, bodies, pause=0.2)
+        r = self.outcomes(answers)
+        ids = [a["signal_id"] for a in answers if a.get("signal_id")]
+        stops = Order.objects.filter(signal_id__in=ids, protection=Order.Protection.STOP_LOSS, generation=1)
+        deadline = time.monotonic() + 30
+        while stops.filter(status__in=(Order.Status.PENDING, Order.Status.SUBMITTING)).exists():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        seen = creates(self.emu_url)
+        known = dict(
+            Order.objects.filter(signal_id__in=ids, protection="", first_fill_at__isnull=False).values_list(
+                "pk", "first_fill_at"
+            )
+        )
+        to_stop, live = [], 0
+        for entry_id, cid, status in stops.values_list("protects_id", "client_order_id", "status"):
+            live += status == Order.Status.OPEN
+            if cid in seen and entry_id in known:
+                to_stop.append((seen[cid] - known[entry_id].timestamp()) * 1000)
+        return self._latency(r) | {
+            "alerts": len(bodies),
+            "no_order": r["no_order"],
+            "stops_live": live,
+            "fill_to_stop_p50_ms": round(percentile(to_stop, 50), 1),
+            "fill_to_stop_p99_ms": round(percentile(to_stop, 99), 1),
+            "fill_to_stop_max_ms": round(max(to_stop), 1) if to_stop else None,
+        }
 
     def rate_limit(self) -> dict:
         from decimal import Decimal
@@ -601,7 +756,9 @@ def one_run(bench: Bench, stack: Stack, pg: Postgres, shapes: list[str], profile
         res["burst200"]["cpu_ms_per_alert"] = round(sum(cpu.values()) * 1000 / 200, 1)
         res["burst200"]["cpu_s_by_process"] = cpu
     if "fan-out" in shapes:
-        res["fan-out"] = bench.fan_out()
+        res["fan-out"] = spy("fan-out", bench.fan_out)
+    if "protect" in shapes:
+        res["protect"] = spy("protect", bench.protect)
     if "rate-limit" in shapes:
         res["rate-limit"] = spy("rate-limit", bench.rate_limit)
     rss, pss = memory_mb(stack.pids())
@@ -635,6 +792,16 @@ ROWS = [
     ("burst200", "doubled", "50 × 4: orders doubled"),
     ("burst200", "cpu_ms_per_alert", "50 × 4: stack CPU per alert, ms"),
     ("fan-out", "skipped", "fan-out"),
+    ("fan-out", "spread_p50_ms", f"fan-out to {FAN_OUT_ACCOUNTS}: first → last account's order p50, ms"),
+    ("fan-out", "spread_p95_ms", f"fan-out to {FAN_OUT_ACCOUNTS}: first → last account's order p95, ms"),
+    ("fan-out", "first_out_p50_ms", "fan-out: alert → first account's order p50, ms"),
+    ("fan-out", "last_out_p50_ms", "fan-out: alert → last account's order p50, ms"),
+    ("protect", "skipped", "protect"),
+    ("protect", "out_p50_ms", "protect: alert → entry out p50, ms"),
+    ("protect", "out_p99_ms", "protect: alert → entry out p99, ms"),
+    ("protect", "fill_to_stop_p50_ms", "protect: entry fill known → stop-loss out p50, ms"),
+    ("protect", "fill_to_stop_p99_ms", "protect: entry fill known → stop-loss out p99, ms"),
+    ("protect", "stops_live", f"protect: stop-losses live (of {PROTECT_ALERTS})"),
     ("rate-limit", "max_creates_in_any_second", f"rate limit {RATE_LIMIT}/s, CPU saturated: most creates in 1 s"),
     ("rate-limit", "span_s", "rate limit: first → last create, s (60 orders)"),
     (None, "cpu_ms_per_alert_sequential", "stack CPU per alert, sequential shapes, ms"),
