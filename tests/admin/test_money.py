@@ -143,6 +143,7 @@ def test_export_needs_a_console_login(client, db):
 
 def test_past_the_replay_limit_pnl_is_not_guessed(admin_client, strategy, history, monkeypatch):
     monkeypatch.setattr(pnl, "REPLAY_LIMIT", 3)
+    monkeypatch.setattr(pnl, "SIGNAL_REPLAY_LIMIT", 3)
     page = admin_client.get(reverse("admin:signals_signal_change", args=[history[3].pk])).content.decode()
     assert "P&amp;L not computed" in page and 'id="tv-signal-realised"' not in page
     dashboard = admin_client.get(reverse("admin:index")).content.decode()
