@@ -37,7 +37,6 @@ def attention(admin_client) -> dict[str, list[Attention]]:
 
 def test_a_quiet_installation_is_all_clear(admin_client, db):
     from execution.tasks import _heartbeat_write
-
     from signals.selectors import HEARTBEAT_KEY
     from tvtrader.redisconn import key, redis_client
 
