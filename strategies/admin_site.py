@@ -100,7 +100,7 @@ class ConsoleAdminSite(admin.AdminSite):
         slippage = dashboard.slippage_series(since=since)
         from .models import TradingControl
 
-        pnl_strategy_chart, pnl_account_chart = dashboard.pnl_charts()
+        pnl_strategy_chart, pnl_account_chart, equity_chart = dashboard.pnl_charts()
         context = {
             "rows": rows,
             "global_halted": global_halted,
@@ -122,6 +122,7 @@ class ConsoleAdminSite(admin.AdminSite):
             ),
             "pnl_strategy_chart": pnl_strategy_chart,
             "pnl_account_chart": pnl_account_chart,
+            "equity_chart": equity_chart,
             "can_halt": request.user.has_perm("strategies.change_strategy"),
             "can_halt_global": request.user.has_perm("strategies.change_tradingcontrol"),
             **(extra_context or {}),

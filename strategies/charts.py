@@ -29,12 +29,14 @@ def nice_step(span: float, ticks: int = TICKS) -> float:
     return 10 * magnitude
 
 
-def axis_range(lo: float, hi: float) -> tuple[float, float, float]:
+def axis_range(lo: float, hi: float, *, include_zero: bool = True) -> tuple[float, float, float]:
     """(bottom, top, step): the data's own range rounded out to whole steps, zero included
-    when the data is all on one side of it (so a bar of 40 ms does not look like 400)."""
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    when the data is all on one side of it (so 40 ms does not look like 400) unless
+    `include_zero` is off (an equity of 100,020 is read around its own level)."""
+    if include_zero:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
     if hi == lo:
-        hi = lo + 1
+        lo, hi = (lo - 1, hi + 1) if not include_zero else (lo, lo + 1)
     step = nice_step(hi - lo)
     return math.floor(lo / step) * step, math.ceil(hi / step) * step, step
 
@@ -72,6 +74,7 @@ def line_chart(
     end: datetime | None = None,
     empty_text: str = "No data in this period yet.",
     step_lines: bool = False,
+    include_zero: bool = True,
 ) -> SafeString:
     """`series`: (label, css colour, [(time, value), ...]). The x axis runs from `start` to
     `end` (the period the title names) when given, else over the data. `step_lines` draws a
@@ -89,7 +92,7 @@ def line_chart(
     t1 = (end or max(t for t, _ in points)).timestamp()
     if t1 <= t0:
         t1 = t0 + 3600
-    lo, hi, step = axis_range(min(v for _, v in points), max(v for _, v in points))
+    lo, hi, step = axis_range(min(v for _, v in points), max(v for _, v in points), include_zero=include_zero)
     plot_w, plot_h = WIDTH - PAD_L - PAD_R, HEIGHT - PAD_T - PAD_B
 
     def x(t: datetime) -> float:

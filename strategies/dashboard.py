@@ -265,19 +265,20 @@ def latency_chart(series: list[tuple[datetime, float | None, float | None]], *, 
 PALETTE = ("#417690", "#c4462a", "#2e7d32", "#6a5acd", "#e0a800", "#00838f", "#8d6e63", "#d81b60")
 
 
-def pnl_charts() -> tuple[Any, Any]:
-    """Running net realised P&L (after fees) per strategy and per account, over all history
-    (the curves start at the first fill)."""
+def pnl_charts() -> tuple[Any, Any, Any]:
+    """Running net realised P&L (after fees) per strategy and per account over all history
+    (the curves start at the first fill), and the equity of paper accounts (starting balance
+    plus that P&L; a live account's balance history is the exchange's, not kept here)."""
     from execution import pnl
     from execution.models import ExchangeAccount
 
     from . import charts
 
-    def chart(curves, names, what):
+    def chart(curves, names, title, *, unit="quote", include_zero=True):
         if curves is None:
             return charts.line_chart(
-                title=f"Net realised P&L per {what}",
-                unit="quote",
+                title=title,
+                unit=unit,
                 series=[],
                 empty_text=f"Not drawn: more than {pnl.REPLAY_LIMIT:,} fills (totals: Positions).",
             )
@@ -286,15 +287,28 @@ def pnl_charts() -> tuple[Any, Any]:
             for i, (owner, points) in enumerate(sorted(curves.items(), key=lambda kv: names.get(kv[0], "")))
         ]
         return charts.line_chart(
-            title=f"Net realised P&L per {what}",
-            unit="quote",
+            title=title,
+            unit=unit,
             series=series,
             step_lines=True,
+            include_zero=include_zero,
             empty_text="No fill yet.",
         )
 
     curves = pnl.pnl_curves_cached()
     by_strategy, by_account = curves["strategy"], curves["account"]
     strategy_names = dict(Strategy.objects.filter(pk__in=by_strategy or []).values_list("pk", "strategy_id"))
-    account_names = dict(ExchangeAccount.objects.filter(pk__in=by_account or []).values_list("pk", "label"))
-    return chart(by_strategy, strategy_names, "strategy"), chart(by_account, account_names, "account")
+    accounts = {a.pk: a for a in ExchangeAccount.objects.filter(pk__in=by_account or [])}
+    account_names = {pk: a.label for pk, a in accounts.items()}
+    equity = None
+    if by_account is not None:
+        equity = {
+            pk: [(t, float(accounts[pk].paper_starting_balance) + v) for t, v in points]
+            for pk, points in by_account.items()
+            if pk in accounts and accounts[pk].is_paper
+        }
+    return (
+        chart(by_strategy, strategy_names, "Net realised P&L per strategy"),
+        chart(by_account, account_names, "Net realised P&L per account"),
+        chart(equity, account_names, "Paper account equity", include_zero=False),
+    )

@@ -37,9 +37,14 @@ def attention(admin_client) -> dict[str, list[Attention]]:
 
 def test_a_quiet_installation_is_all_clear(admin_client, db):
     from execution.tasks import _heartbeat_write
+    from signals.selectors import HEARTBEAT_KEY
+    from tvtrader.redisconn import key, redis_client
 
     _heartbeat_write()  # what a warm worker writes every few seconds
-    assert attention(admin_client) == {}
+    try:
+        assert attention(admin_client) == {}
+    finally:
+        redis_client().delete(key(HEARTBEAT_KEY))
 
 
 def test_position_drift_found_by_manage_py_reconcile_is_listed_until_reconciled_away(admin_client, emu):  # noqa: F811

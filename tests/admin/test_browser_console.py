@@ -253,7 +253,9 @@ def test_attention_block_and_readability_at_desktop_and_phone_sizes(chromium, li
     wait.until(ec.presence_of_element_located((By.ID, "tv-strategies")))
 
     # Marking the refusals as seen: still listed (today), no longer new.
-    chromium.find_element(By.CSS_SELECTOR, "[data-attention='refused-bad_passphrase'] button.tv-seen").click()
+    before = chromium.find_element(By.CSS_SELECTOR, "[data-attention='refused-bad_passphrase']")
+    before.find_element(By.CSS_SELECTOR, "button.tv-seen").click()
+    wait.until(ec.staleness_of(before))  # the dashboard again, after the POST's redirect
     refused = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-attention='refused-bad_passphrase']")))
     assert "0 since you last looked" in refused.text and "tv-alert-info" in refused.get_attribute("class")
     assert not chromium.find_elements(By.ID, "tv-all-clear")

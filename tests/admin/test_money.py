@@ -80,10 +80,15 @@ def test_pnl_curves_per_strategy_and_per_account(strategy, history):
     assert pnl.pnl_curves(by="account")[strategy.account_id][-1][1] == D("17.43")
 
 
-def test_dashboard_draws_the_pnl_curves(admin_client, strategy, history):
+def test_dashboard_draws_the_pnl_and_paper_equity_curves(admin_client, strategy, history):
+    strategy.account.paper_starting_balance = D("100000")
+    strategy.account.save()
     page = admin_client.get(reverse("admin:index")).content.decode()
     assert 'id="tv-pnl-strategy"' in page and 'id="tv-pnl-account"' in page
     assert "trend-btc" in page.split('id="tv-pnl-strategy"')[1].split("</figure>")[0]
+    equity = page.split('id="tv-equity-paper"')[1].split("</figure>")[0]
+    assert strategy.account.label in equity and "<polyline" in equity
+    assert 'data-y-max="100020"' in equity and 'data-y-min="99995"' in equity  # around its own level
 
 
 def test_positions_list_shows_unrealised_pnl_at_the_last_known_price(admin_client, strategy, history):
@@ -143,6 +148,7 @@ def test_export_needs_a_console_login(client, db):
 
 def test_past_the_replay_limit_pnl_is_not_guessed(admin_client, strategy, history, monkeypatch):
     monkeypatch.setattr(pnl, "REPLAY_LIMIT", 3)
+    monkeypatch.setattr(pnl, "SIGNAL_REPLAY_LIMIT", 3)
     page = admin_client.get(reverse("admin:signals_signal_change", args=[history[3].pk])).content.decode()
     assert "P&amp;L not computed" in page and 'id="tv-signal-realised"' not in page
     dashboard = admin_client.get(reverse("admin:index")).content.decode()

@@ -111,12 +111,15 @@ def poll(bot: FakeBotApi) -> int:
 
 
 def test_status_lists_the_switch_strategies_and_what_needs_attention(bot, strategy_with_history):
+    from signals.services import webhook_rejection_record
+
+    webhook_rejection_record(source="203.0.113.9", reason="bad_passphrase", strategy_key="trend-btc")
     bot.command("/status")
     assert poll(bot) == 1
     reply = bot.replies()[-1]
     assert "✅ Trading enabled" in reply
     assert "trend-btc: paper" in reply
-    assert "Needs attention" in reply  # no worker runs in this test
+    assert "Needs attention" in reply and "⚠️ Alerts refused: wrong passphrase" in reply
 
 
 def test_positions_show_quantity_entry_and_unrealised_pnl(bot, strategy_with_history):
