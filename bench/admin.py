@@ -199,6 +199,12 @@ def seed(total: int) -> None:
     started = time.perf_counter()
     batch = 250_000
     with connection.cursor() as cursor:
+        # Only what this call adds gets orders and fills (a database seeded smaller before is
+        # topped up, not seeded twice).
+        cursor.execute("SELECT COALESCE(MAX(id), 0) FROM signals_signal")
+        signals_before = cursor.fetchone()[0]
+        cursor.execute("SELECT COALESCE(MAX(id), 0) FROM execution_order")
+        orders_before = cursor.fetchone()[0]
         start = have + 1
         while start <= total:
             stop = min(start + batch - 1, total)
@@ -216,12 +222,16 @@ def seed(total: int) -> None:
             )
             print(f"  signals {stop:,}/{total:,} ({time.perf_counter() - started:.0f} s)", flush=True)
             start = stop + 1
-        cursor.execute("SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM signals_signal")
+        cursor.execute(
+            "SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM signals_signal WHERE id > %s", [signals_before]
+        )
         lo, hi = cursor.fetchone()
         for s in range(lo, hi + 1, batch):
             cursor.execute(order_sql, {**order_params, "account": account.pk, "start": s, "stop": s + batch - 1})
         print(f"  orders done ({time.perf_counter() - started:.0f} s)", flush=True)
-        cursor.execute("SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM execution_order")
+        cursor.execute(
+            "SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM execution_order WHERE id > %s", [orders_before]
+        )
         lo, hi = cursor.fetchone()
         for s in range(lo, hi + 1, batch):
             cursor.execute(fill_sql, {**fill_params, "start": s, "stop": s + batch - 1})

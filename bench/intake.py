@@ -264,26 +264,26 @@ def verify(env: dict, redis_url: str, sent: int) -> tuple[int, int]:
     """Every alert answered 2xx must be a committed row and a message in the broker."""
     import redis as redis_py
 
+    def django(code: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", code],
+            cwd=BASE_DIR,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip().splitlines()[-1]
+
+    # The broker's keys live under the install's namespace (settings.REDIS_NAMESPACE).
+    queue = django("from django.conf import settings; print(settings.REDIS_NAMESPACE)") + "orders"
     client = redis_py.Redis.from_url(redis_url)
     deadline = time.monotonic() + 10
-    while client.llen("orders") < sent and time.monotonic() < deadline:
+    while client.llen(queue) < sent and time.monotonic() < deadline:
         time.sleep(0.1)  # the wake-up is published after the answer is written
-    queued = client.llen("orders")
-    out = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "-c",
-            "from signals.models import Signal; print(Signal.objects.filter(status='accepted').count())",
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(out.stdout.strip().splitlines()[-1]), queued
+    queued = client.llen(queue)
+    accepted = django("from signals.models import Signal; print(Signal.objects.filter(status='accepted').count())")
+    return int(accepted), queued
 
 
 def summarise(seq, bursts, sus) -> dict:
