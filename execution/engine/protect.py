@@ -17,6 +17,7 @@ event (notification) says so, and by the strategy's setting the position is flat
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from datetime import timedelta
 from decimal import Decimal
@@ -48,6 +49,27 @@ MAX_SUBMITS = 3
 PENDING_ORPHAN_SECONDS = 2.0
 LIVE_STATUSES = (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
 _sweep_lock = threading.Lock()
+#: Our protective client ids: the entry's (`tv` + install tag + signal + `l` + leg) + kind + generation.
+_PROTECTIVE_ID = re.compile(r"^tv[0-9a-f]{6}[0-9a-z]+l\d+[str]\d+$")
+
+
+def is_protective_id(client_order_id: str) -> bool:
+    return bool(client_order_id) and bool(_PROTECTIVE_ID.match(client_order_id))
+
+
+def protective_seen(*, client_order_id: str, account_id: int) -> str:
+    """The venue's stream reported a protective order final (fired or cancelled): look it
+    up and record it now (a stop's fill booked at once instead of at the next sweep)."""
+    from django.db import close_old_connections
+
+    close_old_connections()
+    order_id = (
+        Order.objects.filter(account_id=account_id, client_order_id=client_order_id)
+        .exclude(protection="")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return protective_refresh(order_id=order_id) if order_id else ""
 
 
 def _log(order: Order, event: str, **fields) -> str:
