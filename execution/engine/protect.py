@@ -416,12 +416,16 @@ def protection_gaps(*, account) -> list[dict]:
                               long=long)  # fmt: skip
         if entry is None or not entry.protection_spec:
             continue
+        # Live ones cover; one being placed right now (seconds old) is counted too, so a
+        # reconcile running between a fill and its stop's placement reports no false gap.
+        recent = timezone.now() - timedelta(seconds=30)
         live = Order.objects.filter(
+            Q(status__in=LIVE_STATUSES)
+            | Q(status__in=[Order.Status.PENDING, Order.Status.SUBMITTING], created_at__gte=recent),
             account=account,
             strategy_id=position.strategy_id,
             symbol=position.symbol,
             side="sell" if long else "buy",
-            status__in=LIVE_STATUSES,
             cancel_requested_at=None,
         )
         for kind in entry.protection_spec:
