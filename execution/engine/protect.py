@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -48,6 +49,10 @@ MAX_SUBMITS = 3
 #: A PENDING protective order older than this is the sweeper's (its placing thread died).
 PENDING_ORPHAN_SECONDS = 2.0
 LIVE_STATUSES = (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
+#: A live protective order is looked at by the sweeper at most this often (per process): the
+#: venue's private stream reports a fired one at once; the look is the fallback.
+LOOK_EVERY_SECONDS = 30.0
+_last_look: dict[int, float] = {}
 _sweep_lock = threading.Lock()
 #: Our protective client ids: the entry's (`tv` + install tag + signal + `l` + leg) + kind + generation.
 _PROTECTIVE_ID = re.compile(r"^tv[0-9a-f]{6}[0-9a-z]+l\d+[str]\d+$")
@@ -375,10 +380,17 @@ def protection_sweep(*, limit: int = 500) -> dict[str, int]:
                 elif status in (Order.Status.SUBMITTING, Order.Status.UNKNOWN):
                     counts["resolved"] += protective_refresh(order_id=order_id) != status
                 else:
+                    now = time.monotonic()
+                    if now - _last_look.get(order_id, -LOOK_EVERY_SECONDS) < LOOK_EVERY_SECONDS:
+                        continue
+                    _last_look[order_id] = now
                     protective_refresh(order_id=order_id)
                     counts["looked"] += 1
             except Exception:
                 logger.exception("event=protection_sweep_failed order_id=%s", order_id)
+        live = {order_id for order_id, *_ in rows}
+        for gone in [k for k in _last_look if k not in live]:
+            del _last_look[gone]
     finally:
         _sweep_lock.release()
     return counts
