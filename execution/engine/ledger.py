@@ -131,7 +131,11 @@ def order_apply_state(
             # Last, right before the commit: the account-level position row of a symbol is
             # shared by every strategy trading it, so its lock must be held as briefly as possible.
             held = _position_apply(current, *position_fill)
-            to_cancel = _protection_orphans(current, held, now=now)
+            signed = position_fill[0] if current.side == "buy" else -position_fill[0]
+            if (held - signed) * signed < 0:
+                # The fill reduced (or flipped) the strategy's position: protection guarding
+                # what is gone goes. A fill that opened or added cannot orphan any.
+                to_cancel = _protection_orphans(current, held, now=now)
         if current.protection and updates.get("status") == Order.Status.FILLED:
             to_cancel += _protection_siblings(current, now=now)
     if (to_place or to_cancel) and _protection_listener is not None:
@@ -202,10 +206,11 @@ def _protection_intent(entry: Order, *, filled: Decimal, average: Decimal, now) 
         next_leg += 1
     if not rows:
         return []
-    # An earlier generation never sent is simply superseded.
-    Order.objects.filter(protects_id=entry.pk, status=Order.Status.PENDING).exclude(protection="").update(
-        status=Order.Status.CANCELLED, reason="superseded before it was sent (the entry filled more)", closed_at=now
-    )
+    if any(row.generation > 1 for row in rows):
+        # An earlier generation never sent is simply superseded.
+        Order.objects.filter(protects_id=entry.pk, status=Order.Status.PENDING).exclude(protection="").update(
+            status=Order.Status.CANCELLED, reason="superseded before it was sent (the entry filled more)", closed_at=now
+        )
     return [o.pk for o in Order.objects.bulk_create(rows)]
 
 

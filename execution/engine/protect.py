@@ -17,7 +17,9 @@ event (notification) says so, and by the strategy's setting the position is flat
 from __future__ import annotations
 
 import logging
+import re
 import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -47,7 +49,32 @@ MAX_SUBMITS = 3
 #: A PENDING protective order older than this is the sweeper's (its placing thread died).
 PENDING_ORPHAN_SECONDS = 2.0
 LIVE_STATUSES = (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
+#: A live protective order is looked at by the sweeper at most this often (per process): the
+#: venue's private stream reports a fired one at once; the look is the fallback.
+LOOK_EVERY_SECONDS = 30.0
+_last_look: dict[int, float] = {}
 _sweep_lock = threading.Lock()
+#: Our protective client ids: the entry's (`tv` + install tag + signal + `l` + leg) + kind + generation.
+_PROTECTIVE_ID = re.compile(r"^tv[0-9a-f]{6}[0-9a-z]+l\d+[str]\d+$")
+
+
+def is_protective_id(client_order_id: str) -> bool:
+    return bool(client_order_id) and bool(_PROTECTIVE_ID.match(client_order_id))
+
+
+def protective_seen(*, client_order_id: str, account_id: int) -> str:
+    """The venue's stream reported a protective order final (fired or cancelled): look it
+    up and record it now (a stop's fill booked at once instead of at the next sweep)."""
+    from django.db import close_old_connections
+
+    close_old_connections()
+    order_id = (
+        Order.objects.filter(account_id=account_id, client_order_id=client_order_id)
+        .exclude(protection="")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return protective_refresh(order_id=order_id) if order_id else ""
 
 
 def _log(order: Order, event: str, **fields) -> str:
@@ -353,10 +380,17 @@ def protection_sweep(*, limit: int = 500) -> dict[str, int]:
                 elif status in (Order.Status.SUBMITTING, Order.Status.UNKNOWN):
                     counts["resolved"] += protective_refresh(order_id=order_id) != status
                 else:
+                    now = time.monotonic()
+                    if now - _last_look.get(order_id, -LOOK_EVERY_SECONDS) < LOOK_EVERY_SECONDS:
+                        continue
+                    _last_look[order_id] = now
                     protective_refresh(order_id=order_id)
                     counts["looked"] += 1
             except Exception:
                 logger.exception("event=protection_sweep_failed order_id=%s", order_id)
+        live = {order_id for order_id, *_ in rows}
+        for gone in [k for k in _last_look if k not in live]:
+            del _last_look[gone]
     finally:
         _sweep_lock.release()
     return counts
@@ -394,12 +428,16 @@ def protection_gaps(*, account) -> list[dict]:
                               long=long)  # fmt: skip
         if entry is None or not entry.protection_spec:
             continue
+        # Live ones cover; one being placed right now (seconds old) is counted too, so a
+        # reconcile running between a fill and its stop's placement reports no false gap.
+        recent = timezone.now() - timedelta(seconds=30)
         live = Order.objects.filter(
+            Q(status__in=LIVE_STATUSES)
+            | Q(status__in=[Order.Status.PENDING, Order.Status.SUBMITTING], created_at__gte=recent),
             account=account,
             strategy_id=position.strategy_id,
             symbol=position.symbol,
             side="sell" if long else "buy",
-            status__in=LIVE_STATUSES,
             cancel_requested_at=None,
         )
         for kind in entry.protection_spec:

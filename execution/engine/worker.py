@@ -35,7 +35,7 @@ from signals import outbox
 from signals.models import Signal
 
 from . import claim as claims
-from . import execute, ledger, pacing, send, statements
+from . import execute, ledger, pacing, protect, send, statements
 from .follow import FOLLOW_BACKOFF, order_look
 from .run import Run
 
@@ -295,6 +295,10 @@ class Worker:
 
     def on_order(self, account_id: int, state: OrderState) -> None:
         """From the stream thread: cheap, never blocks."""
+        if state.status in ("filled", "cancelled") and protect.is_protective_id(state.client_order_id):
+            # A stop / take-profit the venue fired (or cancelled): booked now, not at the next sweep.
+            self._submit(protect.protective_seen, client_order_id=state.client_order_id, account_id=account_id)
+            return
         with self.lock:
             watch = self.watched.get(state.client_order_id)
             if watch is None:

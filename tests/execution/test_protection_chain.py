@@ -245,3 +245,73 @@ def test_reconcile_reports_missing_protection_and_fix_restores_it(emu, venue, st
     assert restored.requested_qty == Decimal("0.01")
     assert at_exchange(emu, restored).status == "Untriggered"
     call_command("reconcile", stdout=StringIO(), stderr=StringIO())  # in sync now: no SystemExit
+
+
+def test_a_stop_fired_at_the_exchange_is_booked_from_the_private_stream(emu, venue, strategy, fast_worker, send):
+    signal = finished(send(action="buy", volume=0.01, price=65000))
+    assert signal.status == Signal.Status.EXECUTED, signal.reason
+    wait_for(
+        lambda: all(o.status == Order.Status.OPEN for o in protective(signal)) and len(protective(signal)) == 2,
+        message="the stop and take-profit to be live",
+    )
+    emu.set_price("BTCUSDT", "63000")
+    # No sweep here: the worker hears the fill on the venue's order stream and books it.
+    stop = wait_for(
+        lambda: next((o for o in protective(signal, "stop_loss") if o.status == Order.Status.FILLED), None),
+        timeout=10,
+        message="the stop's fill to be booked",
+    )
+    assert stop.reason == "closed by stop-loss"
+    assert Position.objects.get(strategy=strategy, symbol=BTC).qty == 0
+    wait_for(
+        lambda: protective(signal, "take_profit")[0].status == Order.Status.CANCELLED,
+        message="the take-profit to be cancelled",
+    )
+
+
+def _single_venue_strategy(emu, exchange):
+    emu.set_price("BTCUSDT", "65000")
+    return StrategyFactory(strategy_id="demo", account=make_account(emu, exchange=exchange))
+
+
+def test_a_binance_trailing_stop_follows_the_price_and_fires_on_the_retrace(emu, send):
+    strategy = _single_venue_strategy(emu, "binanceusdm")
+    signal = run(send, action="buy", volume=0.01, price=65000, trailing_stop={"percent": 1})
+    [trail] = protective(signal, "trailing_stop")
+    assert trail.status == Order.Status.OPEN and trail.trail_percent == Decimal("1")
+    assert at_exchange(emu, trail).stop_kind == "TrailingStop"
+    emu.set_price("BTCUSDT", "70000")  # the best price moves up: the stop now trails at 69300
+    emu.set_price("BTCUSDT", "69500")
+    assert venue_qty(emu, "binanceusdm") == Decimal("0.01")
+    emu.set_price("BTCUSDT", "69200")
+    assert venue_qty(emu, "binanceusdm") == 0
+    protection_sweep()
+    trail.refresh_from_db()
+    assert trail.status == Order.Status.FILLED and trail.reason == "closed by trailing stop"
+    assert Position.objects.get(strategy=strategy, symbol=BTC).realized_pnl == Decimal("42")  # (69200-65000) x 0.01
+
+
+def test_a_bybit_trailing_stop_is_refused_before_anything_is_sent(emu, send):
+    _single_venue_strategy(emu, "bybit")
+    signal = run(send, action="buy", volume=0.01, price=65000, trailing_stop={"percent": 1})
+    assert signal.status == Signal.Status.FAILED
+    assert "trailing stop is not supported on bybit" in signal.reason
+    assert not emu.requests(venue="bybit", operation="create_order")
+
+
+def test_with_notify_an_unprotected_position_is_kept_and_said_so(emu, send):
+    strategy = _single_venue_strategy(emu, "bybit")
+    strategy.unprotected_action = "notify"
+    strategy.save()
+    told = []
+    events.protection_failed.connect(lambda sender, **kw: told.append(kw["text"]), weak=False, dispatch_uid="n")
+    try:
+        emu.set_price("BTCUSDT", "66000")
+        signal = run(send, action="buy", volume=0.01, price=65000, take_profit=65500)
+        [take] = protective(signal, "take_profit")
+        assert take.status == Order.Status.REJECTED and "110092" in take.reason
+        assert told and "NOT protected" in told[0]
+        assert not Signal.objects.filter(origin=Signal.Origin.FLATTEN).exists()
+        assert venue_qty(emu, "bybit") == Decimal("0.01")
+    finally:
+        events.protection_failed.disconnect(dispatch_uid="n")
