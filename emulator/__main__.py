@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     print("Ctrl-C to stop.", flush=True)
 
     stop = threading.Event()
+    # Ctrl-C and SIGTERM both stop it — SIGINT too when started from a non-interactive shell's
+    # background job, which starts its children with SIGINT ignored.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
             pass

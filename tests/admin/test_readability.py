@@ -95,6 +95,9 @@ def test_a_new_strategy_starts_with_every_action_allowed_and_its_first_save_succ
     data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
     data.update(strategy_id="fresh", new_passphrase="", enabled="on")
     data = {k: ("" if v is False else v) for k, v in data.items()}
+    for inline in page.context["inline_admin_formsets"]:  # e.g. account subscriptions: none added
+        management = inline.formset.management_form
+        data.update({management.add_prefix(name): management[name].value() for name in management.fields})
     response = admin_client.post(reverse("admin:strategies_strategy_add"), data)
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert Strategy.objects.get(strategy_id="fresh").allowed_actions == list(ACTIONS)

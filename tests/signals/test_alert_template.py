@@ -8,12 +8,14 @@ import html
 import io
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from signals.alert_message import PASSPHRASE_PLACEHOLDER, alert_message
 from signals.models import Signal
@@ -32,8 +34,6 @@ TRADINGVIEW_VALUES = {
     "{{close}}": "96412.3",
     "{{strategy.order.contracts}}": "0.01",
     "{{interval}}": "15",
-    "{{time}}": "2026-12-02T11:00:00Z",
-    "{{timenow}}": "2026-12-02T11:15:01Z",
     "{{strategy.order.id}}": "Long",
     "{{strategy.order.comment}}": "",
     "{{strategy.market_position}}": "long",
@@ -42,15 +42,24 @@ TRADINGVIEW_VALUES = {
 }
 
 
-def as_tradingview_sends(text: str, passphrase: str) -> str:
-    for placeholder, value in TRADINGVIEW_VALUES.items():
+def as_tradingview_sends(text: str, passphrase: str, *, bars_back: int = 0) -> str:
+    # The bar's open and the firing moment, as TradingView fills them: now (whole seconds) and
+    # the start of the current 15-minute bar, so the default stale cut-off lets it in.
+    now = timezone.now().replace(microsecond=0)
+    bar = now.replace(minute=now.minute - now.minute % 15, second=0) - timedelta(minutes=15 * bars_back)
+    values = {
+        **TRADINGVIEW_VALUES,
+        "{{time}}": bar.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "{{timenow}}": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    for placeholder, value in values.items():
         text = text.replace(placeholder, value)
     assert "{{" not in text, text
     return text.replace(PASSPHRASE_PLACEHOLDER, passphrase)
 
 
-def send(client, text: str, passphrase: str = "") -> Signal:
-    body = as_tradingview_sends(text, passphrase or settings.WEBHOOK_PASSPHRASE)
+def send(client, text: str, passphrase: str = "", *, bars_back: int = 0) -> Signal:
+    body = as_tradingview_sends(text, passphrase or settings.WEBHOOK_PASSPHRASE, bars_back=bars_back)
     response = client.post("/tv-webhook", body, content_type="application/json")
     assert response.status_code == 202, response.content
     assert response.json()["status"] == "accepted"
@@ -88,7 +97,7 @@ def test_the_strategy_pages_templates_go_through_the_webhook(admin_client, clien
         text = html.unescape(shown.group(1))
         kind = "strategy" if element_id == "tv-alert-strategy" else "indicator"
         assert text == alert_message(strategy_id="trend-btc", kind=kind)
-        signal = send(client, text.replace("2026-12-02T11:00:00Z", f"2026-12-02T1{len(kind)}:00:00Z"))
+        signal = send(client, text, bars_back=0 if kind == "strategy" else 1)  # two alerts, not one resent
         assert signal.strategy == strategy and signal.action == "buy"
 
 
