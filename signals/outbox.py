@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from strategies.models import Strategy
-from tvtrader.logformat import logvalue
+from tvtrader.logvalue import logvalue
 
 from . import ordering
 from .models import Signal

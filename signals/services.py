@@ -26,7 +26,7 @@ from django.utils import timezone
 from strategies.halts import halt_reason
 from strategies.models import EXIT_ACTIONS, Strategy
 from tvtrader.fastsql import insert_returning_pk
-from tvtrader.logformat import logvalue
+from tvtrader.logvalue import logvalue
 
 from . import outbox
 from . import payload as payload_mod
