@@ -248,3 +248,12 @@ def test_each_accounts_outcome_is_notified_with_its_account():
     child = parent.children.get(subscription__account=other)
     event, text = signal_outcome_text(child)
     assert event == "signal_executed" and text.startswith(f"✅ demo on {other.label}: buy BTCUSDT.P executed")
+
+
+def test_the_dashboard_shows_who_engaged_a_switch_and_why(admin_client):
+    from execution.engine.breakers import trip
+
+    strategy = StrategyFactory(strategy_id="demo")
+    trip(scope="strategy", owner=strategy, breaker="daily_loss", reason="breaker: realised loss today 20.00")
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert "strategy kill switch by breaker:daily_loss: breaker: realised loss today 20.00" in page
