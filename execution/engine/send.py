@@ -58,6 +58,9 @@ def halt_reason(run: Run, *, fresh: bool = False) -> str:
         strategy.refresh_from_db(fields=["halted", "enabled"])
         if account is not None:
             account.refresh_from_db(fields=["halted"])
+        subscription = getattr(strategy, "subscription", None)  # a fanned-out alert's run
+        if subscription is not None:
+            subscription.refresh_from_db(fields=["halted", "enabled"])
         run.global_halted = TradingControl.is_halted()
     flatten = run.signal.origin == Signal.Origin.FLATTEN and run.signal.action == "close_all"
     reason = strategy_halt_reason(strategy, global_halted=run.global_halted, operator_flatten=flatten)

@@ -237,3 +237,23 @@ def test_a_subscriptions_switch_through_the_api_is_audited_and_stops_that_accoun
     assert kids == {strategy.account_id: Signal.Status.EXECUTED, other.pk: Signal.Status.BLOCKED}
     assert control_api.post(url.replace("/kill/", "/resume/")).json() == {"changed": True, "halted": False}
     assert control_api.post(f"/api/strategies/{strategy.strategy_id}/subscriptions/999999/kill/").status_code == 404
+
+
+def test_each_accounts_outcome_is_notified_with_its_account():
+    from tvtrader.ops.notifications import signal_outcome_text
+
+    strategy = StrategyFactory(strategy_id="demo")
+    (other,) = _fan(strategy, {})
+    parent = _run(strategy)
+    child = parent.children.get(subscription__account=other)
+    event, text = signal_outcome_text(child)
+    assert event == "signal_executed" and text.startswith(f"✅ demo on {other.label}: buy BTCUSDT.P executed")
+
+
+def test_the_dashboard_shows_who_engaged_a_switch_and_why(admin_client):
+    from execution.engine.breakers import trip
+
+    strategy = StrategyFactory(strategy_id="demo")
+    trip(scope="strategy", owner=strategy, breaker="daily_loss", reason="breaker: realised loss today 20.00")
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert "strategy kill switch by breaker:daily_loss: breaker: realised loss today 20.00" in page

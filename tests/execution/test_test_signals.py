@@ -97,3 +97,22 @@ def test_send_a_test_signal_through_a_real_worker_leaves_the_demo_position_alone
     assert test.status == Signal.Status.EXECUTED, test.reason
     assert Order.objects.get(signal=test).status == Order.Status.FILLED
     assert _watched(strategy) == before
+
+
+def test_a_test_signal_on_a_strategy_with_several_accounts_changes_none_of_them():
+    from strategies.models import Subscription
+    from strategies.subscriptions import subscriptions_sync
+    from tests.factories import ExchangeAccountFactory
+
+    strategy = _demo_with_a_position()
+    shadow = ExchangeAccountFactory(label="shadow")
+    Subscription.objects.create(strategy=strategy, account=strategy.account)
+    Subscription.objects.create(strategy=strategy, account=shadow, sizing_mode="multiplier", size_value=2)
+    subscriptions_sync(strategy=strategy)
+    before = _watched(strategy)
+    test = signal_send_test(strategy=strategy, actor="tester", action="buy", volume="0.01")
+    signal_execute(signal_id=test.pk)
+    kids = list(Signal.objects.filter(parent=test))
+    assert len(kids) == 2 and all(k.is_test and k.status == Signal.Status.EXECUTED for k in kids)
+    assert _watched(strategy) == before
+    assert not Position.objects.filter(account=shadow).exists()

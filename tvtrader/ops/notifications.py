@@ -303,6 +303,8 @@ def signal_outcome_text(signal: Any) -> tuple[str, str]:
     from django.db.models import Sum
 
     strategy = signal.strategy_key or "-"
+    if getattr(signal, "subscription_id", None):  # one account's run of a fanned-out alert
+        strategy += f" on {signal.subscription.account.label}"
     head = f"{strategy}: {signal.action} {signal.ticker}"
     if signal.status in ("executed", "partial"):
         orders = list(signal.orders.all()) if getattr(signal, "pk", None) else []
