@@ -10,6 +10,7 @@ import math
 import os
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -174,7 +175,7 @@ def _post_burst(world: World, n: int, offset: int) -> list[int]:
             action="buy" if seq % 2 == 0 else "sell",
             price=str(market.price),
             volume=str(qty),
-            bar_time=f"2026-09-{1 + seq // 24:02d}T{seq % 24:02d}:00:00Z",
+            bar_time=(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=seq)).isoformat().replace("+00:00", "Z"),
         )
         status, answer, _ = http_post(world.web.url + "/tv-webhook", json.dumps(body).encode())
         assert status == 202, answer
