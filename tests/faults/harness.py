@@ -361,10 +361,17 @@ def _check(world: World, report: Report, answer_limit: float | None) -> None:
             by_market[(mine["strategy__strategy_id"], mine["symbol"])].append(
                 (mine["signal__received_at"], mine["signal_id"])
             )
+    # Judged twice: by the arrival the install recorded, and by the order this harness sent
+    # them in (each market's alerts leave ~0.5 s apart), so a wrong arrival stamp is caught too.
+    sent_seq = {a.body["signal_id"]: a.seq for a in report.answers if a.body.get("status") == "accepted"}
     for key, seq in by_market.items():
-        arrivals = [s for s, _ in _dedupe(seq)]
+        signals = _dedupe(seq)
+        arrivals = [s for s, _ in signals]
         if arrivals != sorted(arrivals):
             v.append(f"{key}: creates out of arrival order")
+        sent = [sent_seq[pk] for _, pk in signals if pk in sent_seq]
+        if sent != sorted(sent):
+            v.append(f"{key}: creates out of the order the alerts were sent in")
     # 6. Positions equal the exchange's, or the difference is flagged.
     report.flagged = (
         Signal.objects.filter(pk__in=ids, status=Signal.Status.FAILED).count()
