@@ -206,13 +206,14 @@ def test_a_backlog_after_a_worker_restart_drains_as_fast_as_the_same_alerts_with
         world.worker_log_before += world.worker.log()
         world.worker.log_path.write_bytes(b"")
         started = time.monotonic()
-        world.worker.start()  # returns once the worker is ready
+        world.worker.start()  # returns once the worker is ready (markets loaded, books reconciled)
+        ready = time.monotonic()
         _all_final(ids, timeout=600)
-        backlog = time.monotonic() - started
+        backlog = time.monotonic() - ready
         ROWS.append(
             {
                 "scenario": f"{n}-alert backlog after a worker restart",
-                "drained in s (from the worker's start)": f"{backlog:.1f}",
+                "drained in s from the worker ready (from its start)": f"{backlog:.1f} ({backlog + ready - started:.1f})",
                 "the same alerts without a fault, s": f"{normal:.1f}",
             }
         )
