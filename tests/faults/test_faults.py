@@ -58,7 +58,7 @@ def test_each_fault_settles_with_every_invariant_kept(transactional_db, tmp_path
         for report in reports:
             # All final soon after the fault ended. `make chaos` holds the 30 s bar; here, where
             # the whole suite may be loading the machine, a looser one that still catches the
-            # failures that matter (a stuck queue waits for a 60 s lease, or forever).
+            # failures that matter (wake-ups lost for good, runs stalled until a sweep gives up).
             assert report.recovery_seconds is not None and report.recovery_seconds < 45, report.row()
     finally:
         world.close()
