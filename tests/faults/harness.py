@@ -12,6 +12,7 @@ checks what a trader relies on (see `Report.violations`).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -242,7 +243,7 @@ def _stream(
                 sent = time.monotonic()
                 try:
                     status, answer, took = http_post(world.web.url + "/tv-webhook", body, timeout=10)
-                except OSError as exc:
+                except (OSError, http.client.HTTPException) as exc:  # refused, reset, cut mid-answer
                     status, answer, took = type(exc).__name__, {}, time.monotonic() - sent
                 with lock:
                     report.answers.append(Answer(key, seq, sent, status, answer, took))
@@ -331,7 +332,8 @@ def _check(world: World, report: Report, answer_limit: float | None) -> None:
     if answer_limit is None:
         # The web process killed outright: a request it was in the middle of is cut (nothing
         # can answer it); every other one must wait for the restart, never be refused.
-        unanswered = [a for a in unanswered if a.status not in ("RemoteDisconnected", "ConnectionResetError")]
+        cut = ("RemoteDisconnected", "ConnectionResetError", "IncompleteRead")
+        unanswered = [a for a in unanswered if a.status not in cut]
     if unanswered:
         v.append(f"{len(unanswered)} requests got no HTTP answer: {sorted({a.status for a in unanswered})}")
     errors = [a for a in report.answers if isinstance(a.status, int) and a.status not in (200, 202, 503)]
