@@ -91,3 +91,5 @@ def test_the_web_socket_outlives_the_web_process(tmp_path):
     web = units["tvtrader-web.service"].splitlines()
     assert "Requires=tvtrader-web.socket" in web and "Restart=always" in web
     assert "tvtrader-web.socket" in units["tvtrader.target"]
+    # Restarting the target (an upgrade) must not close the socket.
+    assert not any(line.startswith("PartOf=") for line in socket_unit)

@@ -10,6 +10,7 @@ import math
 import os
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -174,7 +175,7 @@ def _post_burst(world: World, n: int, offset: int) -> list[int]:
             action="buy" if seq % 2 == 0 else "sell",
             price=str(market.price),
             volume=str(qty),
-            bar_time=f"2026-09-{1 + seq // 24:02d}T{seq % 24:02d}:00:00Z",
+            bar_time=(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=seq)).isoformat().replace("+00:00", "Z"),
         )
         status, answer, _ = http_post(world.web.url + "/tv-webhook", json.dumps(body).encode())
         assert status == 202, answer
@@ -205,13 +206,14 @@ def test_a_backlog_after_a_worker_restart_drains_as_fast_as_the_same_alerts_with
         world.worker_log_before += world.worker.log()
         world.worker.log_path.write_bytes(b"")
         started = time.monotonic()
-        world.worker.start()  # returns once the worker is ready
+        world.worker.start()  # returns once the worker is ready (markets loaded, books reconciled)
+        ready = time.monotonic()
         _all_final(ids, timeout=600)
-        backlog = time.monotonic() - started
+        backlog = time.monotonic() - ready
         ROWS.append(
             {
                 "scenario": f"{n}-alert backlog after a worker restart",
-                "drained in s (from the worker's start)": f"{backlog:.1f}",
+                "drained in s from the worker ready (from its start)": f"{backlog:.1f} ({backlog + ready - started:.1f})",
                 "the same alerts without a fault, s": f"{normal:.1f}",
             }
         )

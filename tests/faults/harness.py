@@ -12,6 +12,7 @@ checks what a trader relies on (see `Report.violations`).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -46,7 +47,8 @@ WORKER_ENV = {
     "ORDER_NOT_FOUND_GRACE_SECONDS": "1",
     "ORDER_NOT_FOUND_GRACE_REUSABLE_ID_SECONDS": "2",
     "SIGNAL_LEASE_SECONDS": "6",
-    "SIGNAL_REQUEUE_AFTER_SECONDS": "2",
+    # The production default is 10 s; FAULTS_REQUEUE_AFTER_SECONDS=10 measures with it.
+    "SIGNAL_REQUEUE_AFTER_SECONDS": os.environ.get("FAULTS_REQUEUE_AFTER_SECONDS", "2"),
     "WORKER_HEARTBEAT_MAX_AGE_SECONDS": "20",
 }
 
@@ -241,7 +243,7 @@ def _stream(
                 sent = time.monotonic()
                 try:
                     status, answer, took = http_post(world.web.url + "/tv-webhook", body, timeout=10)
-                except OSError as exc:
+                except (OSError, http.client.HTTPException) as exc:  # refused, reset, cut mid-answer
                     status, answer, took = type(exc).__name__, {}, time.monotonic() - sent
                 with lock:
                     report.answers.append(Answer(key, seq, sent, status, answer, took))
@@ -330,7 +332,8 @@ def _check(world: World, report: Report, answer_limit: float | None) -> None:
     if answer_limit is None:
         # The web process killed outright: a request it was in the middle of is cut (nothing
         # can answer it); every other one must wait for the restart, never be refused.
-        unanswered = [a for a in unanswered if a.status not in ("RemoteDisconnected", "ConnectionResetError")]
+        cut = ("RemoteDisconnected", "ConnectionResetError", "IncompleteRead")
+        unanswered = [a for a in unanswered if a.status not in cut]
     if unanswered:
         v.append(f"{len(unanswered)} requests got no HTTP answer: {sorted({a.status for a in unanswered})}")
     errors = [a for a in report.answers if isinstance(a.status, int) and a.status not in (200, 202, 503)]
@@ -361,10 +364,17 @@ def _check(world: World, report: Report, answer_limit: float | None) -> None:
             by_market[(mine["strategy__strategy_id"], mine["symbol"])].append(
                 (mine["signal__received_at"], mine["signal_id"])
             )
+    # Judged twice: by the arrival the install recorded, and by the order this harness sent
+    # them in (each market's alerts leave ~0.5 s apart), so a wrong arrival stamp is caught too.
+    sent_seq = {a.body["signal_id"]: a.seq for a in report.answers if a.body.get("status") == "accepted"}
     for key, seq in by_market.items():
-        arrivals = [s for s, _ in _dedupe(seq)]
+        signals = _dedupe(seq)
+        arrivals = [s for s, _ in signals]
         if arrivals != sorted(arrivals):
             v.append(f"{key}: creates out of arrival order")
+        sent = [sent_seq[pk] for _, pk in signals if pk in sent_seq]
+        if sent != sorted(sent):
+            v.append(f"{key}: creates out of the order the alerts were sent in")
     # 6. Positions equal the exchange's, or the difference is flagged.
     report.flagged = (
         Signal.objects.filter(pk__in=ids, status=Signal.Status.FAILED).count()
