@@ -11,6 +11,7 @@ from django.utils import timezone
 from execution.models import Fill, Order
 from signals.models import Signal
 from tests.factories import OrderFactory, SignalFactory, StrategyFactory
+from tests.system_tools import require_tool
 
 
 def executed_signal(strategy, *, sent_ms: int = 120, fill_ms: int = 300, client_order_id: str = "", **kw) -> Signal:
@@ -76,3 +77,50 @@ def _no_drift_or_failing_channels_from_other_tests():
     clean()
     yield
     clean()
+
+
+# --- the real browser (tests/admin/test_browser*.py) ---------------------------------------
+
+
+def ensure_chromium() -> tuple[str, str]:
+    """Debian's chromium and its chromedriver (installed by .ci/run); skipped when missing."""
+    browser = require_tool("chromium", package="chromium", needed_for="the browser test of the console")
+    driver = require_tool("chromedriver", package="chromium-driver", needed_for="the browser test of the console")
+    return browser, driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, chromedriver = ensure_chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1366,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def server():
+    """A live server on 127.0.0.1 and a port the OS picks."""
+    from pytest_django.live_server_helper import LiveServer
+
+    live = LiveServer("127.0.0.1:0")
+    yield live
+    live.stop()

@@ -15,56 +15,11 @@ from django.utils import timezone
 from strategies.models import Strategy
 from tests.admin.conftest import executed_signal
 from tests.factories import StrategyFactory
-from tests.system_tools import require_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
 PASSWORD = "browser-test-password-1"
-
-
-def ensure_chromium() -> tuple[str, str]:
-    """Debian's chromium and its chromedriver (installed by .ci/run); skipped when missing."""
-    browser = require_tool("chromium", package="chromium", needed_for="the browser test of the console")
-    driver = require_tool("chromedriver", package="chromium-driver", needed_for="the browser test of the console")
-    return browser, driver
-
-
-@pytest.fixture
-def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, chromedriver = ensure_chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1366,900",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
-
-@pytest.fixture
-def server():
-    """A live server on 127.0.0.1 and a port the OS picks."""
-    from pytest_django.live_server_helper import LiveServer
-
-    live = LiveServer("127.0.0.1:0")
-    yield live
-    live.stop()
 
 
 def shot(driver, name: str) -> Path:

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from execution.models import ExchangeAccount, Position
 from tests.admin.conftest import executed_signal
-from tests.admin.test_browser import SCREENSHOTS, ensure_chromium
+from tests.admin.test_browser import SCREENSHOTS
 from tests.factories import StrategyFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -27,42 +27,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 PASSWORD = "browser-console-password-1"
 SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
 TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
-
-
-@pytest.fixture
-def chromium(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    binary, chromedriver = ensure_chromium()  # skipped, or failed under TVTRADER_REQUIRE_SYSTEM_TOOLS=1
-    options.binary_location = binary
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
-
-@pytest.fixture
-def live():
-    from pytest_django.live_server_helper import LiveServer
-
-    server = LiveServer("127.0.0.1:0")
-    yield server
-    server.stop()
 
 
 def viewport(driver, size: str) -> None:
@@ -133,7 +97,7 @@ def post_wrong_passphrase(server_url: str) -> None:
         assert exc.code == 401
 
 
-def test_attention_block_and_readability_at_desktop_and_phone_sizes(chromium, live, world, settings):
+def test_attention_block_and_readability_at_desktop_and_phone_sizes(browser, server, world, settings):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -141,25 +105,25 @@ def test_attention_block_and_readability_at_desktop_and_phone_sizes(chromium, li
     settings.WEBHOOK_IP_ALLOWLIST_ENABLED = False
     strategy, last_signal = world
     for _ in range(2):
-        post_wrong_passphrase(live.url)
-    wait = WebDriverWait(chromium, 15)
-    find = chromium.find_element
+        post_wrong_passphrase(server.url)
+    wait = WebDriverWait(browser, 15)
+    find = browser.find_element
 
-    viewport(chromium, "desktop")
-    chromium.get(f"{live.url}/admin/login/?next=/admin/")
+    viewport(browser, "desktop")
+    browser.get(f"{server.url}/admin/login/?next=/admin/")
     find(By.ID, "id_username").send_keys("trader")
     find(By.ID, "id_password").send_keys(PASSWORD)
     find(By.CSS_SELECTOR, "input[type=submit]").click()
     wait.until(ec.presence_of_element_located((By.ID, "tv-strategies")))
 
     for size in ("desktop", "phone"):
-        viewport(chromium, size)
-        chromium.get(f"{live.url}/admin/")
+        viewport(browser, size)
+        browser.get(f"{server.url}/admin/")
         wait.until(ec.presence_of_element_located((By.ID, "tv-strategies")))
 
         # The attention block: every unhealthy thing, and no "All clear".
         block = find(By.CSS_SELECTOR, "section.tv-attention")
-        assert not chromium.find_elements(By.ID, "tv-all-clear")
+        assert not browser.find_elements(By.ID, "tv-all-clear")
         drift = find(By.CSS_SELECTOR, "[data-attention='drift']")
         assert f"Drift on account {strategy.account.label}" in drift.text
         assert "ours 0, exchange 0.03" in drift.text
@@ -168,7 +132,7 @@ def test_attention_block_and_readability_at_desktop_and_phone_sizes(chromium, li
         failing = find(By.CSS_SELECTOR, "[data-attention='notify-failing']")
         assert "Notifications failing: Telegram" in failing.text and "chat not found" in failing.text
         for entry in (drift, refused, failing):
-            assert entry.is_displayed() and visible_without_scrolling_sideways(chromium, entry)
+            assert entry.is_displayed() and visible_without_scrolling_sideways(browser, entry)
         assert block.location["y"] < find(By.ID, "tv-strategies").location["y"]  # at the top
 
         # The latency chart: axis scaled to the data, unit clear of the ticks, title = span.
@@ -176,7 +140,7 @@ def test_attention_block_and_readability_at_desktop_and_phone_sizes(chromium, li
         assert find(By.CSS_SELECTOR, "#tv-latency-chart figcaption").text == "Alert → order sent, last 24 h"
         assert chart.get_attribute("data-x-span-s") == "86400"
         assert float(chart.get_attribute("data-y-max")) <= 500  # p95 ≈ 380 ms, not 100000
-        overlaps = chromium.execute_script(
+        overlaps = browser.execute_script(
             "const svg = arguments[0]; const unit = svg.querySelector('.tv-unit').getBBox();"
             "return [...svg.querySelectorAll('.tv-tick, .tv-legend')].filter(t => { const b = t.getBBox();"
             " return !(b.x > unit.x + unit.width || b.x + b.width < unit.x || b.y > unit.y + unit.height"
@@ -186,77 +150,77 @@ def test_attention_block_and_readability_at_desktop_and_phone_sizes(chromium, li
         assert overlaps == [], f"the unit is drawn over {overlaps}"
 
         # Trader pages first, security internals grouped last; no View site.
-        modules = [m.get_attribute("class") for m in chromium.find_elements(By.CSS_SELECTOR, "#content-main .module")]
+        modules = [m.get_attribute("class") for m in browser.find_elements(By.CSS_SELECTOR, "#content-main .module")]
         app_modules = [c for c in modules if "app-" in c]
         assert "app-strategies" in app_modules[0] and "app-security" in app_modules[-1]
         security = find(By.CSS_SELECTOR, ".app-security").text
         assert "Access attempts" in security and "Groups" in security and "TOTP devices" in security
-        assert not chromium.find_elements(By.LINK_TEXT, "View site")
-        screenshot(chromium, f"dashboard-{size}")
+        assert not browser.find_elements(By.LINK_TEXT, "View site")
+        screenshot(browser, f"dashboard-{size}")
 
         # Signals: price plain, time with seconds and zone, Status on screen at 1366.
-        chromium.get(f"{live.url}/admin/signals/signal/")
+        browser.get(f"{server.url}/admin/signals/signal/")
         table = wait.until(ec.presence_of_element_located((By.ID, "result_list")))
         assert "96412.3" in table.text and "96412.30" not in table.text
         assert TIME.search(table.text)
         if size == "desktop":
-            assert visible_without_scrolling_sideways(chromium, find(By.CSS_SELECTOR, "th.column-status_badge"))
+            assert visible_without_scrolling_sideways(browser, find(By.CSS_SELECTOR, "th.column-status_badge"))
         assert find(By.ID, "tv-export-csv").is_displayed()
-        screenshot(chromium, f"signals-{size}")
+        screenshot(browser, f"signals-{size}")
 
         # Positions: unrealised P&L from the last known price, on screen at 1366.
-        chromium.get(f"{live.url}/admin/execution/position/")
+        browser.get(f"{server.url}/admin/execution/position/")
         table = wait.until(ec.presence_of_element_located((By.ID, "result_list")))
         assert "65010 -929.70" in table.text  # the last fill (65010, newer than the alert): (65010 - 96000) * 0.03
         if size == "desktop":
             for column in ("th.column-unrealised_col", "th.column-net_pnl"):
-                assert visible_without_scrolling_sideways(chromium, find(By.CSS_SELECTOR, column)), column
-        screenshot(chromium, f"positions-{size}")
+                assert visible_without_scrolling_sideways(browser, find(By.CSS_SELECTOR, column)), column
+        screenshot(browser, f"positions-{size}")
 
         # Orders: Status on screen at 1366.
-        chromium.get(f"{live.url}/admin/execution/order/")
+        browser.get(f"{server.url}/admin/execution/order/")
         wait.until(ec.presence_of_element_located((By.ID, "result_list")))
         if size == "desktop":
-            assert visible_without_scrolling_sideways(chromium, find(By.CSS_SELECTOR, "th.column-status_col"))
-        screenshot(chromium, f"orders-{size}")
+            assert visible_without_scrolling_sideways(browser, find(By.CSS_SELECTOR, "th.column-status_col"))
+        screenshot(browser, f"orders-{size}")
 
         # A signal: fired → received shows the rounding's range, P&L per fill.
-        chromium.get(f"{live.url}/admin/signals/signal/{last_signal.pk}/change/")
+        browser.get(f"{server.url}/admin/signals/signal/{last_signal.pk}/change/")
         timeline = wait.until(ec.presence_of_element_located((By.ID, "tv-timeline")))
         received = [li.text for li in timeline.find_elements(By.TAG_NAME, "li") if li.text.startswith("Received")][0]
         assert "≤" in received or "–" in received, received
         assert find(By.ID, "tv-fired-note").is_displayed()
         assert find(By.ID, "tv-fills").is_displayed() and find(By.ID, "tv-signal-net").text
-        screenshot(chromium, f"signal-{size}")
+        screenshot(browser, f"signal-{size}")
 
     # Test connection on the paper account: equity 100000, not 1E+5.
-    viewport(chromium, "desktop")
-    chromium.get(f"{live.url}/admin/execution/exchangeaccount/{strategy.account_id}/change/")
+    viewport(browser, "desktop")
+    browser.get(f"{server.url}/admin/execution/exchangeaccount/{strategy.account_id}/change/")
     button = wait.until(ec.presence_of_element_located((By.ID, "tv-test-connection-btn")))
-    chromium.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
     button.click()
     message = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li")))
     assert "equity 100000" in message.text and "E+" not in message.text, message.text
-    screenshot(chromium, "test-connection-desktop")
+    screenshot(browser, "test-connection-desktop")
 
     # A new strategy: every action allowed, the first save succeeds.
-    chromium.get(f"{live.url}/admin/strategies/strategy/add/")
+    browser.get(f"{server.url}/admin/strategies/strategy/add/")
     wait.until(ec.presence_of_element_located((By.ID, "id_strategy_id"))).send_keys("fresh-eth")
-    boxes = chromium.find_elements(By.CSS_SELECTOR, "input[name=allowed_actions]")
+    boxes = browser.find_elements(By.CSS_SELECTOR, "input[name=allowed_actions]")
     assert len(boxes) == 5 and all(b.is_selected() for b in boxes)
     find(By.CSS_SELECTOR, "input[name=_save]").click()
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li.success")))
-    screenshot(chromium, "new-strategy-saved-desktop")
+    screenshot(browser, "new-strategy-saved-desktop")
 
     # The root of the site opens the console (no 404).
-    chromium.get(f"{live.url}/")
+    browser.get(f"{server.url}/")
     wait.until(ec.presence_of_element_located((By.ID, "tv-strategies")))
 
     # Marking the refusals as seen: still listed (today), no longer new.
-    before = chromium.find_element(By.CSS_SELECTOR, "[data-attention='refused-bad_passphrase']")
+    before = browser.find_element(By.CSS_SELECTOR, "[data-attention='refused-bad_passphrase']")
     before.find_element(By.CSS_SELECTOR, "button.tv-seen").click()
     wait.until(ec.staleness_of(before))  # the dashboard again, after the POST's redirect
     refused = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-attention='refused-bad_passphrase']")))
     assert "0 since you last looked" in refused.text and "tv-alert-info" in refused.get_attribute("class")
-    assert not chromium.find_elements(By.ID, "tv-all-clear")
-    screenshot(chromium, "dashboard-refusals-seen-desktop")
+    assert not browser.find_elements(By.ID, "tv-all-clear")
+    screenshot(browser, "dashboard-refusals-seen-desktop")
