@@ -659,7 +659,7 @@ fi
 # The message comes from the app's one generator (signals/alert_message.py), with this
 # install's passphrase in it: the same text the README, the docs and the strategy page show.
 if ((HAVE_PY)); then
-    ALERT_MESSAGE=$(manage alert_template --offline --strategy demo --passphrase "$WEBHOOK_PASSPHRASE" | sed 's/^/      /')
+    ALERT_MESSAGE=$(manage alert_template --offline --strategy demo --passphrase="$WEBHOOK_PASSPHRASE" | sed 's/^/      /')
 else
     ALERT_MESSAGE="      (print it with: manage.py alert_template --offline --strategy demo --passphrase ...)"
 fi

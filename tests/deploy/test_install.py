@@ -399,3 +399,16 @@ def test_a_rerun_keeps_live_trading_and_settings_added_by_hand(tmp_path):
     # A third run changes nothing more (the kept lines are not added twice).
     third = run_installer(tmp_path)
     assert third.returncode == 0 and env_file.read_text().count("TELEGRAM_BOT_TOKEN") == 1
+
+
+def test_a_generated_passphrase_starting_with_a_dash_is_printed_in_the_alert_message(tmp_path):
+    """token_urlsafe() starts with "-" one time in 64: the installer must still pass it as the
+    value of --passphrase (it once stopped with "expected one argument")."""
+    env_file = tmp_path / "etc/tvtrader/tvtrader.env"
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("WEBHOOK_PASSPHRASE=-dash-first-passphrase-123\n")
+    env_file.chmod(0o600)
+    done = run_installer(tmp_path, "--operator-ips", "203.0.113.7", "--public-ip", "127.0.0.1")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert '"passphrase": "-dash-first-passphrase-123"' in done.stdout
+    assert read_env_file(env_file)["WEBHOOK_PASSPHRASE"] == "-dash-first-passphrase-123"
